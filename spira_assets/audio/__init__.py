@@ -1,0 +1,1 @@
+"""Audio decoding and quality assessment (soundfile + numpy). No Dagster."""

@@ -1,0 +1,196 @@
+"""Decode an audio file once, measure it, and judge it against quality rules.
+
+Measurements are streamed block by block so memory stays flat however long a recording is.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from spira_assets.audio.containers import container_truncation
+
+SUPPORTED_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3"})
+FRAME_SECONDS = 0.02
+BLOCK_FRAMES = 500  # analysis frames per block (10 s)
+DB_FLOOR = -120.0
+
+
+@dataclass(frozen=True)
+class AudioQualityRules:
+    """Acceptance rules for a recording. Defaults follow the landing-zone contract
+    (8-96 kHz, mono or stereo) and SPIRA's utterances (several seconds of speech)."""
+
+    min_sample_rate: int = 8_000
+    max_sample_rate: int = 96_000
+    max_channels: int = 2
+    min_duration_s: float = 0.5
+    max_duration_s: float = 600.0
+    silence_frame_dbfs: float = -50.0
+    max_silence_ratio: float = 0.98
+    clip_level: float = 0.98
+    max_clipping_ratio: float = 0.005
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    container: str
+    codec: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration_s: float
+    peak_dbfs: float
+    rms_dbfs: float
+    clipping_ratio: float
+    silence_ratio: float
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule a file breaks: ``rule`` is a stable code, ``detail`` says what to do."""
+
+    rule: str
+    detail: str
+
+
+class AudioDecodeError(Exception):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(f"{finding.rule}: {finding.detail}")
+        self.finding = finding
+
+
+def _dbfs(value: float) -> float:
+    return DB_FLOOR if value <= 10 ** (DB_FLOOR / 20) else 20.0 * math.log10(value)
+
+
+def measure(data: bytes, rules: AudioQualityRules) -> AudioStats:
+    """Decode ``data`` (a whole audio file) and measure it.
+
+    Raises AudioDecodeError with rule ``empty_file``, ``undecodable`` or ``truncated``.
+    """
+    if not data:
+        raise AudioDecodeError(Finding("empty_file", "the file has 0 bytes; re-upload it"))
+    truncation = container_truncation(data)
+    if truncation:
+        raise AudioDecodeError(Finding("truncated", f"{truncation}; the upload was interrupted"))
+    try:
+        handle = sf.SoundFile(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = getattr(error, "error_string", None) or type(error).__name__
+        raise AudioDecodeError(
+            Finding("undecodable", f"not a readable WAV/FLAC/OGG/MP3 file ({reason})")
+        ) from error
+    with handle:
+        rate, channels, declared = handle.samplerate, handle.channels, handle.frames
+        frame_len = max(1, round(rate * FRAME_SECONDS))
+        peak = 0.0
+        energy = 0.0
+        clipped = 0
+        decoded = 0
+        frames_total = 0
+        frames_silent = 0
+        silence_power = 10 ** (rules.silence_frame_dbfs / 10)
+        try:
+            while True:
+                block = handle.read(frame_len * BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                decoded += block.shape[0]
+                magnitude = np.abs(block).max(axis=1)
+                peak = max(peak, float(magnitude.max()))
+                clipped += int(np.count_nonzero(magnitude >= rules.clip_level))
+                mono = block.mean(axis=1, dtype=np.float64)
+                energy += float(np.dot(mono, mono))
+                usable = (mono.shape[0] // frame_len) * frame_len
+                if usable:
+                    power = (mono[:usable].reshape(-1, frame_len) ** 2).mean(axis=1)
+                    frames_total += power.shape[0]
+                    frames_silent += int(np.count_nonzero(power < silence_power))
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioDecodeError(
+                Finding(
+                    "truncated",
+                    f"decoding stopped after {decoded} of {declared} frames "
+                    f"({getattr(error, 'error_string', None) or type(error).__name__}); "
+                    "the upload was interrupted or the file is damaged",
+                )
+            ) from error
+        if declared > 0 and decoded < declared * 0.99:
+            raise AudioDecodeError(
+                Finding(
+                    "truncated",
+                    f"only {decoded} of {declared} declared frames could be decoded; "
+                    "the upload was interrupted",
+                )
+            )
+        if decoded == 0:
+            raise AudioDecodeError(Finding("undecodable", "the file contains no audio frames"))
+        return AudioStats(
+            container=handle.format,
+            codec=handle.subtype,
+            sample_rate=rate,
+            channels=channels,
+            frames=decoded,
+            duration_s=decoded / rate,
+            peak_dbfs=round(_dbfs(peak), 3),
+            rms_dbfs=round(_dbfs(math.sqrt(energy / decoded)), 3),
+            clipping_ratio=clipped / decoded,
+            silence_ratio=(frames_silent / frames_total) if frames_total else 1.0,
+        )
+
+
+def judge(stats: AudioStats, rules: AudioQualityRules) -> list[Finding]:
+    """Every rule the measured recording breaks, most fundamental first."""
+    findings: list[Finding] = []
+    if not rules.min_sample_rate <= stats.sample_rate <= rules.max_sample_rate:
+        findings.append(
+            Finding(
+                "unsupported_sample_rate",
+                f"{stats.sample_rate} Hz is outside {rules.min_sample_rate}-"
+                f"{rules.max_sample_rate} Hz",
+            )
+        )
+    if stats.channels > rules.max_channels:
+        findings.append(
+            Finding(
+                "too_many_channels",
+                f"{stats.channels} channels; at most {rules.max_channels} (mono or stereo) "
+                "are accepted",
+            )
+        )
+    if stats.duration_s < rules.min_duration_s:
+        findings.append(
+            Finding(
+                "too_short",
+                f"{stats.duration_s:.3f} s is shorter than {rules.min_duration_s} s",
+            )
+        )
+    if stats.duration_s > rules.max_duration_s:
+        findings.append(
+            Finding(
+                "too_long", f"{stats.duration_s:.1f} s is longer than {rules.max_duration_s} s"
+            )
+        )
+    if stats.silence_ratio > rules.max_silence_ratio:
+        findings.append(
+            Finding(
+                "silent",
+                f"{stats.silence_ratio:.1%} of 20 ms frames are below "
+                f"{rules.silence_frame_dbfs} dBFS (peak {stats.peak_dbfs} dBFS); "
+                "check the microphone",
+            )
+        )
+    if stats.clipping_ratio > rules.max_clipping_ratio:
+        findings.append(
+            Finding(
+                "clipped",
+                f"{stats.clipping_ratio:.2%} of samples at or above {rules.clip_level} full "
+                f"scale (limit {rules.max_clipping_ratio:.2%}); record with lower gain",
+            )
+        )
+    return findings

@@ -1,0 +1,117 @@
+"""Reading ``metadata.csv`` into records, tolerant of what spreadsheets and apps produce.
+
+The standard library's csv reader splits records (quoted fields, CRLF or LF, embedded newlines)
+so that one ragged record is rejected on its own; polars' reader would either refuse the whole
+file or, with ``truncate_ragged_lines``, silently cut values. Everything after the split is
+polars. Row numbers count the header as row 1, like a spreadsheet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import polars as pl
+
+ROW_NUMBER = "row_number"
+REQUIRED_COLUMNS = (
+    "participant_id",
+    "label",
+    "sex",
+    "age",
+    "collected_at",
+    "device",
+    "utterance",
+    "audio_path",
+)
+OPTIONAL_COLUMNS = ("hospital_record", "phone", "spo2", "respiratory_rate")
+KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+PHI_COLUMNS = ("participant_id", "hospital_record", "phone")
+
+
+class MetadataFileError(Exception):
+    """The file as a whole cannot be read (rule + what to do)."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class MetadataCsv:
+    header: tuple[str, ...]
+    frame: pl.DataFrame  # all String, stripped, empty -> null, plus row_number
+    malformed: tuple[tuple[int, int], ...]  # (row_number, fields found)
+
+    @property
+    def rows_in(self) -> int:
+        return self.frame.height + len(self.malformed)
+
+    @property
+    def unknown_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.header if c not in KNOWN_COLUMNS)
+
+    @property
+    def missing_required(self) -> tuple[str, ...]:
+        return tuple(c for c in REQUIRED_COLUMNS if c not in self.header)
+
+
+def parse_metadata_csv(data: bytes) -> MetadataCsv:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise MetadataFileError(
+            "not_utf8",
+            f"metadata.csv is not UTF-8 (byte {error.start}); export it again as UTF-8 CSV",
+        ) from error
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        records = list(reader)
+    except csv.Error as error:
+        raise MetadataFileError(
+            "malformed_csv", f"metadata.csv cannot be split into records ({error})"
+        ) from error
+    while records and not any(cell.strip() for cell in records[0]):
+        records.pop(0)
+    if not records:
+        raise MetadataFileError("no_header", "metadata.csv is empty; it needs a header row")
+    header = tuple(cell.strip().lstrip("\ufeff").strip() for cell in records[0])
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates or "" in header:
+        raise MetadataFileError(
+            "bad_header",
+            f"header has duplicate or empty column names {duplicates or ['(empty)']}",
+        )
+    good: list[list[str | None]] = []
+    numbers: list[int] = []
+    malformed: list[tuple[int, int]] = []
+    for offset, record in enumerate(records[1:], start=2):
+        if not any(cell.strip() for cell in record):
+            continue  # blank line: not a record
+        if len(record) != len(header):
+            malformed.append((offset, len(record)))
+            continue
+        good.append([cell.strip() or None for cell in record])
+        numbers.append(offset)
+    columns = {name: [row[i] for row in good] for i, name in enumerate(header)}
+    frame = pl.DataFrame(columns, schema=dict.fromkeys(header, pl.String))
+    frame = frame.with_columns(pl.Series(ROW_NUMBER, numbers, dtype=pl.Int64))
+    return MetadataCsv(header, frame, tuple(malformed))
+
+
+def identifier_values(data: bytes) -> tuple[list[str], list[str]]:
+    """Participant ids and other identifiers in a metadata file, read leniently (for redaction)."""
+    try:
+        parsed = parse_metadata_csv(data)
+    except MetadataFileError:
+        return [], []
+    frame = parsed.frame
+
+    def values(column: str) -> list[str]:
+        if column not in frame.columns:
+            return []
+        return [v for v in frame.get_column(column).to_list() if v]
+
+    return values("participant_id"), values("hospital_record") + values("phone")

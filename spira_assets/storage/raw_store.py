@@ -1,0 +1,34 @@
+"""Immutable, content-addressed copies of accepted audio: ``raw/<aa>/<sha256><ext>``.
+
+Addressing by content makes the copy idempotent (the same bytes land once, whatever batch or
+re-run brings them) and makes every downstream artefact traceable to exact bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+from upath import UPath
+
+
+class RawStore:
+    def __init__(self, root: UPath) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str, suffix: str) -> UPath:
+        return self.root / sha256[:2] / f"{sha256}{suffix.lower()}"
+
+    def relative_uri(self, sha256: str, suffix: str) -> str:
+        return f"raw/{sha256[:2]}/{sha256}{suffix.lower()}"
+
+    def put(self, source: UPath, sha256: str, suffix: str) -> UPath:
+        target = self.path_for(sha256, suffix)
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        with source.open("rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+        tmp.replace(target)
+        return target

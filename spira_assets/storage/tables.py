@@ -1,0 +1,98 @@
+"""The warehouse tables and their column types: one source of truth for writers and readers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+UTC_TIME = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lake table: its name (= the asset that writes it), columns, and whether its files are
+    further split by a sub-key (``quarantine`` is split by stage so each stage replaces only its
+    own rejections)."""
+
+    name: str
+    schema: dict[str, pl.DataType]
+    split_by_stage: bool = False
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.schema)
+
+    def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Exactly the declared columns, in order, with the declared types."""
+        missing = [c for c in self.schema if c not in frame.columns]
+        if missing:
+            raise ValueError(f"table {self.name}: frame lacks columns {missing}")
+        return frame.select([pl.col(c).cast(t) for c, t in self.schema.items()])
+
+
+QUARANTINE = TableSpec(
+    "quarantine",
+    {
+        "batch_id": pl.String(),
+        "stage": pl.String(),
+        "item": pl.String(),
+        "row_number": pl.Int64(),
+        "column": pl.String(),
+        "rule": pl.String(),
+        "detail": pl.String(),
+        "quarantined_at": UTC_TIME,
+    },
+    split_by_stage=True,
+)
+
+RAW_AUDIO = TableSpec(
+    "raw_audio",
+    {
+        "batch_id": pl.String(),
+        "source_path": pl.String(),
+        "path_key": pl.String(),
+        "accepted": pl.Boolean(),
+        "rejection_rule": pl.String(),
+        "audio_sha256": pl.String(),
+        "size_bytes": pl.Int64(),
+        "container": pl.String(),
+        "codec": pl.String(),
+        "sample_rate": pl.Int64(),
+        "channels": pl.Int64(),
+        "frames": pl.Int64(),
+        "duration_s": pl.Float64(),
+        "peak_dbfs": pl.Float64(),
+        "rms_dbfs": pl.Float64(),
+        "clipping_ratio": pl.Float64(),
+        "silence_ratio": pl.Float64(),
+        "raw_uri": pl.String(),
+        "ingested_at": UTC_TIME,
+    },
+)
+
+VALIDATED_METADATA = TableSpec(
+    "validated_metadata",
+    {
+        "batch_id": pl.String(),
+        "row_number": pl.Int64(),
+        "participant": pl.String(),
+        "label": pl.Int64(),
+        "sex": pl.String(),
+        "age": pl.Int64(),
+        "spo2": pl.Int64(),
+        "respiratory_rate": pl.Int64(),
+        "collected_at": UTC_TIME,
+        "device": pl.String(),
+        "utterance": pl.String(),
+        "audio_sha256": pl.String(),
+        "raw_uri": pl.String(),
+        "container": pl.String(),
+        "codec": pl.String(),
+        "sample_rate": pl.Int64(),
+        "channels": pl.Int64(),
+        "duration_s": pl.Float64(),
+        "pseudonym_key_id": pl.String(),
+    },
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (RAW_AUDIO, VALIDATED_METADATA, QUARANTINE)
