@@ -9,6 +9,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model_config import BaseConfig
 
+# Bump when a rule below changes, so Dagster sees validated_metadata as stale.
+VALIDATION_VERSION = "1"
 SEXES = ("F", "M")
 UTTERANCES = ("aceite", "sustentada", "parlenda", "frase")
 SPO2_RI_THRESHOLD = 92

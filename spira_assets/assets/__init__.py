@@ -1,0 +1,1 @@
+"""Thin Dagster adapters, one module per pipeline stage."""

@@ -1,0 +1,119 @@
+"""Asset ``raw_audio``: every file of a collection batch decoded, measured and judged."""
+
+
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from spira_assets.assets.presentation import (
+    column_schema,
+    data_version,
+    image,
+    markdown_table,
+    quarantine_summary,
+)
+from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
+from spira_assets.ingest.quarantine import counts_by_rule
+from spira_assets.ingest.raw_audio import STAGE, ingest_raw_audio
+from spira_assets.partitions import collection_batch
+from spira_assets.plots import raw_audio_overview
+from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
+from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO
+
+QUARANTINE_CHECK = "quarantine_share_within_limit"
+
+
+@dg.asset(
+    partitions_def=collection_batch,
+    group_name="ingest",
+    kinds={"python", "parquet", "duckdb"},
+    check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="raw_audio", blocking=True)],
+    metadata={"dagster/column_schema": column_schema(RAW_AUDIO)},
+)
+def raw_audio(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    pseudonyms: PseudonymResource,
+    policy: IngestPolicy,
+) -> dg.MaterializeResult:
+    """Decode every audio file of the batch (soundfile), record content SHA-256, format, rate,
+    channels, duration, peak, RMS, clipping and silence; copy accepted audio into the immutable
+    content-addressed raw store; quarantine files that cannot be decoded or break a rule."""
+    batch_id = context.partition_key
+    started = time.perf_counter()
+    try:
+        source = BatchSource.open(storage.layout(), batch_id)
+    except BatchNotReadyError as error:
+        raise dg.Failure(str(error)) from error
+    pseudonymizer = pseudonyms.pseudonymizer()
+    rules = policy.audio_rules()
+    result = ingest_raw_audio(
+        batch_id,
+        source.directory,
+        storage.raw_store(),
+        rules,
+        pseudonymizer,
+        source.redactor(pseudonymizer),
+        datetime.now(UTC),
+        workers=policy.decode_workers,
+        progress=lambda done, total: context.log.info(f"{batch_id}: judged {done}/{total} files"),
+    )
+    lake = storage.lake()
+    lake.write_part(RAW_AUDIO, batch_id, result.table)
+    lake.write_part(QUARANTINE, batch_id, result.quarantine, stage=STAGE)
+    storage.warehouse().ensure_views()
+
+    quarantined = result.files_in - result.accepted
+    share = quarantined / result.files_in if result.files_in else 1.0
+    by_rule = counts_by_rule(result.quarantine)
+    elapsed = time.perf_counter() - started
+    accepted_table = result.table.filter(pl.col("accepted"))
+    formats = (
+        accepted_table.group_by("container", "codec", "sample_rate", "channels")
+        .len("files")
+        .sort("files", descending=True)
+    )
+    context.log.info(
+        f"{batch_id}: {result.files_in} files, {result.accepted} accepted, {quarantined} "
+        f"quarantined {by_rule} in {elapsed:.1f}s"
+    )
+    check = dg.AssetCheckResult(
+        check_name=QUARANTINE_CHECK,
+        passed=result.files_in > 0 and share <= policy.max_quarantine_share,
+        metadata={
+            "quarantined_share": share,
+            "limit": policy.max_quarantine_share,
+            "files_in": result.files_in,
+        },
+        description=(
+            "the batch has no audio files"
+            if result.files_in == 0
+            else f"{share:.1%} of files quarantined (limit {policy.max_quarantine_share:.0%})"
+        ),
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.table.height,
+            "files_in": result.files_in,
+            "files_accepted": result.accepted,
+            "files_quarantined": quarantined,
+            "quarantined_by_rule": by_rule,
+            "accepted_duration_s": round(result.total_duration_s, 2),
+            "seconds": round(elapsed, 2),
+            "realtime_factor": round(result.total_duration_s / elapsed, 1) if elapsed else 0.0,
+            "formats": markdown_table(formats),
+            "quarantine": markdown_table(quarantine_summary(result.quarantine)),
+            "overview": image(raw_audio_overview(result.table), "raw audio overview"),
+            "quality_rules": asdict(rules),
+        },
+        check_results=[check],
+        data_version=data_version(
+            [asdict(rules)]
+            + sorted(
+                result.table.select("path_key", "audio_sha256", "accepted").iter_rows()
+            )
+        ),
+    )

@@ -1,0 +1,137 @@
+"""Asset ``validated_metadata``: the batch's metadata.csv validated, cross-checked with
+``raw_audio``, pseudonymized, identifiers dropped."""
+
+
+import hashlib
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from spira_assets.assets.presentation import (
+    column_schema,
+    data_version,
+    image,
+    markdown_table,
+    quarantine_summary,
+)
+from spira_assets.assets.raw_audio import raw_audio
+from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
+from spira_assets.ingest.metadata import STAGE, validate_metadata
+from spira_assets.ingest.quarantine import counts_by_rule
+from spira_assets.ingest.schemas import VALIDATION_VERSION
+from spira_assets.partitions import collection_batch
+from spira_assets.plots import class_balance
+from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
+from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, VALIDATED_METADATA
+
+QUARANTINE_CHECK = "quarantine_share_within_limit"
+CLASSES_CHECK = "both_classes_present"
+
+
+@dg.asset(
+    partitions_def=collection_batch,
+    deps=[raw_audio],
+    group_name="ingest",
+    kinds={"python", "polars", "parquet", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(QUARANTINE_CHECK, asset="validated_metadata", blocking=True),
+        dg.AssetCheckSpec(CLASSES_CHECK, asset="validated_metadata", blocking=True),
+    ],
+    metadata={"dagster/column_schema": column_schema(VALIDATED_METADATA)},
+)
+def validated_metadata(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    pseudonyms: PseudonymResource,
+    policy: IngestPolicy,
+) -> dg.MaterializeResult:
+    """Read metadata.csv with polars, validate each record with a pandera model (types, ranges,
+    allowed values, SpO2 vs label), reject duplicates and inconsistent participants, require
+    accepted audio for every row and report audio without a row, then replace the participant
+    id by a keyed pseudonym and drop hospital record, phone and unknown free-text columns."""
+    batch_id = context.partition_key
+    started = time.perf_counter()
+    try:
+        source = BatchSource.open(storage.layout(), batch_id)
+    except BatchNotReadyError as error:
+        raise dg.Failure(str(error)) from error
+    lake = storage.lake()
+    raw = lake.read_part(RAW_AUDIO, batch_id)
+    pseudonymizer = pseudonyms.pseudonymizer()
+    result = validate_metadata(
+        batch_id,
+        source.metadata_bytes,
+        raw,
+        pseudonymizer,
+        source.redactor(pseudonymizer),
+        datetime.now(UTC),
+    )
+    lake.write_part(VALIDATED_METADATA, batch_id, result.table)
+    lake.write_part(QUARANTINE, batch_id, result.quarantine, stage=STAGE)
+    storage.warehouse().ensure_views()
+
+    table = result.table
+    by_rule = counts_by_rule(result.quarantine)
+    share = result.rows_quarantined / result.rows_in if result.rows_in else 1.0
+    participants = table.group_by("label").agg(pl.col("participant").n_unique())
+    per_class = {
+        ("patients" if label == 1 else "controls"): int(n) for label, n in participants.iter_rows()
+    }
+    recordings = {
+        ("patients" if label == 1 else "controls"): int(n)
+        for label, n in table.group_by("label").len().iter_rows()
+    }
+    if result.unknown_columns:
+        context.log.warning(
+            f"{batch_id}: columns {list(result.unknown_columns)} are not in the contract and "
+            "were kept out of the warehouse"
+        )
+    context.log.info(
+        f"{batch_id}: {result.rows_in} rows, {result.rows_accepted} accepted, "
+        f"{result.rows_quarantined} quarantined {by_rule}; {result.orphan_files} orphan files"
+    )
+    metadata: dict[str, object] = {
+        "dagster/row_count": table.height,
+        "rows_in": result.rows_in,
+        "rows_accepted": result.rows_accepted,
+        "rows_quarantined": result.rows_quarantined,
+        "orphan_audio_files": result.orphan_files,
+        "quarantined_by_rule": by_rule,
+        "unknown_columns_dropped": list(result.unknown_columns),
+        "recordings_by_class": recordings,
+        "participants_by_class": per_class,
+        "accepted_duration_s": round(float(table.get_column("duration_s").sum() or 0.0), 2),
+        "pseudonym_key_id": pseudonymizer.key_id,
+        "seconds": round(time.perf_counter() - started, 2),
+        "quarantine": markdown_table(quarantine_summary(result.quarantine)),
+    }
+    if result.file_error:
+        metadata["metadata_file_error"] = result.file_error
+    if not table.is_empty():
+        metadata["class_balance"] = image(class_balance(table), "class balance")
+    checks = [
+        dg.AssetCheckResult(
+            check_name=QUARANTINE_CHECK,
+            passed=result.rows_in > 0 and share <= policy.max_quarantine_share,
+            metadata={"quarantined_share": share, "limit": policy.max_quarantine_share},
+            description=f"{result.rows_quarantined} of {result.rows_in} rows quarantined",
+        ),
+        dg.AssetCheckResult(
+            check_name=CLASSES_CHECK,
+            passed=recordings.get("patients", 0) > 0 and recordings.get("controls", 0) > 0,
+            metadata=recordings,
+            description="accepted recordings of patients (1) and controls (0)",
+        ),
+    ]
+    metadata_hash = hashlib.sha256(source.metadata_bytes or b"").hexdigest()
+    version_inputs = [
+        metadata_hash,
+        pseudonymizer.key_id,
+        VALIDATION_VERSION,
+        sorted(raw.select("path_key", "audio_sha256", "accepted").iter_rows()),
+    ]
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=checks, data_version=data_version(version_inputs)
+    )

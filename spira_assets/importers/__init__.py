@@ -1,0 +1,1 @@
+"""Importers that turn other dataset layouts into landing batches. No Dagster."""

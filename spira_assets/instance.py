@@ -1,0 +1,38 @@
+"""The local Dagster instance used by the CLI, ``make demo`` and ``dagster dev``.
+
+``DAGSTER_HOME`` defaults to ``.dagster_home`` in the project checkout so that runs started
+from the CLI show up in the UI started by ``make ui``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+INSTANCE_YAML = """\
+# Local instance for the demo and development (SQLite storage in this folder).
+telemetry:
+  enabled: false
+"""
+
+
+def project_root() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def ensure_dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or project_root() / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML, encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def local_instance() -> dg.DagsterInstance:
+    ensure_dagster_home()
+    return dg.DagsterInstance.get()

@@ -1,0 +1,58 @@
+"""Small matplotlib figures for asset metadata, returned as PNG bytes (no Dagster here)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def raw_audio_overview(table: pl.DataFrame) -> bytes:
+    """Duration and loudness of accepted files, and rejections by rule."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    accepted = table.filter(pl.col("accepted"))
+    axes[0].hist(accepted.get_column("duration_s").to_list() or [0], bins=20, color="#4c72b0")
+    axes[0].set(title="Accepted: duration", xlabel="seconds", ylabel="files")
+    axes[1].hist(accepted.get_column("rms_dbfs").to_list() or [0], bins=20, color="#55a868")
+    axes[1].set(title="Accepted: RMS level", xlabel="dBFS")
+    rules = (
+        table.filter(~pl.col("accepted")).group_by("rejection_rule").len().sort("len")
+    )
+    names = [str(r) for r in rules.get_column("rejection_rule").to_list()]
+    axes[2].barh(names or ["(none)"], rules.get_column("len").to_list() or [0], color="#c44e52")
+    axes[2].set(title="Quarantined files by rule", xlabel="files")
+    return _png(fig)
+
+
+def class_balance(table: pl.DataFrame) -> bytes:
+    """Accepted recordings per utterance and class."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    counts = table.group_by("utterance", "label").len()
+    utterances = sorted(set(counts.get_column("utterance").to_list()))
+    width = 0.38
+    for offset, (label, name, color) in enumerate(
+        ((0, "control (0)", "#4c72b0"), (1, "patient (1)", "#dd8452"))
+    ):
+        values = [
+            int(counts.filter((pl.col("utterance") == u) & (pl.col("label") == label))
+                .get_column("len").sum())
+            for u in utterances
+        ]
+        ax.bar([i + (offset - 0.5) * width for i in range(len(utterances))], values, width,
+               label=name, color=color)
+    ax.set_xticks(range(len(utterances)), utterances)
+    ax.set(title="Accepted recordings by utterance and class", ylabel="recordings")
+    ax.legend()
+    return _png(fig)

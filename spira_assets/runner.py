@@ -1,0 +1,73 @@
+"""Materializing batches outside the UI: used by ``spira materialize`` and ``spira demo``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from spira_assets.batches import READY_MARKER, require_valid_batch_id
+from spira_assets.definitions import defs
+from spira_assets.jobs import BATCH_ASSETS, ingest_batch_job
+from spira_assets.layout import DataLayout
+from spira_assets.partitions import collection_batch
+
+
+class MaterializeError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    batch_id: str
+    run_id: str
+    success: bool
+    failed_checks: tuple[str, ...]
+    failed_steps: tuple[str, ...]
+
+
+def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
+    """Add the partition if it is new; True when it was added."""
+    if instance.has_dynamic_partition(collection_batch.name, batch_id):
+        return False
+    instance.add_dynamic_partitions(collection_batch.name, [batch_id])
+    return True
+
+
+def materialize_batch(
+    instance: dg.DagsterInstance,
+    layout: DataLayout,
+    batch_id: str,
+    select: tuple[str, ...] = (),
+    console_log_level: str = "WARNING",
+) -> BatchRun:
+    require_valid_batch_id(batch_id)
+    folder = layout.batch_dir(batch_id)
+    if not folder.is_dir():
+        raise MaterializeError(f"batch {batch_id}: no folder {folder}")
+    if not (folder / READY_MARKER).exists():
+        raise MaterializeError(f"batch {batch_id}: no {READY_MARKER} marker, upload incomplete")
+    unknown = sorted(set(select) - set(BATCH_ASSETS))
+    if unknown:
+        raise MaterializeError(
+            f"unknown asset(s) {unknown}; per-batch assets are {list(BATCH_ASSETS)}"
+        )
+    register_batch(instance, batch_id)
+    job = defs.resolve_job_def(ingest_batch_job.name)
+    result = job.execute_in_process(
+        partition_key=batch_id,
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(name) for name in select] if select else None,
+        tags={"spira/launched_by": "cli"},
+        run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
+    )
+    failed_checks = tuple(
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    )
+    failed_steps = tuple(
+        e.step_key or "?" for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    )
+    return BatchRun(batch_id, result.run_id, result.success, failed_checks, failed_steps)

@@ -1,0 +1,42 @@
+"""The landing-zone sensor: one partition and one run per newly completed batch."""
+
+
+import json
+
+import dagster as dg
+
+from spira_assets.batches import BATCH_ID_PATTERN, scan_landing
+from spira_assets.jobs import ingest_batch_job
+from spira_assets.partitions import collection_batch
+from spira_assets.resources import StorageResource
+
+
+@dg.sensor(
+    job=ingest_batch_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches $SPIRA_DATA_DIR/landing for batch folders with a _READY marker.",
+)
+def landing_zone_sensor(
+    context: dg.SensorEvaluationContext, storage: StorageResource
+) -> dg.SensorResult | dg.SkipReason:
+    scan = scan_landing(storage.layout().landing)
+    known = set(context.instance.get_dynamic_partitions(collection_batch.name))
+    warned = set(json.loads(context.cursor)["refused"]) if context.cursor else set()
+    for name in sorted(set(scan.refused) - warned):
+        context.log.warning(
+            f"landing folder {name!r} refused: a batch id must match {BATCH_ID_PATTERN.pattern}"
+        )
+    cursor = json.dumps({"refused": sorted(warned | set(scan.refused))})
+    new = [batch for batch in scan.complete if batch not in known]
+    if not new:
+        waiting = f"; {len(scan.incomplete)} incomplete" if scan.incomplete else ""
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"no new complete batch{waiting}"), cursor=cursor
+        )
+    context.log.info(f"new batches: {new}")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=b, run_key=f"landed:{b}") for b in new],
+        dynamic_partitions_requests=[collection_batch.build_add_request(new)],
+        cursor=cursor,
+    )
