@@ -4,7 +4,6 @@ import dagster as dg
 
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.validated_metadata import validated_metadata
-from spira_assets.checks import ALL_CHECKS
 from spira_assets.jobs import ingest_batch_job
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
 from spira_assets.sensors import landing_zone_sensor
@@ -17,7 +16,6 @@ RESOURCES = {
 
 defs = dg.Definitions(
     assets=[raw_audio, validated_metadata],
-    asset_checks=ALL_CHECKS,
     jobs=[ingest_batch_job],
     sensors=[landing_zone_sensor],
     resources=RESOURCES,

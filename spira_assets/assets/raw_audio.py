@@ -15,9 +15,11 @@ from spira_assets.assets.presentation import (
     markdown_table,
     quarantine_summary,
 )
+from spira_assets.checks import schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.quarantine import counts_by_rule
 from spira_assets.ingest.raw_audio import STAGE, ingest_raw_audio
+from spira_assets.ingest.schemas import RawAudioTable
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import raw_audio_overview
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
@@ -30,7 +32,10 @@ QUARANTINE_CHECK = "quarantine_share_within_limit"
     partitions_def=collection_batch,
     group_name="ingest",
     kinds={"python", "parquet", "duckdb"},
-    check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="raw_audio", blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(QUARANTINE_CHECK, asset="raw_audio", blocking=True),
+        schema_check_spec("raw_audio"),
+    ],
     metadata={"dagster/column_schema": column_schema(RAW_AUDIO)},
 )
 def raw_audio(
@@ -109,7 +114,7 @@ def raw_audio(
             "overview": image(raw_audio_overview(result.table), "raw audio overview"),
             "quality_rules": asdict(rules),
         },
-        check_results=[check],
+        check_results=[check, stored_schema_result(lake, RAW_AUDIO, RawAudioTable, batch_id)],
         data_version=data_version(
             [asdict(rules)]
             + sorted(

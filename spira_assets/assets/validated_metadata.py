@@ -17,10 +17,11 @@ from spira_assets.assets.presentation import (
     quarantine_summary,
 )
 from spira_assets.assets.raw_audio import raw_audio
+from spira_assets.checks import schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.metadata import STAGE, validate_metadata
 from spira_assets.ingest.quarantine import counts_by_rule
-from spira_assets.ingest.schemas import VALIDATION_VERSION
+from spira_assets.ingest.schemas import VALIDATION_VERSION, ValidatedMetadataTable
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import class_balance
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
@@ -38,6 +39,7 @@ CLASSES_CHECK = "both_classes_present"
     check_specs=[
         dg.AssetCheckSpec(QUARANTINE_CHECK, asset="validated_metadata", blocking=True),
         dg.AssetCheckSpec(CLASSES_CHECK, asset="validated_metadata", blocking=True),
+        schema_check_spec("validated_metadata"),
     ],
     metadata={"dagster/column_schema": column_schema(VALIDATED_METADATA)},
 )
@@ -124,6 +126,7 @@ def validated_metadata(
             metadata=recordings,
             description="accepted recordings of patients (1) and controls (0)",
         ),
+        stored_schema_result(lake, VALIDATED_METADATA, ValidatedMetadataTable, batch_id),
     ]
     metadata_hash = hashlib.sha256(source.metadata_bytes or b"").hexdigest()
     version_inputs = [

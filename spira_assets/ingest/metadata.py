@@ -222,7 +222,7 @@ def validate_metadata(
         missing = ", ".join(parsed.missing_required)
         for row in parsed.frame.get_column(ROW_NUMBER):
             out.add(row, None, "missing_column", f"metadata.csv has no column(s) {missing}")
-        orphans = _report_orphans(raw_audio, set(), out)
+        orphans = _report_orphans(raw_audio, _referenced_keys(parsed, pseudonymizer), out)
         return MetadataResult(
             VALIDATED_METADATA.empty(),
             quarantine_frame(batch_id, STAGE, out.items, now),
@@ -276,6 +276,13 @@ def validate_metadata(
         orphan_files=orphans,
         unknown_columns=parsed.unknown_columns,
     )
+
+
+def _referenced_keys(parsed: MetadataCsv, pseudonymizer: Pseudonymizer) -> set[str]:
+    if "audio_path" not in parsed.frame.columns:
+        return set()
+    paths = (normalize_audio_path(v) for v in parsed.frame.get_column("audio_path").to_list())
+    return {pseudonymizer.path_key(p) for p in paths if p}
 
 
 def _live(typed: pl.DataFrame, out: _Collector) -> pl.DataFrame:

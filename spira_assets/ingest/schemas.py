@@ -17,6 +17,14 @@ SPO2_RI_THRESHOLD = 92
 DEVICE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,31}$"
 
 
+SPO2_RANGE = (50, 100)
+
+
+def _spo2_out_of_range() -> pl.Expr:
+    """Out-of-range values are the range check's to report, not the label checks'."""
+    return ((pl.col("spo2") < SPO2_RANGE[0]) | (pl.col("spo2") > SPO2_RANGE[1])).fill_null(False)
+
+
 class MetadataRecord(pa.DataFrameModel):
     """One recording as the collection app describes it (after type parsing)."""
 
@@ -37,6 +45,7 @@ class MetadataRecord(pa.DataFrameModel):
         """A patient (label 1) is defined by SpO2 < 92 %, so the value must be there and low."""
         return data.lazyframe.select(
             (pl.col("label") != 1)
+            | _spo2_out_of_range()
             | (pl.col("spo2").is_not_null() & (pl.col("spo2") < SPO2_RI_THRESHOLD))
         )
 
@@ -47,6 +56,7 @@ class MetadataRecord(pa.DataFrameModel):
         return data.lazyframe.select(
             (pl.col("label") != 0)
             | pl.col("spo2").is_null()
+            | _spo2_out_of_range()
             | (pl.col("spo2") >= SPO2_RI_THRESHOLD)
         )
 

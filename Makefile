@@ -1,0 +1,41 @@
+# One entry point for people and CI. Every target creates .venv first if it is missing.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test lint format ui clean-data
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup  ## the main job: demo corpus -> whole asset graph -> summary
+	$(VENV)/bin/spira demo
+
+lint: setup  ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check spira_assets spira_assets_tests benchmarks
+	$(VENV)/bin/ruff format --check spira_assets spira_assets_tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint  ## lint, type check, then the whole test suite
+	$(PY) -m pytest
+
+format: setup
+	$(VENV)/bin/ruff format spira_assets spira_assets_tests benchmarks
+	$(VENV)/bin/ruff check --fix spira_assets spira_assets_tests benchmarks
+
+ui: setup  ## Dagster UI (webserver + daemon, so the landing-zone sensor runs) on :3000
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean-data:  ## remove generated data and the local Dagster instance
+	rm -rf data/landing data/lake data/raw data/warehouse.duckdb* data/reports .dagster_home

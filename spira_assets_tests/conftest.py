@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated environment and small generated corpora."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from upath import UPath
+
+from spira_assets.audio.quality import AudioQualityRules
+from spira_assets.demo.corpus import DemoSpec, generate_corpus
+from spira_assets.demo.defects import DEFECT_KINDS
+from spira_assets.ingest.batch_source import BatchSource
+from spira_assets.ingest.metadata import MetadataResult, validate_metadata
+from spira_assets.ingest.raw_audio import RawAudioResult, ingest_raw_audio
+from spira_assets.layout import DataLayout
+from spira_assets.privacy import Pseudonymizer
+from spira_assets.storage.raw_store import RawStore
+
+TEST_KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the developer's key, data dir or Dagster home."""
+    config = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    monkeypatch.setenv("SPIRA_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.delenv("SPIRA_DATA_DIR", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
+
+
+@pytest.fixture
+def pseudonymizer() -> Pseudonymizer:
+    return Pseudonymizer(TEST_KEY)
+
+
+@pytest.fixture(scope="session")
+def defect_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One batch of 8 participants (32 recordings) with every defect kind exactly once."""
+    out = tmp_path_factory.mktemp("defect_corpus") / "landing"
+    rate = len(DEFECT_KINDS) / 32
+    generate_corpus(DemoSpec(out, batches=1, participants=8, seed=11, defect_rate=rate,
+                             noise_files=1), workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def clean_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two defect-free batches of 4 participants each."""
+    out = tmp_path_factory.mktemp("clean_corpus") / "landing"
+    generate_corpus(DemoSpec(out, batches=2, participants=4, seed=5, defect_rate=0.0,
+                             noise_files=1), workers=1)
+    return out
+
+
+def data_root_with(tmp_path: Path, landing: Path) -> DataLayout:
+    """A fresh data root whose landing zone is a copy of ``landing``."""
+    root = tmp_path / "data"
+    shutil.copytree(landing, root / "landing")
+    return DataLayout.from_location(root)
+
+
+@pytest.fixture
+def demo_layout(tmp_path: Path, defect_corpus: Path) -> DataLayout:
+    return data_root_with(tmp_path, defect_corpus)
+
+
+def run_core_stages(
+    layout: DataLayout, batch_id: str, pseudonymizer: Pseudonymizer
+) -> tuple[RawAudioResult, MetadataResult]:
+    """Both ingestion stages through the core API only (no Dagster)."""
+    source = BatchSource.open(layout, batch_id)
+    redactor = source.redactor(pseudonymizer)
+    now = datetime.now(UTC)
+    raw = ingest_raw_audio(batch_id, source.directory, RawStore(layout.raw_store),
+                           AudioQualityRules(), pseudonymizer, redactor, now, workers=1)
+    meta = validate_metadata(batch_id, source.metadata_bytes, raw.table, pseudonymizer,
+                             redactor, now)
+    return raw, meta
+
+
+@pytest.fixture(scope="session")
+def defect_stage_results(
+    tmp_path_factory: pytest.TempPathFactory, defect_corpus: Path
+) -> Iterator[tuple[RawAudioResult, MetadataResult, DataLayout]]:
+    layout = data_root_with(tmp_path_factory.mktemp("core"), defect_corpus)
+    raw, meta = run_core_stages(layout, "demo-001", Pseudonymizer(TEST_KEY))
+    yield raw, meta, layout
+
+
+def all_quarantine(raw: RawAudioResult, meta: MetadataResult) -> pl.DataFrame:
+    return pl.concat([raw.quarantine, meta.quarantine])
+
+
+def as_upath(path: Path) -> UPath:
+    return UPath(path)
