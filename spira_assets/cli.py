@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from spira_assets.batches import InvalidBatchIdError, scan_landing
-from spira_assets.layout import DataLayout, default_data_dir
+from spira_assets.layout import DataLayout, as_upath, default_data_dir
 
 
 class CliError(click.ClickException):
@@ -37,14 +37,28 @@ def main() -> None:
 def _demo_options(func: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.option("--batches", default=3, show_default=True, type=click.IntRange(1, 500)),
-        click.option("--participants", default=24, show_default=True, type=click.IntRange(2, 10_000),
-                     help="Participants per batch (half patients, half controls)."),
+        click.option(
+            "--participants",
+            default=24,
+            show_default=True,
+            type=click.IntRange(2, 10_000),
+            help="Participants per batch (half patients, half controls).",
+        ),
         click.option("--seed", default=7, show_default=True, type=int),
-        click.option("--effect-size", default=1.0, show_default=True, type=click.FloatRange(0.0),
-                     help="Strength of the class signal in the audio; 0 = none at all."),
-        click.option("--defect-rate", default=0.05, show_default=True,
-                     type=click.FloatRange(0.0, 1.0),
-                     help="Share of recordings given a realistic defect."),
+        click.option(
+            "--effect-size",
+            default=1.0,
+            show_default=True,
+            type=click.FloatRange(0.0),
+            help="Strength of the class signal in the audio; 0 = none at all.",
+        ),
+        click.option(
+            "--defect-rate",
+            default=0.05,
+            show_default=True,
+            type=click.FloatRange(0.0, 1.0),
+            help="Share of recordings given a realistic defect.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -52,15 +66,20 @@ def _demo_options(func: click.decorators.FC) -> click.decorators.FC:
 
 
 @main.command("demo-data")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Landing folder to write (batches + noise/).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Landing folder to write (batches + noise/).",
+)
 @_demo_options
-def demo_data(out: Path, batches: int, participants: int, seed: int, effect_size: float,
-              defect_rate: float) -> None:
+def demo_data(
+    out: Path, batches: int, participants: int, seed: int, effect_size: float, defect_rate: float
+) -> None:
     """Write a deterministic SPIRA-like demo landing zone."""
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
 
-    existing = scan_landing(out) if out.exists() else None
+    existing = scan_landing(as_upath(out)) if out.exists() else None
     if existing and (existing.complete or existing.incomplete):
         raise CliError(f"{out} already contains batches; choose an empty folder")
     try:
@@ -70,53 +89,90 @@ def demo_data(out: Path, batches: int, participants: int, seed: int, effect_size
     except ValueError as error:
         raise CliError(str(error)) from error
     for m in manifests:
-        click.echo(f"{m.batch_id}: {m.rows} metadata rows, {m.files} audio files, "
-                   f"{len(m.defects)} injected defects")
+        click.echo(
+            f"{m.batch_id}: {m.rows} metadata rows, {m.files} audio files, "
+            f"{len(m.defects)} injected defects"
+        )
     click.echo(f"noise: {out / 'noise'}")
 
 
 @main.command("import-spira")
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--batch-id", required=True, help="Name of the new landing batch.")
-@click.option("--landing", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Landing folder (default: <data dir>/landing).")
-@click.option("--patient-spo2", type=int, default=None,
-              help="SpO2 to record for patients whose list has none (must be < 92).")
-@click.option("--participant-pattern", default=None,
-              help="Regex whose first group extracts the participant id from a file path "
-                   "(default: the file name without extension).")
-@click.option("--utterance", "default_utterance", default=None,
-              help="Utterance for files whose path names none.")
-@click.option("--collected-at", type=click.DateTime(), default=None,
-              help="Collection time for every row (default: each file's modification time).")
+@click.option(
+    "--landing",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Landing folder (default: <data dir>/landing).",
+)
+@click.option(
+    "--patient-spo2",
+    type=int,
+    default=None,
+    help="SpO2 to record for patients whose list has none (must be < 92).",
+)
+@click.option(
+    "--participant-pattern",
+    default=None,
+    help="Regex whose first group extracts the participant id from a file path "
+    "(default: the file name without extension).",
+)
+@click.option(
+    "--utterance",
+    "default_utterance",
+    default=None,
+    help="Utterance for files whose path names none.",
+)
+@click.option(
+    "--collected-at",
+    type=click.DateTime(),
+    default=None,
+    help="Collection time for every row (default: each file's modification time).",
+)
 @DATA_DIR_OPTION
-def import_spira_command(src: Path, batch_id: str, landing: Path | None, patient_spo2: int | None,
-                         participant_pattern: str | None, default_utterance: str | None,
-                         collected_at: datetime | None, data_dir: str | None) -> None:
+def import_spira_command(
+    src: Path,
+    batch_id: str,
+    landing: Path | None,
+    patient_spo2: int | None,
+    participant_pattern: str | None,
+    default_utterance: str | None,
+    collected_at: datetime | None,
+    data_dir: str | None,
+) -> None:
     """Turn a dataset in SPIRA's published layout (patients.csv, controls.csv, noises.csv)
     into a landing batch."""
-    from spira_assets.importers.spira_layout import ImportError_, ImportOptions, import_spira
+    from spira_assets.importers.spira_layout import ImportOptions, SpiraImportError, import_spira
 
     target = landing or Path(str(_layout(data_dir).landing))
     try:
-        report = import_spira(src, batch_id, target, ImportOptions(
-            patient_spo2, participant_pattern, default_utterance, collected_at))
-    except (ImportError_, InvalidBatchIdError) as error:
+        report = import_spira(
+            src,
+            batch_id,
+            target,
+            ImportOptions(patient_spo2, participant_pattern, default_utterance, collected_at),
+        )
+    except (SpiraImportError, InvalidBatchIdError) as error:
         raise CliError(str(error)) from error
     report_file = target / batch_id / "_import_report.txt"
-    report_file.write_text("\n".join(report.problems) + ("\n" if report.problems else ""),
-                           encoding="utf-8")
+    report_file.write_text(
+        "\n".join(report.problems) + ("\n" if report.problems else ""), encoding="utf-8"
+    )
     for problem in report.problems:
         click.echo(f"not converted: {problem}")
-    click.echo(f"{batch_id}: {report.converted} recordings, {report.noise_files} noise files, "
-               f"{len(report.problems)} rows not converted (listed in {report_file})")
+    click.echo(
+        f"{batch_id}: {report.converted} recordings, {report.noise_files} noise files, "
+        f"{len(report.problems)} rows not converted (listed in {report_file})"
+    )
     if report.converted == 0:
         raise CliError("no row could be converted")
 
 
 @main.command()
 @click.option("--batch", "batch_id", required=True, help="Batch (partition) to materialize.")
-@click.option("--select", default="", help="Comma-separated assets (default: all per-batch assets).")
+@click.option(
+    "--select", default="", help="Comma-separated assets (default: all per-batch assets)."
+)
 @DATA_DIR_OPTION
 def materialize(batch_id: str, select: str, data_dir: str | None) -> None:
     """Register the batch partition if new and materialize its per-batch assets."""
@@ -124,7 +180,9 @@ def materialize(batch_id: str, select: str, data_dir: str | None) -> None:
     _run_batches(layout, [batch_id], tuple(s.strip() for s in select.split(",") if s.strip()))
 
 
-def _run_batches(layout: DataLayout, batch_ids: list[str], select: tuple[str, ...] = ()) -> list[str]:
+def _run_batches(
+    layout: DataLayout, batch_ids: list[str], select: tuple[str, ...] = ()
+) -> list[str]:
     import os
 
     os.environ["SPIRA_DATA_DIR"] = str(layout.root)
@@ -155,8 +213,14 @@ def _run_batches(layout: DataLayout, batch_ids: list[str], select: tuple[str, ..
 @main.command()
 @DATA_DIR_OPTION
 @_demo_options
-def demo(data_dir: str | None, batches: int, participants: int, seed: int, effect_size: float,
-         defect_rate: float) -> None:
+def demo(
+    data_dir: str | None,
+    batches: int,
+    participants: int,
+    seed: int,
+    effect_size: float,
+    defect_rate: float,
+) -> None:
     """The main job: generate the demo corpus if absent, materialize the whole graph for every
     batch, print a summary."""
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
@@ -174,15 +238,19 @@ def demo(data_dir: str | None, batches: int, participants: int, seed: int, effec
     failed = _run_batches(layout, list(scan.complete))
     summaries, by_rule = summarize(layout, list(scan.complete))
     click.echo("")
-    click.echo(f"{'batch':<12}{'files':>7}{'acc':>6}{'rows':>7}{'acc':>6}{'quar':>6}"
-               f"{'pat':>6}{'ctl':>6}{'hours':>7}  defects caught")
+    click.echo(
+        f"{'batch':<12}{'files':>7}{'acc':>6}{'rows':>7}{'acc':>6}{'quar':>6}"
+        f"{'pat':>6}{'ctl':>6}{'hours':>7}  defects caught"
+    )
     all_ok = True
     for s in summaries:
         v = s.verification
         caught = f"{v.caught}/{v.defects}" if v else "n/a (not a demo batch)"
-        click.echo(f"{s.batch_id:<12}{s.files_in:>7}{s.files_accepted:>6}{s.rows_in:>7}"
-                   f"{s.rows_accepted:>6}{s.rows_quarantined:>6}{s.patients:>6}{s.controls:>6}"
-                   f"{s.hours:>7.2f}  {caught}")
+        click.echo(
+            f"{s.batch_id:<12}{s.files_in:>7}{s.files_accepted:>6}{s.rows_in:>7}"
+            f"{s.rows_accepted:>6}{s.rows_quarantined:>6}{s.patients:>6}{s.controls:>6}"
+            f"{s.hours:>7.2f}  {caught}"
+        )
         if v and not v.ok:
             all_ok = False
             for problem in v.problems:
@@ -190,7 +258,9 @@ def demo(data_dir: str | None, batches: int, participants: int, seed: int, effec
     click.echo("\nquarantine by stage and rule:")
     for stage, rule, count in by_rule.iter_rows():
         click.echo(f"  {stage:<20}{rule:<28}{count:>5}")
-    click.echo(f"\nwarehouse: {layout.warehouse}  (tables raw_audio, validated_metadata, quarantine)")
+    click.echo(
+        f"\nwarehouse: {layout.warehouse}  (tables raw_audio, validated_metadata, quarantine)"
+    )
     click.echo("UI: make ui  ->  http://127.0.0.1:3000")
     if failed or not all_ok:
         raise CliError(f"demo finished with problems in {failed or 'defect verification'}")

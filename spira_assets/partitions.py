@@ -2,4 +2,5 @@
 
 import dagster as dg
 
-collection_batch = dg.DynamicPartitionsDefinition(name="collection_batch")
+COLLECTION_BATCH = "collection_batch"
+collection_batch = dg.DynamicPartitionsDefinition(name=COLLECTION_BATCH)

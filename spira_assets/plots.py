@@ -7,8 +7,8 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import polars as pl
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -27,9 +27,7 @@ def raw_audio_overview(table: pl.DataFrame) -> bytes:
     axes[0].set(title="Accepted: duration", xlabel="seconds", ylabel="files")
     axes[1].hist(accepted.get_column("rms_dbfs").to_list() or [0], bins=20, color="#55a868")
     axes[1].set(title="Accepted: RMS level", xlabel="dBFS")
-    rules = (
-        table.filter(~pl.col("accepted")).group_by("rejection_rule").len().sort("len")
-    )
+    rules = table.filter(~pl.col("accepted")).group_by("rejection_rule").len().sort("len")
     names = [str(r) for r in rules.get_column("rejection_rule").to_list()]
     axes[2].barh(names or ["(none)"], rules.get_column("len").to_list() or [0], color="#c44e52")
     axes[2].set(title="Quarantined files by rule", xlabel="files")
@@ -46,12 +44,20 @@ def class_balance(table: pl.DataFrame) -> bytes:
         ((0, "control (0)", "#4c72b0"), (1, "patient (1)", "#dd8452"))
     ):
         values = [
-            int(counts.filter((pl.col("utterance") == u) & (pl.col("label") == label))
-                .get_column("len").sum())
+            int(
+                counts.filter((pl.col("utterance") == u) & (pl.col("label") == label))
+                .get_column("len")
+                .sum()
+            )
             for u in utterances
         ]
-        ax.bar([i + (offset - 0.5) * width for i in range(len(utterances))], values, width,
-               label=name, color=color)
+        ax.bar(
+            [i + (offset - 0.5) * width for i in range(len(utterances))],
+            values,
+            width,
+            label=name,
+            color=color,
+        )
     ax.set_xticks(range(len(utterances)), utterances)
     ax.set(title="Accepted recordings by utterance and class", ylabel="recordings")
     ax.legend()

@@ -1,6 +1,5 @@
 """Dagster resources: typed configuration around the core's storage, keys and rules."""
 
-
 from dataclasses import fields
 
 import dagster as dg
@@ -16,7 +15,7 @@ from spira_assets.storage.warehouse import Warehouse
 _RULES = AudioQualityRules()
 
 
-class StorageResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class StorageResource(dg.ConfigurableResource):
     """Where data lives. Empty ``data_dir`` means ``$SPIRA_DATA_DIR`` or ``./data``."""
 
     data_dir: str = Field(default="", description="Data root (local path or URL).")
@@ -35,7 +34,7 @@ class StorageResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return Warehouse(layout.warehouse, Lake(layout.lake))
 
 
-class PseudonymResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class PseudonymResource(dg.ConfigurableResource):
     """The pseudonym key. Leave ``key`` empty to use ``$SPIRA_PSEUDONYM_KEY`` (or, for the
     demo, a key generated once under ~/.config); set it with ``dg.EnvVar`` in deployments so
     the secret never appears in run configuration."""
@@ -46,7 +45,7 @@ class PseudonymResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return Pseudonymizer(load_pseudonym_key(self.key or None))
 
 
-class IngestPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
+class IngestPolicy(dg.ConfigurableResource):
     """Acceptance rules for audio and the share of a batch that may be quarantined."""
 
     min_sample_rate: int = _RULES.min_sample_rate
@@ -64,4 +63,6 @@ class IngestPolicy(dg.ConfigurableResource):  # type: ignore[type-arg]
     decode_workers: int = Field(default=2, description="Threads decoding audio in parallel.")
 
     def audio_rules(self) -> AudioQualityRules:
-        return AudioQualityRules(**{f.name: getattr(self, f.name) for f in fields(AudioQualityRules)})
+        return AudioQualityRules(
+            **{f.name: getattr(self, f.name) for f in fields(AudioQualityRules)}
+        )

@@ -10,7 +10,7 @@ from spira_assets.batches import READY_MARKER, require_valid_batch_id
 from spira_assets.definitions import defs
 from spira_assets.jobs import BATCH_ASSETS, ingest_batch_job
 from spira_assets.layout import DataLayout
-from spira_assets.partitions import collection_batch
+from spira_assets.partitions import COLLECTION_BATCH
 
 
 class MaterializeError(RuntimeError):
@@ -28,9 +28,9 @@ class BatchRun:
 
 def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
     """Add the partition if it is new; True when it was added."""
-    if instance.has_dynamic_partition(collection_batch.name, batch_id):
+    if instance.has_dynamic_partition(COLLECTION_BATCH, batch_id):
         return False
-    instance.add_dynamic_partitions(collection_batch.name, [batch_id])
+    instance.add_dynamic_partitions(COLLECTION_BATCH, [batch_id])
     return True
 
 

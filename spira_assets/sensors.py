@@ -1,13 +1,12 @@
 """The landing-zone sensor: one partition and one run per newly completed batch."""
 
-
 import json
 
 import dagster as dg
 
 from spira_assets.batches import BATCH_ID_PATTERN, scan_landing
 from spira_assets.jobs import ingest_batch_job
-from spira_assets.partitions import collection_batch
+from spira_assets.partitions import COLLECTION_BATCH, collection_batch
 from spira_assets.resources import StorageResource
 
 
@@ -21,7 +20,7 @@ def landing_zone_sensor(
     context: dg.SensorEvaluationContext, storage: StorageResource
 ) -> dg.SensorResult | dg.SkipReason:
     scan = scan_landing(storage.layout().landing)
-    known = set(context.instance.get_dynamic_partitions(collection_batch.name))
+    known = set(context.instance.get_dynamic_partitions(COLLECTION_BATCH))
     warned = set(json.loads(context.cursor)["refused"]) if context.cursor else set()
     for name in sorted(set(scan.refused) - warned):
         context.log.warning(

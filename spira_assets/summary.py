@@ -42,21 +42,21 @@ def summarize(layout: DataLayout, batch_ids: list[str]) -> tuple[list[BatchSumma
         [ids],
     )
     quarantine = warehouse.query(
-        "SELECT batch_id, stage, item, row_number, \"column\", rule, detail FROM quarantine "
+        'SELECT batch_id, stage, item, row_number, "column", rule, detail FROM quarantine '
         "WHERE batch_id IN (SELECT unnest(?)) ORDER BY batch_id, stage, row_number, item",
         [ids],
     )
-    by_rule = (
-        quarantine.group_by("stage", "rule").len("records").sort("records", descending=True)
-    )
+    by_rule = quarantine.group_by("stage", "rule").len("records").sort("records", descending=True)
     summaries = []
     for batch_id in ids:
         f = files.filter(pl.col("batch_id") == batch_id)
         r = rows.filter(pl.col("batch_id") == batch_id)
         q = quarantine.filter(pl.col("batch_id") == batch_id)
-        bad_rows = q.filter(
-            (pl.col("stage") == "validated_metadata") & pl.col("row_number").is_not_null()
-        ).get_column("row_number").n_unique()
+        bad_rows = (
+            q.filter((pl.col("stage") == "validated_metadata") & pl.col("row_number").is_not_null())
+            .get_column("row_number")
+            .n_unique()
+        )
         accepted_rows = int(r.get_column("accepted")[0]) if r.height else 0
         manifest = load_manifest(layout.batch_dir(batch_id))
         summaries.append(

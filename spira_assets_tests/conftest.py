@@ -44,8 +44,10 @@ def defect_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One batch of 8 participants (32 recordings) with every defect kind exactly once."""
     out = tmp_path_factory.mktemp("defect_corpus") / "landing"
     rate = len(DEFECT_KINDS) / 32
-    generate_corpus(DemoSpec(out, batches=1, participants=8, seed=11, defect_rate=rate,
-                             noise_files=1), workers=1)
+    generate_corpus(
+        DemoSpec(out, batches=1, participants=8, seed=11, defect_rate=rate, noise_files=1),
+        workers=1,
+    )
     return out
 
 
@@ -53,8 +55,9 @@ def defect_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clean_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two defect-free batches of 4 participants each."""
     out = tmp_path_factory.mktemp("clean_corpus") / "landing"
-    generate_corpus(DemoSpec(out, batches=2, participants=4, seed=5, defect_rate=0.0,
-                             noise_files=1), workers=1)
+    generate_corpus(
+        DemoSpec(out, batches=2, participants=4, seed=5, defect_rate=0.0, noise_files=1), workers=1
+    )
     return out
 
 
@@ -77,10 +80,19 @@ def run_core_stages(
     source = BatchSource.open(layout, batch_id)
     redactor = source.redactor(pseudonymizer)
     now = datetime.now(UTC)
-    raw = ingest_raw_audio(batch_id, source.directory, RawStore(layout.raw_store),
-                           AudioQualityRules(), pseudonymizer, redactor, now, workers=1)
-    meta = validate_metadata(batch_id, source.metadata_bytes, raw.table, pseudonymizer,
-                             redactor, now)
+    raw = ingest_raw_audio(
+        batch_id,
+        source.directory,
+        RawStore(layout.raw_store),
+        AudioQualityRules(),
+        pseudonymizer,
+        redactor,
+        now,
+        workers=1,
+    )
+    meta = validate_metadata(
+        batch_id, source.metadata_bytes, raw.table, pseudonymizer, redactor, now
+    )
     return raw, meta
 
 

@@ -47,7 +47,8 @@ def test_clean_batches_land_completely_in_the_warehouse(clean_layout: DataLayout
     assert counts(clean_layout, "validated_metadata") == {"demo-001": 16, "demo-002": 16}
     assert counts(clean_layout, "quarantine") == {}
     balance = warehouse(clean_layout).query(
-        "SELECT label, count(DISTINCT participant) AS n FROM validated_metadata GROUP BY label ORDER BY label"
+        "SELECT label, count(DISTINCT participant) AS n FROM validated_metadata "
+        "GROUP BY label ORDER BY label"
     )
     assert balance.rows() == [(0, 4), (1, 4)]
     assert set(instance.get_dynamic_partitions(collection_batch.name)) == {"demo-001", "demo-002"}
@@ -59,13 +60,20 @@ def test_rematerializing_a_batch_replaces_its_rows_only_and_keeps_its_data_versi
     instance = dg.DagsterInstance.ephemeral()
     materialize_batch(instance, clean_layout, "demo-001")
     materialize_batch(instance, clean_layout, "demo-002")
-    first = instance.get_latest_data_version_record(dg.AssetKey("raw_audio"), partition_key="demo-001")
+    first = instance.get_latest_data_version_record(
+        dg.AssetKey("raw_audio"), partition_key="demo-001"
+    )
     materialize_batch(instance, clean_layout, "demo-001")
-    second = instance.get_latest_data_version_record(dg.AssetKey("raw_audio"), partition_key="demo-001")
+    second = instance.get_latest_data_version_record(
+        dg.AssetKey("raw_audio"), partition_key="demo-001"
+    )
     assert counts(clean_layout, "validated_metadata") == {"demo-001": 16, "demo-002": 16}
     assert first is not None and second is not None
-    assert first.asset_materialization.tags["dagster/data_version"] == (  # type: ignore[union-attr]
-        second.asset_materialization.tags["dagster/data_version"]  # type: ignore[union-attr]
+    assert (
+        first.asset_materialization.tags["dagster/data_version"]
+        == (  # type: ignore[union-attr]
+            second.asset_materialization.tags["dagster/data_version"]  # type: ignore[union-attr]
+        )
     )
 
 
@@ -79,9 +87,7 @@ def test_defect_batch_accounting_is_exact_in_duckdb(
     assert run.failed_checks == ("validated_metadata:quarantine_share_within_limit",)
     w = warehouse(demo_layout)
     files = w.query("SELECT count(*) AS n, count(*) FILTER (accepted) AS ok FROM raw_audio").row(0)
-    raw_q = w.query(
-        "SELECT count(DISTINCT item) FROM quarantine WHERE stage = 'raw_audio'"
-    ).item()
+    raw_q = w.query("SELECT count(DISTINCT item) FROM quarantine WHERE stage = 'raw_audio'").item()
     assert files[0] == files_in(demo_layout, "demo-001") == files[1] + raw_q
     rows_q = w.query(
         "SELECT count(DISTINCT row_number) FROM quarantine WHERE stage = 'validated_metadata'"
@@ -89,9 +95,21 @@ def test_defect_batch_accounting_is_exact_in_duckdb(
     accepted = w.query("SELECT count(*) FROM validated_metadata").item()
     assert accepted + rows_q == 32
     rules = set(w.query("SELECT DISTINCT rule FROM quarantine").to_series().to_list())
-    assert {"truncated", "empty_file", "undecodable", "silent", "clipped", "too_short",
-            "too_many_channels", "audio_missing", "orphan_audio", "duplicate_recording",
-            "out_of_range", "invalid_timestamp", "audio_rejected"} == rules
+    assert {
+        "truncated",
+        "empty_file",
+        "undecodable",
+        "silent",
+        "clipped",
+        "too_short",
+        "too_many_channels",
+        "audio_missing",
+        "orphan_audio",
+        "duplicate_recording",
+        "out_of_range",
+        "invalid_timestamp",
+        "audio_rejected",
+    } == rules
 
 
 def test_failed_blocking_check_stops_downstream_assets(clean_layout: DataLayout) -> None:
@@ -120,9 +138,14 @@ def test_incomplete_batch_fails_with_a_clear_message(clean_layout: DataLayout) -
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(collection_batch.name, ["demo-002"])
     result = dg.materialize(
-        [raw_audio], partition_key="demo-002", instance=instance,
-        resources={"storage": StorageResource(data_dir=str(clean_layout.root)),
-                   "pseudonyms": PseudonymResource(), "policy": IngestPolicy()},
+        [raw_audio],
+        partition_key="demo-002",
+        instance=instance,
+        resources={
+            "storage": StorageResource(data_dir=str(clean_layout.root)),
+            "pseudonyms": PseudonymResource(),
+            "policy": IngestPolicy(),
+        },
         raise_on_error=False,
     )
     assert not result.success

@@ -32,7 +32,9 @@ def test_corpus_contains_every_defect_kind_once(defect_stage_results: Results) -
 
 
 @pytest.mark.parametrize("kind", DEFECT_KINDS)
-def test_defect_is_quarantined_with_its_exact_reason(defect_stage_results: Results, kind: str) -> None:
+def test_defect_is_quarantined_with_its_exact_reason(
+    defect_stage_results: Results, kind: str
+) -> None:
     raw, meta, layout = defect_stage_results
     defect = next(d for d in manifest(layout)["defects"] if d["kind"] == kind)  # type: ignore[union-attr]
     quarantine = all_quarantine(raw, meta)

@@ -47,7 +47,13 @@ def test_corpus_has_spira_shape_formats_and_identifiers(clean_corpus: Path) -> N
     assert all(int(r["spo2"]) < 92 for r in rows if r["label"] == "1")
     rates = set()
     for r in rows:
-        info = sf.info(str(clean_corpus / next(b for b in batches if (clean_corpus / b / r["audio_path"]).exists()) / r["audio_path"]))
+        info = sf.info(
+            str(
+                clean_corpus
+                / next(b for b in batches if (clean_corpus / b / r["audio_path"]).exists())
+                / r["audio_path"]
+            )
+        )
         rates.add((info.format, info.samplerate))
     assert len(rates) >= 2  # several containers and rates, as phones deliver
 
@@ -57,7 +63,9 @@ def parlenda_seconds(label: int, effect: float, seed: int) -> list[float]:
     out = []
     for _ in range(30):
         speaker = random_speaker(str(rng.choice(["F", "M"])), rng)
-        out.append(len(synthesize("parlenda", speaker, breathing_for(label, effect, rng), rng)) / RATE)
+        out.append(
+            len(synthesize("parlenda", speaker, breathing_for(label, effect, rng), rng)) / RATE
+        )
     return out
 
 

@@ -48,8 +48,9 @@ def test_rematerializing_a_batch_replaces_only_that_batch(tmp_path: Path) -> Non
     lake, warehouse = make(tmp_path)
     lake.write_part(QUARANTINE, "b1", rejections("b1", 3), stage="raw_audio")
     lake.write_part(QUARANTINE, "b2", rejections("b2", 2), stage="raw_audio")
-    lake.write_part(QUARANTINE, "b1", rejections("b1", 1, "validated_metadata"),
-                    stage="validated_metadata")
+    lake.write_part(
+        QUARANTINE, "b1", rejections("b1", 1, "validated_metadata"), stage="validated_metadata"
+    )
     assert count_by_batch(warehouse) == {"b1": 4, "b2": 2}
     lake.write_part(QUARANTINE, "b1", rejections("b1", 0), stage="raw_audio")
     assert count_by_batch(warehouse) == {"b1": 1, "b2": 2}
@@ -96,7 +97,7 @@ def test_parallel_processes_lose_and_duplicate_no_rows(tmp_path: Path) -> None:
     assert count_by_batch(warehouse) == {f"b{i}": i + 1 for i in range(8)}
 
 
-def _hold_write_lock(path: str, seconds: float, ready: "multiprocessing.synchronize.Event") -> None:
+def _hold_write_lock(path: str, seconds: float, ready: multiprocessing.synchronize.Event) -> None:
     con = duckdb.connect(path)
     ready.set()
     time.sleep(seconds)

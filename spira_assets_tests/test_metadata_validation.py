@@ -18,28 +18,47 @@ from spira_assets.ingest.raw_audio import ingest_raw_audio
 from spira_assets.privacy import Pseudonymizer, Redactor
 from spira_assets.storage.raw_store import RawStore
 
-HEADER = "participant_id,hospital_record,phone,label,sex,age,spo2,respiratory_rate,collected_at,device,utterance,audio_path"
+HEADER = (
+    "participant_id,hospital_record,phone,label,sex,age,spo2,respiratory_rate,collected_at,"
+    "device,utterance,audio_path"
+)
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def speechlike(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     t = np.arange(32_000) / 16_000
-    audio = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 250) * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    audio = (
+        0.3 * np.sin(2 * np.pi * rng.uniform(100, 250) * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    )
     buffer = io.BytesIO()
     sf.write(buffer, audio.astype(np.float32), 16_000, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
-def row(pid: str = "SP1", label: int = 0, spo2: str = "97", utt: str = "frase", path: str | None = None,
-        sex: str = "F", age: str = "40", when: str = "2026-03-02T10:00:00-03:00", record: str = "",
-        phone: str = "+55 11 90000-0000") -> str:
+def row(
+    pid: str = "SP1",
+    label: int = 0,
+    spo2: str = "97",
+    utt: str = "frase",
+    path: str | None = None,
+    sex: str = "F",
+    age: str = "40",
+    when: str = "2026-03-02T10:00:00-03:00",
+    record: str = "",
+    phone: str = "+55 11 90000-0000",
+) -> str:
     path = path or f"a/{pid}_{utt}.wav"
     return f"{pid},{record},{phone},{label},{sex},{age},{spo2},16,{when},web,{utt},{path}"
 
 
-def run(tmp_path: Path, lines: list[str], files: list[str] | None = None, header: str = HEADER,
-        raw_bytes: bytes | None = None) -> MetadataResult:
+def run(
+    tmp_path: Path,
+    lines: list[str],
+    files: list[str] | None = None,
+    header: str = HEADER,
+    raw_bytes: bytes | None = None,
+) -> MetadataResult:
     batch = tmp_path / "batch"
     batch.mkdir(exist_ok=True)
     text = "\n".join([header, *lines]) + "\n"
@@ -52,8 +71,16 @@ def run(tmp_path: Path, lines: list[str], files: list[str] | None = None, header
             (batch / name).write_bytes(speechlike(i))
     p = Pseudonymizer("k" * 32)
     redactor = Redactor.build(p, ["SP1", "SP2", "SP3"], ["+55 11 90000-0000"])
-    raw = ingest_raw_audio("b1", UPath(batch), RawStore(UPath(tmp_path / "raw")),
-                           AudioQualityRules(), p, redactor, NOW, workers=1)
+    raw = ingest_raw_audio(
+        "b1",
+        UPath(batch),
+        RawStore(UPath(tmp_path / "raw")),
+        AudioQualityRules(),
+        p,
+        redactor,
+        NOW,
+        workers=1,
+    )
     return validate_metadata("b1", data, raw.table, p, redactor, NOW)
 
 
@@ -68,7 +95,9 @@ def test_clean_rows_are_accepted_pseudonymized_and_stripped_of_identifiers(tmp_p
     result = run(tmp_path, [row("SP1", 0), row("SP2", 1, spo2="85", record="123X")])
     assert result.rows_in == 2 and result.rows_accepted == 2 and result.quarantine.is_empty()
     table = result.table
-    assert set(table.columns).isdisjoint({"participant_id", "hospital_record", "phone", "audio_path"})
+    assert set(table.columns).isdisjoint(
+        {"participant_id", "hospital_record", "phone", "audio_path"}
+    )
     assert table.get_column("participant").str.starts_with("P-").all()
     text = table.write_csv()
     for secret in ("SP1", "SP2", "123X", "90000"):
@@ -119,10 +148,18 @@ def test_duplicate_recording_keeps_the_first_row(tmp_path: Path) -> None:
 
 
 def test_participant_with_conflicting_labels_is_rejected_whole(tmp_path: Path) -> None:
-    result = run(tmp_path, [row("SP1", 0, utt="frase"), row("SP1", 1, spo2="80", utt="aceite"),
-                            row("SP2", 0, utt="frase")])
-    assert rules(result) == [(2, "label", "inconsistent_participant"),
-                             (3, "label", "inconsistent_participant")]
+    result = run(
+        tmp_path,
+        [
+            row("SP1", 0, utt="frase"),
+            row("SP1", 1, spo2="80", utt="aceite"),
+            row("SP2", 0, utt="frase"),
+        ],
+    )
+    assert rules(result) == [
+        (2, "label", "inconsistent_participant"),
+        (3, "label", "inconsistent_participant"),
+    ]
     assert result.rows_accepted == 1
 
 
@@ -134,7 +171,11 @@ def test_missing_audio_and_orphan_audio_are_both_reported(tmp_path: Path) -> Non
 
 
 def test_ragged_row_is_rejected_alone(tmp_path: Path) -> None:
-    result = run(tmp_path, [row("SP1"), row("SP2", utt="aceite") + ",extra"], files=["a/SP1_frase.wav", "a/SP2_aceite.wav"])
+    result = run(
+        tmp_path,
+        [row("SP1"), row("SP2", utt="aceite") + ",extra"],
+        files=["a/SP1_frase.wav", "a/SP2_aceite.wav"],
+    )
     assert (3, None, "malformed_row") in rules(result)
     assert result.rows_accepted == 1 and result.rows_in == 2
 
@@ -156,17 +197,28 @@ def test_unreadable_metadata_is_one_file_level_record(tmp_path: Path) -> None:
 
 def test_unknown_columns_are_reported_and_kept_out(tmp_path: Path) -> None:
     header = HEADER + ",notes"
-    result = run(tmp_path, [row("SP1") + ",paciente Maria S. tossiu"], header=header,
-                 files=["a/SP1_frase.wav"])
+    result = run(
+        tmp_path,
+        [row("SP1") + ",paciente Maria S. tossiu"],
+        header=header,
+        files=["a/SP1_frase.wav"],
+    )
     assert result.unknown_columns == ("notes",)
     assert "notes" not in result.table.columns and "Maria" not in result.table.write_csv()
 
 
 @pytest.mark.parametrize(
     ("given", "normalized"),
-    [("a/b.wav", "a/b.wav"), ("./a//b.wav", "a/b.wav"), ("a\\b.wav", "a/b.wav"),
-     ("/abs.wav", None), ("C:\\x.wav", None), ("a/../../x.wav", None), ("s3://b/x.wav", None),
-     ("", None)],
+    [
+        ("a/b.wav", "a/b.wav"),
+        ("./a//b.wav", "a/b.wav"),
+        ("a\\b.wav", "a/b.wav"),
+        ("/abs.wav", None),
+        ("C:\\x.wav", None),
+        ("a/../../x.wav", None),
+        ("s3://b/x.wav", None),
+        ("", None),
+    ],
 )
 def test_audio_paths_are_confined_to_the_batch(given: str, normalized: str | None) -> None:
     assert normalize_audio_path(given) == normalized

@@ -5,8 +5,8 @@ import pytest
 
 from spira_assets.privacy import (
     KEY_ENV,
-    PseudonymKeyError,
     Pseudonymizer,
+    PseudonymKeyError,
     Redactor,
     load_pseudonym_key,
     local_key_file,

@@ -12,7 +12,9 @@ from spira_assets.resources import StorageResource
 from spira_assets.sensors import landing_zone_sensor
 
 
-def evaluate(root: Path, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+def evaluate(
+    root: Path, instance: dg.DagsterInstance, cursor: str | None = None
+) -> dg.SensorResult:
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"storage": StorageResource(data_dir=str(root))}
     )

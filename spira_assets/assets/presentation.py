@@ -29,7 +29,11 @@ def markdown_table(frame: pl.DataFrame, limit: int = MAX_TABLE_ROWS) -> dg.Metad
         "| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |"
         for row in shown.iter_rows()
     ]
-    more = [f"\n_{frame.height - limit} more rows: query the warehouse_"] if frame.height > limit else []
+    more = (
+        [f"\n_{frame.height - limit} more rows: query the warehouse_"]
+        if frame.height > limit
+        else []
+    )
     return dg.MetadataValue.md("\n".join([header, rule, *body, *more]))
 
 

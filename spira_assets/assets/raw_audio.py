@@ -1,6 +1,5 @@
 """Asset ``raw_audio``: every file of a collection batch decoded, measured and judged."""
 
-
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -116,9 +115,9 @@ def raw_audio(
         },
         check_results=[check, stored_schema_result(lake, RAW_AUDIO, RawAudioTable, batch_id)],
         data_version=data_version(
-            [asdict(rules)]
-            + sorted(
-                result.table.select("path_key", "audio_sha256", "accepted").iter_rows()
-            )
+            [
+                asdict(rules),
+                *sorted(result.table.select("path_key", "audio_sha256", "accepted").iter_rows()),
+            ]
         ),
     )

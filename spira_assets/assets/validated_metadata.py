@@ -1,10 +1,10 @@
 """Asset ``validated_metadata``: the batch's metadata.csv validated, cross-checked with
 ``raw_audio``, pseudonymized, identifiers dropped."""
 
-
 import hashlib
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -94,7 +94,7 @@ def validated_metadata(
         f"{batch_id}: {result.rows_in} rows, {result.rows_accepted} accepted, "
         f"{result.rows_quarantined} quarantined {by_rule}; {result.orphan_files} orphan files"
     )
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": table.height,
         "rows_in": result.rows_in,
         "rows_accepted": result.rows_accepted,

@@ -172,9 +172,7 @@ def judge(stats: AudioStats, rules: AudioQualityRules) -> list[Finding]:
         )
     if stats.duration_s > rules.max_duration_s:
         findings.append(
-            Finding(
-                "too_long", f"{stats.duration_s:.1f} s is longer than {rules.max_duration_s} s"
-            )
+            Finding("too_long", f"{stats.duration_s:.1f} s is longer than {rules.max_duration_s} s")
         )
     if stats.silence_ratio > rules.max_silence_ratio:
         findings.append(

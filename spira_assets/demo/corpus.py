@@ -97,8 +97,11 @@ def _participant(rng: np.random.Generator, label: int, serial: int) -> dict[str,
 def write_noise(out: Path, count: int, rng: np.random.Generator) -> list[Path]:
     folder = out / "noise"
     folder.mkdir(parents=True, exist_ok=True)
-    formats = (LOSSLESS_WAV, AudioFormat(".flac", "FLAC", "PCM_16", 16_000),
-               AudioFormat(".ogg", "OGG", "VORBIS", 44_100))
+    formats = (
+        LOSSLESS_WAV,
+        AudioFormat(".flac", "FLAC", "PCM_16", 16_000),
+        AudioFormat(".ogg", "OGG", "VORBIS", 44_100),
+    )
     written = []
     for i in range(count):
         fmt = formats[i % len(formats)]
@@ -108,7 +111,9 @@ def write_noise(out: Path, count: int, rng: np.random.Generator) -> list[Path]:
     return written
 
 
-def _defect_audio(kind: str, audio: np.ndarray, fmt: AudioFormat, rng: np.random.Generator) -> bytes:
+def _defect_audio(
+    kind: str, audio: np.ndarray, fmt: AudioFormat, rng: np.random.Generator
+) -> bytes:
     if kind == "zero_byte":
         return b""
     if kind == "not_audio":
@@ -129,8 +134,9 @@ def _defect_audio(kind: str, audio: np.ndarray, fmt: AudioFormat, rng: np.random
     raise ValueError(kind)
 
 
-def write_batch(spec: DemoSpec, batch_index: int, batch_id: str, serial_start: int,
-                rng: np.random.Generator) -> BatchManifest:
+def write_batch(
+    spec: DemoSpec, batch_index: int, batch_id: str, serial_start: int, rng: np.random.Generator
+) -> BatchManifest:
     folder = spec.out / batch_id
     (folder / "audio").mkdir(parents=True, exist_ok=True)
     labels = [i % 2 for i in range(spec.participants)]
@@ -147,7 +153,9 @@ def write_batch(spec: DemoSpec, batch_index: int, batch_id: str, serial_start: i
         when = day + timedelta(minutes=int(rng.integers(0, 8 * 60)))
         for utterance in UTTERANCES:
             audio = synthesize(utterance, speaker, breathing, rng)
-            floor = rng.standard_normal(len(audio)).astype(np.float32) * 10 ** (rng.uniform(-65, -50) / 20)
+            floor = rng.standard_normal(len(audio)).astype(np.float32) * 10 ** (
+                rng.uniform(-65, -50) / 20
+            )
             audio = (audio + floor) * 10 ** (rng.uniform(-9, 0) / 20)
             name = f"audio/{rng.integers(16**11, 16**12):012x}_{utterance}{fmt.suffix}"
             row = {k: v for k, v in person.items() if k != "name"}
@@ -179,7 +187,9 @@ def write_batch(spec: DemoSpec, batch_index: int, batch_id: str, serial_start: i
         elif kind == "age_out_of_range":
             row["age"] = int(rng.choice([7, 150]))
         elif kind == "bad_timestamp":
-            row["collected_at"] = str(rng.choice(["ontem 14h", "2026-13-45T99:00:00", "03/02/2026"]))
+            row["collected_at"] = str(
+                rng.choice(["ontem 14h", "2026-13-45T99:00:00", "03/02/2026"])
+            )
         elif kind == "row_without_audio":
             skip_file.add(index)
         elif kind == "audio_without_row":
@@ -190,13 +200,18 @@ def write_batch(spec: DemoSpec, batch_index: int, batch_id: str, serial_start: i
             row["utterance"] = f"{row['utterance']}\t"
         elif kind == "duplicate_participant":
             twin = dict(row)
-            twin["audio_path"] = f"audio/{rng.integers(16**11, 16**12):012x}_{row['utterance']}_retake{audio_of[index][1].suffix}"
+            twin["audio_path"] = (
+                f"audio/{rng.integers(16**11, 16**12):012x}_{row['utterance']}_retake"
+                f"{audio_of[index][1].suffix}"
+            )
             audio, fmt = audio_of[index]
             (folder / str(twin["audio_path"])).write_bytes(encode(audio * 0.9, fmt))
             extra_rows.append(twin)
         record: dict[str, object] = {
             "kind": kind,
-            "audio_path": row["audio_path"] if kind != "duplicate_participant" else extra_rows[-1]["audio_path"],
+            "audio_path": row["audio_path"]
+            if kind != "duplicate_participant"
+            else extra_rows[-1]["audio_path"],
             "expected": [asdict(e) for e in EXPECTED[kind]],
         }
         manifest.defects.append(record)
@@ -205,9 +220,17 @@ def write_batch(spec: DemoSpec, batch_index: int, batch_id: str, serial_start: i
         if index in skip_file:
             continue
         audio, fmt = audio_of[index]
-        kind = defect_of.get(index)
-        if kind in {"truncated", "zero_byte", "not_audio", "silent", "clipped", "too_short", "eight_channels"}:
-            data = _defect_audio(str(kind), audio, fmt, rng)
+        injected = defect_of.get(index)
+        if injected in {
+            "truncated",
+            "zero_byte",
+            "not_audio",
+            "silent",
+            "clipped",
+            "too_short",
+            "eight_channels",
+        }:
+            data = _defect_audio(str(injected), audio, fmt, rng)
         else:
             data = encode(audio, fmt)
         (folder / str(row["audio_path"])).write_bytes(data)
@@ -217,8 +240,10 @@ def write_batch(spec: DemoSpec, batch_index: int, batch_id: str, serial_start: i
     final_rows = [final_rows[i] for i in order]
     for twin in extra_rows:  # a retake is recorded after the original: keep its row later
         original = next(
-            r for r in final_rows
-            if r is not twin and r["participant_id"] == twin["participant_id"]
+            r
+            for r in final_rows
+            if r is not twin
+            and r["participant_id"] == twin["participant_id"]
             and r["utterance"] == twin["utterance"]
         )
         i, j = final_rows.index(original), final_rows.index(twin)
@@ -233,7 +258,9 @@ def write_batch(spec: DemoSpec, batch_index: int, batch_id: str, serial_start: i
     writer.writeheader()
     for row in final_rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
-    (folder / METADATA_FILE).write_bytes(("\ufeff" if bom else "").encode() + text.getvalue().encode())
+    (folder / METADATA_FILE).write_bytes(
+        ("\ufeff" if bom else "").encode() + text.getvalue().encode()
+    )
     manifest.rows = len(final_rows)
     manifest.files = sum(1 for p in (folder / "audio").iterdir() if p.is_file())
     (folder / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")

@@ -31,9 +31,7 @@ EXPECTED: dict[str, tuple[Expected, ...]] = {
     "eight_channels": (Expected(AUDIO_STAGE, "too_many_channels"), _AUDIO_REJECTED),
     "row_without_audio": (Expected(METADATA_STAGE, "audio_missing", "audio_path"),),
     "audio_without_row": (Expected(METADATA_STAGE, "orphan_audio"),),
-    "duplicate_participant": (
-        Expected(METADATA_STAGE, "duplicate_recording", "participant_id"),
-    ),
+    "duplicate_participant": (Expected(METADATA_STAGE, "duplicate_recording", "participant_id"),),
     "spo2_out_of_range": (Expected(METADATA_STAGE, "out_of_range", "spo2"),),
     "age_out_of_range": (Expected(METADATA_STAGE, "out_of_range", "age"),),
     "bad_timestamp": (Expected(METADATA_STAGE, "invalid_timestamp", "collected_at"),),

@@ -43,16 +43,26 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     if source_rate == target_rate:
         return audio
     common = gcd(source_rate, target_rate)
-    return resample_poly(audio, target_rate // common, source_rate // common, axis=0).astype(np.float32)
+    return resample_poly(audio, target_rate // common, source_rate // common, axis=0).astype(
+        np.float32
+    )
 
 
 def encode(audio: np.ndarray, fmt: AudioFormat) -> bytes:
     """Bytes of ``audio`` (mono, 16 kHz float) delivered in ``fmt``."""
     signal = resample(audio, RATE, fmt.sample_rate)
     if fmt.channels > 1:
-        signal = np.stack([signal * (0.9 + 0.1 * c / fmt.channels) for c in range(fmt.channels)], axis=1)
+        signal = np.stack(
+            [signal * (0.9 + 0.1 * c / fmt.channels) for c in range(fmt.channels)], axis=1
+        )
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(signal, -1.0, 1.0), fmt.sample_rate, format=fmt.container, subtype=fmt.subtype)
+    sf.write(
+        buffer,
+        np.clip(signal, -1.0, 1.0),
+        fmt.sample_rate,
+        format=fmt.container,
+        subtype=fmt.subtype,
+    )
     data = buffer.getvalue()
     if fmt.container == "OGG":
         data = fix_ogg_serial(data, zlib.crc32(audio.tobytes()))

@@ -28,8 +28,12 @@ def hospital_ambience(seconds: float, rng: np.random.Generator) -> np.ndarray:
     ventilator = rng.standard_normal(n) * (0.5 + 0.5 * np.sin(2 * np.pi * t / rng.uniform(3, 5)))
     babble = np.zeros(n)
     for _ in range(3):
-        voice = synthesize("frase", random_speaker(str(rng.choice(["F", "M"])), rng),
-                           breathing_for(0, 0.0, rng), rng)
+        voice = synthesize(
+            "frase",
+            random_speaker(str(rng.choice(["F", "M"])), rng),
+            breathing_for(0, 0.0, rng),
+            rng,
+        )
         start = int(rng.integers(0, max(1, n - len(voice))))
         babble[start : start + len(voice)] += voice[: n - start]
     mix = (

@@ -57,7 +57,8 @@ def verify_batch(manifest: dict[str, object], quarantine: pl.DataFrame) -> Verif
             result.caught += 1
         else:
             result.problems.append(
-                f"{defect['kind']} in {defect['audio_path']}: expected {sorted(expected, key=str)}, "
+                f"{defect['kind']} in {defect['audio_path']}: "
+                f"expected {sorted(expected, key=str)}, "
                 f"got {sorted(actual, key=str)}"
             )
         if records.height:

@@ -67,10 +67,16 @@ def breathing_for(label: int, effect_size: float, rng: np.random.Generator) -> B
     shift = effect_size if label == 1 else 0.0
     c, d = CONTROL_BREATHING, PATIENT_SHIFT
     return BreathingProfile(
-        phrase_syllables=max(2.5, c.phrase_syllables + shift * d.phrase_syllables + rng.normal(0, 2.0)),
+        phrase_syllables=max(
+            2.5, c.phrase_syllables + shift * d.phrase_syllables + rng.normal(0, 2.0)
+        ),
         pause_s=max(0.12, c.pause_s + shift * d.pause_s + rng.normal(0, 0.08)),
-        inhalation_level=max(0.0, c.inhalation_level + shift * d.inhalation_level + rng.normal(0, 0.03)),
-        breathiness=float(np.clip(c.breathiness + shift * d.breathiness + rng.normal(0, 0.04), 0.0, 0.9)),
+        inhalation_level=max(
+            0.0, c.inhalation_level + shift * d.inhalation_level + rng.normal(0, 0.03)
+        ),
+        breathiness=float(
+            np.clip(c.breathiness + shift * d.breathiness + rng.normal(0, 0.04), 0.0, 0.9)
+        ),
         sustain_s=max(1.5, c.sustain_s + shift * d.sustain_s + rng.normal(0, 1.2)),
     )
 
@@ -94,10 +100,16 @@ def _resonator(center: float, bandwidth: float) -> tuple[np.ndarray, np.ndarray]
     return b, a
 
 
-def _glottal_source(n: int, speaker: Speaker, breathiness: float, rng: np.random.Generator) -> np.ndarray:
+def _glottal_source(
+    n: int, speaker: Speaker, breathiness: float, rng: np.random.Generator
+) -> np.ndarray:
     t = np.arange(n) / RATE
-    contour = speaker.f0_hz * (1.0 - 0.08 * t / max(t[-1], 1e-3)) if n > 1 else np.full(n, speaker.f0_hz)
-    contour = contour * (1.0 + speaker.jitter * rng.standard_normal(n).cumsum() / np.sqrt(np.arange(1, n + 1)))
+    contour = (
+        speaker.f0_hz * (1.0 - 0.08 * t / max(t[-1], 1e-3)) if n > 1 else np.full(n, speaker.f0_hz)
+    )
+    contour = contour * (
+        1.0 + speaker.jitter * rng.standard_normal(n).cumsum() / np.sqrt(np.arange(1, n + 1))
+    )
     phase = np.cumsum(contour / RATE)
     frac = phase % 1.0
     open_quotient = 0.6
@@ -112,7 +124,9 @@ def _glottal_source(n: int, speaker: Speaker, breathiness: float, rng: np.random
 
 def _formants(signal: np.ndarray, vowel: str, speaker: Speaker) -> np.ndarray:
     out = np.zeros_like(signal)
-    for formant, bandwidth, gain in zip(VOWELS[vowel], (80.0, 100.0, 140.0), (1.0, 0.7, 0.35), strict=True):
+    for formant, bandwidth, gain in zip(
+        VOWELS[vowel], (80.0, 100.0, 140.0), (1.0, 0.7, 0.35), strict=True
+    ):
         b, a = _resonator(formant * speaker.formant_scale, bandwidth)
         out += gain * lfilter(b, a, signal)
     return out
@@ -151,7 +165,9 @@ def synthesize(
         phrase_len = max(2, int(rng.poisson(breathing.phrase_syllables)))
         for vowel in UTTERANCE_TEXT[utterance]:
             if since_breath >= phrase_len:
-                pause = int(RATE * max(0.08, rng.normal(breathing.pause_s, breathing.pause_s * 0.25)))
+                pause = int(
+                    RATE * max(0.08, rng.normal(breathing.pause_s, breathing.pause_s * 0.25))
+                )
                 pieces.append(_inhalation(pause, breathing.inhalation_level, rng))
                 since_breath = 0
                 phrase_len = max(2, int(rng.poisson(breathing.phrase_syllables)))
@@ -159,7 +175,9 @@ def synthesize(
             consonant = int(n * rng.uniform(0.15, 0.3))
             voiced = n - consonant
             burst = rng.standard_normal(consonant) * 0.05 * rng.uniform(0.0, 1.0)
-            voice = _formants(_glottal_source(voiced, speaker, breathing.breathiness, rng), vowel, speaker)
+            voice = _formants(
+                _glottal_source(voiced, speaker, breathing.breathiness, rng), vowel, speaker
+            )
             voice = voice / max(np.abs(voice).max(), 1e-9) * _envelope(voiced, int(0.02 * RATE))
             pieces += [burst, voice * rng.uniform(0.7, 1.0)]
             since_breath += 1

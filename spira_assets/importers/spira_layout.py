@@ -24,13 +24,20 @@ LISTS = (("patients.csv", 1), ("controls.csv", 0))
 NOISE_LIST = "noises.csv"
 SPO2_COLUMNS = ("spo2", "oxigenacao", "oxygenation", "saturacao")
 OUTPUT_COLUMNS = (
-    "participant_id", "label", "sex", "age", "spo2", "collected_at", "device", "utterance",
+    "participant_id",
+    "label",
+    "sex",
+    "age",
+    "spo2",
+    "collected_at",
+    "device",
+    "utterance",
     "audio_path",
 )
 DEVICE = "spira-import"
 
 
-class ImportError_(RuntimeError):
+class SpiraImportError(RuntimeError):
     """The import cannot start (missing lists, existing batch, bad option)."""
 
 
@@ -61,7 +68,10 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     names[0] = "file_path"
     body = records[1:] if has_header else records
     start = 2 if has_header else 1
-    return [(n, dict(zip(names, (c.strip() for c in r), strict=False))) for n, r in enumerate(body, start)]
+    return [
+        (n, dict(zip(names, (c.strip() for c in r), strict=False)))
+        for n, r in enumerate(body, start)
+    ]
 
 
 def _sex(value: str) -> str | None:
@@ -84,15 +94,15 @@ def _utterance(path: str, default: str | None) -> str | None:
 def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions) -> ImportReport:
     require_valid_batch_id(batch_id)
     if options.patient_spo2 is not None and not 50 <= options.patient_spo2 < SPO2_RI_THRESHOLD:
-        raise ImportError_(f"--patient-spo2 must be in 50..{SPO2_RI_THRESHOLD - 1}")
+        raise SpiraImportError(f"--patient-spo2 must be in 50..{SPO2_RI_THRESHOLD - 1}")
     if options.default_utterance and options.default_utterance not in UTTERANCES:
-        raise ImportError_(f"--utterance must be one of {list(UTTERANCES)}")
+        raise SpiraImportError(f"--utterance must be one of {list(UTTERANCES)}")
     lists = [(src / name, label) for name, label in LISTS if (src / name).exists()]
     if not lists:
-        raise ImportError_(f"{src} has neither patients.csv nor controls.csv")
+        raise SpiraImportError(f"{src} has neither patients.csv nor controls.csv")
     target = landing / batch_id
     if target.exists():
-        raise ImportError_(f"landing batch {target} already exists; choose another --batch-id")
+        raise SpiraImportError(f"landing batch {target} already exists; choose another --batch-id")
     pattern = re.compile(options.participant_pattern) if options.participant_pattern else None
     report = ImportReport(batch_id)
     out_rows: list[dict[str, object]] = []
@@ -113,12 +123,17 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
                 spo2 = str(options.patient_spo2)
             missing = [
                 name
-                for name, value in (("sex (sexo)", sex), ("age (idade)", age), ("utterance", utterance))
+                for name, value in (
+                    ("sex (sexo)", sex),
+                    ("age (idade)", age),
+                    ("utterance", utterance),
+                )
                 if not value
             ]
             if label == 1 and not spo2:
                 missing.append(
-                    "SpO2 (SPIRA's inclusion criterion was SpO2 < 92: pass --patient-spo2 to state it)"
+                    "SpO2 (SPIRA's inclusion criterion was SpO2 < 92: "
+                    "pass --patient-spo2 to state it)"
                 )
             if missing:
                 report.problems.append(f"{where}: cannot derive {', '.join(missing)}")
@@ -159,7 +174,9 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
         for line, row in _rows(noise_list):
             audio = (src / row["file_path"]).resolve()
             if not audio.is_file():
-                report.problems.append(f"{NOISE_LIST}:{line}: noise file {row['file_path']!r} not found")
+                report.problems.append(
+                    f"{NOISE_LIST}:{line}: noise file {row['file_path']!r} not found"
+                )
                 continue
             shutil.copyfile(audio, noise_dir / f"{batch_id}_{line:05d}{audio.suffix.lower()}")
             report.noise_files += 1

@@ -135,10 +135,13 @@ def _typed(parsed: MetadataCsv, now: datetime, out: _Collector) -> pl.DataFrame:
                 row,
                 "collected_at",
                 "invalid_timestamp",
-                f"collected_at={raw!r} is not an ISO 8601 timestamp (e.g. 2024-05-03T10:22:00-03:00)",
+                f"collected_at={raw!r} is not an ISO 8601 timestamp "
+                "(e.g. 2024-05-03T10:22:00-03:00)",
             )
         elif stamp is not None and stamp > now + FUTURE_TOLERANCE:
-            out.add(row, "collected_at", "timestamp_in_future", f"collected_at={raw!r} is in the future")
+            out.add(
+                row, "collected_at", "timestamp_in_future", f"collected_at={raw!r} is in the future"
+            )
     typed = typed.with_columns(
         [pl.col(f"__{c}").alias(c) for c in INT_COLUMNS]
         + [pl.Series("collected_at", stamps, dtype=UTC_TIME)]
@@ -388,7 +391,9 @@ def _report_orphans(raw_audio: pl.DataFrame, referenced: set[str], out: _Collect
     return orphans.height
 
 
-def _pseudonymized(batch_id: str, accepted: pl.DataFrame, pseudonymizer: Pseudonymizer) -> pl.DataFrame:
+def _pseudonymized(
+    batch_id: str, accepted: pl.DataFrame, pseudonymizer: Pseudonymizer
+) -> pl.DataFrame:
     if accepted.is_empty():
         return VALIDATED_METADATA.empty()
     participants = [pseudonymizer.participant(p) for p in accepted.get_column("participant_id")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model_config import BaseConfig
@@ -90,7 +89,7 @@ class ValidatedMetadataTable(pa.DataFrameModel):
 
     class Config(BaseConfig):
         strict = True
-        unique = ["batch_id", "participant", "utterance"]
+        unique = ["batch_id", "participant", "utterance"]  # noqa: RUF012
 
 
 class RawAudioTable(pa.DataFrameModel):
@@ -120,7 +119,8 @@ class RawAudioTable(pa.DataFrameModel):
     @classmethod
     def accepted_have_uri(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            ~pl.col("accepted") | (pl.col("raw_uri").is_not_null() & pl.col("rejection_rule").is_null())
+            ~pl.col("accepted")
+            | (pl.col("raw_uri").is_not_null() & pl.col("rejection_rule").is_null())
         )
 
     class Config(BaseConfig):

@@ -67,7 +67,9 @@ class Warehouse:
             return False
         try:
             with connect(self.path, read_only=True) as con:
-                names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+                names = {
+                    r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()
+                }
                 rows = con.execute("SELECT version, lake FROM _catalog").fetchall()
         except duckdb.Error:
             return False
@@ -86,7 +88,9 @@ class Warehouse:
             for spec in tables:
                 con.execute(self._view_sql(spec))
             con.execute("CREATE OR REPLACE TABLE _catalog (version INTEGER, lake VARCHAR)")
-            con.execute("INSERT INTO _catalog VALUES (?, ?)", [CATALOG_VERSION, str(self.lake.root)])
+            con.execute(
+                "INSERT INTO _catalog VALUES (?, ?)", [CATALOG_VERSION, str(self.lake.root)]
+            )
 
     def query(self, sql: str, parameters: list[object] | None = None) -> pl.DataFrame:
         """Run a read-only query and return a polars frame."""

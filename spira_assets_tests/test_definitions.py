@@ -1,0 +1,78 @@
+"""The code location loads, validates with Dagster's CLI, and its graph is what we reviewed.
+
+Set UPDATE_SNAPSHOTS=1 to rewrite the snapshot after an intended change of the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from spira_assets.definitions import defs
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def graph_snapshot() -> dict[str, object]:
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        partitions = node.partitions_def
+        assets[key.to_user_string()] = {
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "group": node.group_name,
+            "partitions": getattr(partitions, "name", None) if partitions else None,
+            "kinds": sorted(node.kinds),
+            "checks": sorted(
+                f"{c.name}{' (blocking)' if graph.get(c).blocking else ''}" for c in node.check_keys
+            ),
+        }
+    return {
+        "assets": assets,
+        "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
+        "sensors": sorted(s.name for s in defs.sensors or []),
+    }
+
+
+def test_asset_graph_matches_the_reviewed_snapshot() -> None:
+    current = graph_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text())
+
+
+def test_every_asset_is_partitioned_by_collection_batch_or_depends_on_all() -> None:
+    for key, node in graph_snapshot()["assets"].items():  # type: ignore[attr-defined]
+        assert node["partitions"] in ("collection_batch", None), key
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "All code locations passed validation" in result.stderr + result.stdout
+
+
+def test_definitions_object_is_a_single_dagster_definitions() -> None:
+    assert isinstance(defs, dg.Definitions)

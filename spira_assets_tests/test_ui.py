@@ -1,0 +1,142 @@
+"""`dagster dev` (webserver + daemon, as `make ui` starts it) serves the code location; a run
+launched through its GraphQL API (what the UI's "Materialize" button sends) materializes one
+batch, and the landing-zone sensor, ticking in the daemon, picks up the other batch by itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from spira_assets.layout import DataLayout
+from spira_assets.partitions import collection_batch
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.warehouse import Warehouse
+from spira_assets_tests.conftest import data_root_with
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def graphql(port: int, query: str, variables: dict[str, object] | None = None) -> dict[str, object]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload: dict[str, object] = json.load(response)
+    assert "errors" not in payload, payload
+    data = payload["data"]
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture
+def webserver(tmp_path: Path, clean_corpus: Path) -> Iterator[tuple[int, DataLayout, Path]]:
+    layout = data_root_with(tmp_path, clean_corpus)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SPIRA_DATA_DIR": str(layout.root)}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(collection_batch.name, ["demo-001"])
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so launched runs die with it
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("dagster dev did not start") from None
+                time.sleep(0.5)
+        yield port, layout, home
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_ui_serves_assets_and_materializes_a_batch(webserver: tuple[int, DataLayout, Path]) -> None:
+    port, layout, _home = webserver
+    nodes = graphql(port, "{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    keys = {n["assetKey"]["path"][0] for n in nodes}  # type: ignore[index, union-attr]
+    assert {"raw_audio", "validated_metadata"} <= keys
+
+    launched = graphql(
+        port,
+        """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+             __typename ... on LaunchRunSuccess { run { runId } }
+             ... on PythonError { message } } }""",
+        {
+            "p": {
+                "selector": {
+                    "repositoryLocationName": "spira_assets",
+                    "repositoryName": "__repository__",
+                    "jobName": "ingest_batch",
+                },
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo-001"}]},
+            }
+        },
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched  # type: ignore[index]
+    run_id = launched["run"]["runId"]  # type: ignore[index]
+    deadline = time.monotonic() + 240
+    status = "STARTING"
+    while status not in {"SUCCESS", "FAILURE", "CANCELED"} and time.monotonic() < deadline:
+        time.sleep(1)
+        run = graphql(
+            port,
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+            {"id": run_id},
+        )["runOrError"]
+        status = run["status"]  # type: ignore[index]
+    assert status == "SUCCESS"
+    warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
+    query = "SELECT batch_id, count(*) FROM validated_metadata GROUP BY ALL ORDER BY ALL"
+    assert warehouse.query(query).rows()[0] == ("demo-001", 16)
+    while time.monotonic() < deadline:  # the sensor's own run for demo-002
+        if len(warehouse.query(query).rows()) == 2:
+            break
+        time.sleep(1)
+    assert warehouse.query(query).rows() == [("demo-001", 16), ("demo-002", 16)]
+    runs = graphql(port, "{ runsOrError { ... on Runs { results { tags { key value } } } } }")
+    tags = [{t["key"]: t["value"] for t in r["tags"]} for r in runs["runsOrError"]["results"]]  # type: ignore[index]
+    assert any(t.get("dagster/sensor_name") == "landing_zone_sensor" for t in tags)
