@@ -13,6 +13,7 @@ Reports
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import statistics
@@ -29,10 +30,8 @@ os.environ.setdefault("SPIRA_PSEUDONYM_KEY", "benchmark-key-0123456789")
 def bare_decode_seconds(files: list[Path]) -> float:
     started = time.perf_counter()
     for path in files:
-        try:
+        with contextlib.suppress(sf.LibsndfileError, RuntimeError):
             sf.read(io.BytesIO(path.read_bytes()), dtype="float32")
-        except (sf.LibsndfileError, RuntimeError):
-            pass
     return time.perf_counter() - started
 
 
@@ -58,8 +57,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         t0 = time.perf_counter()
-        generate_corpus(DemoSpec(root / "landing", args.batches, args.participants, seed=1,
-                                 defect_rate=0.05))
+        generate_corpus(
+            DemoSpec(root / "landing", args.batches, args.participants, seed=1, defect_rate=0.05)
+        )
         generated = time.perf_counter() - t0
         layout = DataLayout.from_location(root)
         os.environ["SPIRA_DATA_DIR"] = str(root)
@@ -70,19 +70,34 @@ def main() -> None:
         def core(workers: int) -> tuple[float, float]:
             store = RawStore(layout.root / f"raw-bench-{workers}-{time.monotonic_ns()}")
             started = time.perf_counter()
-            result = ingest_raw_audio("demo-001", first.directory, store, AudioQualityRules(),
-                                      pseudonymizer, first.redactor(pseudonymizer),
-                                      datetime.now(UTC), workers=workers)
-            validate_metadata("demo-001", first.metadata_bytes, result.table, pseudonymizer,
-                              first.redactor(pseudonymizer), datetime.now(UTC))
+            result = ingest_raw_audio(
+                "demo-001",
+                first.directory,
+                store,
+                AudioQualityRules(),
+                pseudonymizer,
+                first.redactor(pseudonymizer),
+                datetime.now(UTC),
+                workers=workers,
+            )
+            validate_metadata(
+                "demo-001",
+                first.metadata_bytes,
+                result.table,
+                pseudonymizer,
+                first.redactor(pseudonymizer),
+                datetime.now(UTC),
+            )
             return time.perf_counter() - started, result.total_duration_s
 
         bare = min(bare_decode_seconds(files) for _ in range(args.repeats))
         one = min(core(1)[0] for _ in range(args.repeats))
         two, audio_s = min(core(2) for _ in range(args.repeats))
-        print(f"corpus: {args.batches} batches x {args.participants} participants "
-              f"({len(files)} files, {audio_s / 60:.1f} min of accepted audio per batch), "
-              f"generated in {generated:.1f}s")
+        print(
+            f"corpus: {args.batches} batches x {args.participants} participants "
+            f"({len(files)} files, {audio_s / 60:.1f} min of accepted audio per batch), "
+            f"generated in {generated:.1f}s"
+        )
         print("\n(a) one batch, core stages (decode+measure+judge+hash+copy, then validate)")
         print("| what | seconds | x realtime | ratio to bare decode |")
         print("|---|---|---|---|")
@@ -106,8 +121,10 @@ def main() -> None:
         for k, cost in enumerate(costs, 1):
             print(f"| {k} | {cost:.2f} | {cost / costs[0]:.2f} |")
         later = costs[1:] or costs
-        print(f"\nmedian batch k>1 / batch 1: {statistics.median(later) / costs[0]:.2f} "
-              f"(max {max(later) / costs[0]:.2f})")
+        print(
+            f"\nmedian batch k>1 / batch 1: {statistics.median(later) / costs[0]:.2f} "
+            f"(max {max(later) / costs[0]:.2f})"
+        )
 
 
 if __name__ == "__main__":
