@@ -37,6 +37,8 @@ class DataLayout:
     - ``landing/<batch_id>/`` : what the collection app uploads (raw zone, contains PHI)
     - ``landing/noise/``      : hospital ambience for augmentation
     - ``raw/<aa>/<sha256>.<ext>`` : immutable content-addressed copy of accepted audio
+    - ``waveforms/16k/<batch_id>.int16`` : accepted audio at 16 kHz mono, one shard per batch
+    - ``features/<config_hash>/<batch_id>.f32`` : feature frames, one shard per config and batch
     - ``lake/<table>/.../<batch_id>.parquet`` : one file per table and batch (the tables)
     - ``warehouse.duckdb``    : DuckDB catalog with one view per table over the lake
     """
@@ -62,6 +64,24 @@ class DataLayout:
     @property
     def lake(self) -> UPath:
         return self.root / "lake"
+
+    @property
+    def waveforms(self) -> UPath:
+        return self.root / "waveforms"
+
+    def waveform_shard(self, batch_id: str) -> UPath:
+        from spira_assets.batches import require_valid_batch_id
+
+        return self.waveforms / "16k" / f"{require_valid_batch_id(batch_id)}.int16"
+
+    @property
+    def noise_shard(self) -> UPath:
+        return self.waveforms / "noise" / "hospital_noise.int16"
+
+    def feature_shard(self, config_hash: str, batch_id: str) -> UPath:
+        from spira_assets.batches import require_valid_batch_id
+
+        return self.root / "features" / config_hash / f"{require_valid_batch_id(batch_id)}.f32"
 
     @property
     def warehouse(self) -> UPath:

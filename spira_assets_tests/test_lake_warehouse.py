@@ -46,13 +46,13 @@ def test_tables_exist_and_are_empty_before_any_batch(tmp_path: Path) -> None:
 
 def test_rematerializing_a_batch_replaces_only_that_batch(tmp_path: Path) -> None:
     lake, warehouse = make(tmp_path)
-    lake.write_part(QUARANTINE, "b1", rejections("b1", 3), stage="raw_audio")
-    lake.write_part(QUARANTINE, "b2", rejections("b2", 2), stage="raw_audio")
+    lake.write_part(QUARANTINE, "b1", rejections("b1", 3), sub="raw_audio")
+    lake.write_part(QUARANTINE, "b2", rejections("b2", 2), sub="raw_audio")
     lake.write_part(
-        QUARANTINE, "b1", rejections("b1", 1, "validated_metadata"), stage="validated_metadata"
+        QUARANTINE, "b1", rejections("b1", 1, "validated_metadata"), sub="validated_metadata"
     )
     assert count_by_batch(warehouse) == {"b1": 4, "b2": 2}
-    lake.write_part(QUARANTINE, "b1", rejections("b1", 0), stage="raw_audio")
+    lake.write_part(QUARANTINE, "b1", rejections("b1", 0), sub="raw_audio")
     assert count_by_batch(warehouse) == {"b1": 1, "b2": 2}
     assert not [p for p in (tmp_path / "lake").rglob("*.tmp")]
 
@@ -60,14 +60,14 @@ def test_rematerializing_a_batch_replaces_only_that_batch(tmp_path: Path) -> Non
 def test_rows_of_another_batch_are_refused(tmp_path: Path) -> None:
     lake, _ = make(tmp_path)
     with pytest.raises(ValueError, match="do not belong"):
-        lake.write_part(QUARANTINE, "b1", rejections("b2", 1), stage="raw_audio")
+        lake.write_part(QUARANTINE, "b1", rejections("b2", 1), sub="raw_audio")
 
 
 def test_catalog_is_written_once_and_sees_new_batches_without_rewrite(tmp_path: Path) -> None:
     lake, warehouse = make(tmp_path)
     warehouse.ensure_views()
     stamp = warehouse.path.stat().st_mtime_ns
-    lake.write_part(QUARANTINE, "b9", rejections("b9", 5), stage="raw_audio")
+    lake.write_part(QUARANTINE, "b9", rejections("b9", 5), sub="raw_audio")
     warehouse.ensure_views()
     assert warehouse.path.stat().st_mtime_ns == stamp
     assert count_by_batch(warehouse) == {"b9": 5}
@@ -77,7 +77,7 @@ def test_a_reader_holding_the_file_does_not_break_writers(tmp_path: Path) -> Non
     lake, warehouse = make(tmp_path)
     warehouse.ensure_views()
     with connect(warehouse.path, read_only=True) as reader:
-        lake.write_part(QUARANTINE, "b1", rejections("b1", 2), stage="raw_audio")
+        lake.write_part(QUARANTINE, "b1", rejections("b1", 2), sub="raw_audio")
         assert reader.execute("SELECT count(*) FROM quarantine").fetchone() == (2,)
 
 
@@ -86,7 +86,7 @@ def _write_batch(args: tuple[str, str, int]) -> None:
     lake = Lake(UPath(Path(root) / "lake"))
     Warehouse(UPath(Path(root) / "warehouse.duckdb"), lake).ensure_views()
     for _ in range(3):  # re-materialize a few times while others write
-        lake.write_part(QUARANTINE, batch, rejections(batch, n), stage="raw_audio")
+        lake.write_part(QUARANTINE, batch, rejections(batch, n), sub="raw_audio")
 
 
 def test_parallel_processes_lose_and_duplicate_no_rows(tmp_path: Path) -> None:

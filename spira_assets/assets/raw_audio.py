@@ -67,7 +67,7 @@ def raw_audio(
     )
     lake = storage.lake()
     lake.write_part(RAW_AUDIO, batch_id, result.table)
-    lake.write_part(QUARANTINE, batch_id, result.quarantine, stage=STAGE)
+    lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
     storage.warehouse().ensure_views()
 
     quarantined = result.files_in - result.accepted

@@ -71,7 +71,7 @@ def validated_metadata(
         datetime.now(UTC),
     )
     lake.write_part(VALIDATED_METADATA, batch_id, result.table)
-    lake.write_part(QUARANTINE, batch_id, result.quarantine, stage=STAGE)
+    lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
     storage.warehouse().ensure_views()
 
     table = result.table

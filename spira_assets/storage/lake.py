@@ -13,7 +13,7 @@ import uuid
 import polars as pl
 from upath import UPath
 
-from spira_assets.batches import require_valid_batch_id
+from spira_assets.batches import is_valid_batch_id, require_valid_batch_id
 from spira_assets.storage.tables import TableSpec
 
 SCHEMA_FILE = "_schema.parquet"
@@ -43,12 +43,15 @@ class Lake:
     def table_dir(self, spec: TableSpec) -> UPath:
         return self.root / spec.name
 
-    def part_path(self, spec: TableSpec, batch_id: str, stage: str | None = None) -> UPath:
+    def part_path(self, spec: TableSpec, batch_id: str, sub: str | None = None) -> UPath:
+        """``<table>/[<sub>/]<batch_id>.parquet``; ``sub`` is the stage for ``quarantine`` and
+        the feature configuration hash for feature tables. Unpartitioned tables use the batch
+        id ``all``."""
         require_valid_batch_id(batch_id)
-        if spec.split_by_stage:
-            if not stage:
-                raise ValueError(f"table {spec.name} is split by stage: pass stage=")
-            return self.table_dir(spec) / stage / f"{batch_id}.parquet"
+        if spec.split_by:
+            if not sub or not is_valid_batch_id(sub):
+                raise ValueError(f"table {spec.name} is split by {spec.split_by}: pass sub=")
+            return self.table_dir(spec) / sub / f"{batch_id}.parquet"
         return self.table_dir(spec) / f"{batch_id}.parquet"
 
     def ensure_schema_file(self, spec: TableSpec) -> UPath:
@@ -59,33 +62,34 @@ class Lake:
         return path
 
     def write_part(
-        self, spec: TableSpec, batch_id: str, frame: pl.DataFrame, stage: str | None = None
+        self, spec: TableSpec, batch_id: str, frame: pl.DataFrame, sub: str | None = None
     ) -> UPath:
         frame = spec.conform(frame)
-        wrong = frame.filter(pl.col("batch_id") != batch_id).height
-        if wrong:
-            raise ValueError(f"{wrong} rows of {spec.name} do not belong to batch {batch_id}")
+        if "batch_id" in frame.columns:
+            wrong = frame.filter(pl.col("batch_id") != batch_id).height
+            if wrong:
+                raise ValueError(f"{wrong} rows of {spec.name} do not belong to batch {batch_id}")
         self.ensure_schema_file(spec)
-        path = self.part_path(spec, batch_id, stage)
+        path = self.part_path(spec, batch_id, sub)
         _write_atomically(frame, path)
         return path
 
-    def read_part(self, spec: TableSpec, batch_id: str, stage: str | None = None) -> pl.DataFrame:
-        path = self.part_path(spec, batch_id, stage)
+    def read_part(self, spec: TableSpec, batch_id: str, sub: str | None = None) -> pl.DataFrame:
+        path = self.part_path(spec, batch_id, sub)
         if not path.exists():
             raise FileNotFoundError(
                 f"{spec.name} has no data for batch {batch_id} ({path}); materialize it first"
             )
         return spec.conform(pl.read_parquet(str(path)))
 
-    def has_part(self, spec: TableSpec, batch_id: str, stage: str | None = None) -> bool:
-        return self.part_path(spec, batch_id, stage).exists()
+    def has_part(self, spec: TableSpec, batch_id: str, sub: str | None = None) -> bool:
+        return self.part_path(spec, batch_id, sub).exists()
 
     def part_files(self, spec: TableSpec) -> list[UPath]:
         directory = self.table_dir(spec)
         if not directory.exists():
             return []
-        pattern = "*/*.parquet" if spec.split_by_stage else "*.parquet"
+        pattern = "*/*.parquet" if spec.split_by else "*.parquet"
         return sorted(p for p in directory.glob(pattern) if not p.name.startswith((".", "_")))
 
     def read_table(self, spec: TableSpec) -> pl.DataFrame:

@@ -11,13 +11,13 @@ UTC_TIME = pl.Datetime("us", "UTC")
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A lake table: its name (= the asset that writes it), columns, and whether its files are
-    further split by a sub-key (``quarantine`` is split by stage so each stage replaces only its
-    own rejections)."""
+    """A lake table: its name (= the asset that writes it), columns, and the sub-key its files
+    are further split by, if any (``quarantine`` by stage, so each stage replaces only its own
+    rejections; feature tables by configuration hash, so configurations never mix)."""
 
     name: str
     schema: dict[str, pl.DataType]
-    split_by_stage: bool = False
+    split_by: str | None = None
 
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.schema)
@@ -42,7 +42,7 @@ QUARANTINE = TableSpec(
         "detail": pl.String(),
         "quarantined_at": UTC_TIME,
     },
-    split_by_stage=True,
+    split_by="stage",
 )
 
 RAW_AUDIO = TableSpec(
@@ -95,4 +95,78 @@ VALIDATED_METADATA = TableSpec(
     },
 )
 
-ALL_TABLES: tuple[TableSpec, ...] = (RAW_AUDIO, VALIDATED_METADATA, QUARANTINE)
+AUDIO_16K = TableSpec(
+    "audio_16k",
+    {
+        "batch_id": pl.String(),
+        "audio_sha256": pl.String(),
+        "participant": pl.String(),
+        "label": pl.Int64(),
+        "sex": pl.String(),
+        "age": pl.Int64(),
+        "device": pl.String(),
+        "utterance": pl.String(),
+        "sample_offset": pl.Int64(),
+        "samples": pl.Int64(),
+        "duration_s": pl.Float64(),
+        "shard": pl.String(),
+    },
+)
+
+HOSPITAL_NOISE = TableSpec(
+    "hospital_noise",
+    {
+        "batch_id": pl.String(),  # always "all": the noise set is not partitioned
+        "noise_sha256": pl.String(),
+        "source": pl.String(),
+        "sample_offset": pl.Int64(),
+        "samples": pl.Int64(),
+        "duration_s": pl.Float64(),
+        "shard": pl.String(),
+    },
+)
+
+SPECTROGRAM_FEATURES = TableSpec(
+    "spectrogram_features",
+    {
+        "batch_id": pl.String(),
+        "config_hash": pl.String(),
+        "feature_kind": pl.String(),
+        "audio_sha256": pl.String(),
+        "participant": pl.String(),
+        "label": pl.Int64(),
+        "utterance": pl.String(),
+        "frame_offset": pl.Int64(),
+        "frames": pl.Int64(),
+        "windows": pl.Int64(),
+        "shard": pl.String(),
+    },
+    split_by="config_hash",
+)
+
+FEATURE_STATS = TableSpec(
+    "feature_stats",
+    {
+        "batch_id": pl.String(),
+        "config_hash": pl.String(),
+        "coefficient": pl.Int64(),
+        "mean": pl.Float64(),
+        "std": pl.Float64(),
+        "min": pl.Float64(),
+        "max": pl.Float64(),
+        "frames": pl.Int64(),
+    },
+    split_by="config_hash",
+)
+
+UNPARTITIONED = "all"
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    RAW_AUDIO,
+    VALIDATED_METADATA,
+    QUARANTINE,
+    AUDIO_16K,
+    HOSPITAL_NOISE,
+    SPECTROGRAM_FEATURES,
+    FEATURE_STATS,
+)

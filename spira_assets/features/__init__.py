@@ -1,0 +1,2 @@
+"""Waveforms at 16 kHz, spectrogram features, windowing and augmentation (torch/torchaudio).
+No Dagster."""
