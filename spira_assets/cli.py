@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from spira_assets.batches import InvalidBatchIdError, scan_landing
 from spira_assets.layout import DataLayout, as_upath, default_data_dir
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from spira_assets.runner import RunOutcome
 
 
 class CliError(click.ClickException):
@@ -171,42 +178,70 @@ def import_spira_command(
 @main.command()
 @click.option("--batch", "batch_id", required=True, help="Batch (partition) to materialize.")
 @click.option(
-    "--select", default="", help="Comma-separated assets (default: all per-batch assets)."
+    "--select",
+    default="",
+    help="Comma-separated assets (default: every per-batch asset). Shared assets such as "
+    "hospital_noise are materialized in their own run first.",
 )
 @DATA_DIR_OPTION
 def materialize(batch_id: str, select: str, data_dir: str | None) -> None:
     """Register the batch partition if new and materialize its per-batch assets."""
     layout = _layout(data_dir)
-    _run_batches(layout, [batch_id], tuple(s.strip() for s in select.split(",") if s.strip()))
+    names = tuple(s.strip() for s in select.split(",") if s.strip())
+    from spira_assets.runner import MaterializeError, split_selection
+
+    try:
+        per_batch, shared = split_selection(names)
+    except MaterializeError as error:
+        raise CliError(str(error)) from error
+    failed = []
+    if shared:
+        failed += _run_shared(layout, shared)
+    if per_batch or not shared:
+        failed += _run_batches(layout, [batch_id], per_batch)
+    if failed:
+        raise CliError(f"{', '.join(failed)} did not materialize cleanly (see the run in the UI)")
+
+
+def _instance(layout: DataLayout) -> dg.DagsterInstance:
+    os.environ["SPIRA_DATA_DIR"] = str(layout.root)
+    from spira_assets.instance import local_instance
+
+    return local_instance()
+
+
+def _report(run: RunOutcome) -> bool:
+    state = "ok" if run.ok else "FAILED"
+    extra = ""
+    if run.failed_checks:
+        extra += f" failed checks: {', '.join(run.failed_checks)}"
+    if run.failed_steps:
+        extra += f" failed steps: {', '.join(run.failed_steps)}"
+    click.echo(f"{run.label}: run {run.run_id[:8]} {state}{extra}")
+    return run.ok
+
+
+def _run_shared(layout: DataLayout, select: tuple[str, ...]) -> list[str]:
+    from spira_assets.runner import materialize_shared
+
+    run = materialize_shared(_instance(layout), select)
+    return [] if _report(run) else [run.label]
 
 
 def _run_batches(
     layout: DataLayout, batch_ids: list[str], select: tuple[str, ...] = ()
 ) -> list[str]:
-    import os
-
-    os.environ["SPIRA_DATA_DIR"] = str(layout.root)
-    from spira_assets.instance import local_instance
     from spira_assets.runner import MaterializeError, materialize_batch
 
-    instance = local_instance()
+    instance = _instance(layout)
     failed = []
     for batch_id in batch_ids:
         try:
             run = materialize_batch(instance, layout, batch_id, select)
         except (MaterializeError, InvalidBatchIdError) as error:
             raise CliError(str(error)) from error
-        state = "ok" if run.success and not run.failed_checks else "FAILED"
-        extra = ""
-        if run.failed_checks:
-            extra += f" failed checks: {', '.join(run.failed_checks)}"
-        if run.failed_steps:
-            extra += f" failed steps: {', '.join(run.failed_steps)}"
-        click.echo(f"{batch_id}: run {run.run_id[:8]} {state}{extra}")
-        if state != "ok":
+        if not _report(run):
             failed.append(batch_id)
-    if failed and len(batch_ids) == 1:
-        raise CliError(f"batch {batch_ids[0]} did not materialize cleanly (see the run in the UI)")
     return failed
 
 
@@ -235,7 +270,8 @@ def demo(
         scan = scan_landing(layout.landing)
     else:
         click.echo(f"using the {len(scan.complete)} complete batches already in {landing}")
-    failed = _run_batches(layout, list(scan.complete))
+    failed = _run_shared(layout, ("hospital_noise",))
+    failed += _run_batches(layout, list(scan.complete))
     summaries, by_rule = summarize(layout, list(scan.complete))
     click.echo("")
     click.echo(
@@ -258,9 +294,7 @@ def demo(
     click.echo("\nquarantine by stage and rule:")
     for stage, rule, count in by_rule.iter_rows():
         click.echo(f"  {stage:<20}{rule:<28}{count:>5}")
-    click.echo(
-        f"\nwarehouse: {layout.warehouse}  (tables raw_audio, validated_metadata, quarantine)"
-    )
+    click.echo(f"\nwarehouse: {layout.warehouse}")
     click.echo("UI: make ui  ->  http://127.0.0.1:3000")
     if failed or not all_ok:
         raise CliError(f"demo finished with problems in {failed or 'defect verification'}")

@@ -2,21 +2,31 @@
 
 import dagster as dg
 
+from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.validated_metadata import validated_metadata
-from spira_assets.jobs import ingest_batch_job
-from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
-from spira_assets.sensors import landing_zone_sensor
+from spira_assets.assets.waveforms import audio_16k, hospital_noise
+from spira_assets.jobs import prepare_noise_job, process_batch_job
+from spira_assets.resources import (
+    ComputeResource,
+    FeatureSettings,
+    IngestPolicy,
+    PseudonymResource,
+    StorageResource,
+)
+from spira_assets.sensors import landing_zone_sensor, noise_folder_sensor
 
 RESOURCES = {
     "storage": StorageResource(),
     "pseudonyms": PseudonymResource(),
     "policy": IngestPolicy(),
+    "features": FeatureSettings(),
+    "compute": ComputeResource(),
 }
 
 defs = dg.Definitions(
-    assets=[raw_audio, validated_metadata],
-    jobs=[ingest_batch_job],
-    sensors=[landing_zone_sensor],
+    assets=[raw_audio, validated_metadata, audio_16k, spectrogram_features, hospital_noise],
+    jobs=[process_batch_job, prepare_noise_job],
+    sensors=[landing_zone_sensor, noise_folder_sensor],
     resources=RESOURCES,
 )

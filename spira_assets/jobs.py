@@ -1,14 +1,21 @@
-"""Jobs: what the sensor, the CLI and backfills run for one collection batch."""
+"""Jobs: what the sensors, the CLI and backfills run."""
 
 import dagster as dg
 
 from spira_assets.partitions import collection_batch
 
-BATCH_ASSETS = ("raw_audio", "validated_metadata")
+BATCH_ASSETS = ("raw_audio", "validated_metadata", "audio_16k", "spectrogram_features")
+SHARED_ASSETS = ("hospital_noise",)
 
-ingest_batch_job = dg.define_asset_job(
-    name="ingest_batch",
+process_batch_job = dg.define_asset_job(
+    name="process_batch",
     selection=dg.AssetSelection.assets(*BATCH_ASSETS),
     partitions_def=collection_batch,
-    description="Materialize every per-batch asset (and its checks) for one collection batch.",
+    description="Every per-batch asset (and its checks) for one collection batch.",
+)
+
+prepare_noise_job = dg.define_asset_job(
+    name="prepare_noise",
+    selection=dg.AssetSelection.assets(*SHARED_ASSETS),
+    description="The hospital-noise set used for augmentation.",
 )

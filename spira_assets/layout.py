@@ -37,8 +37,9 @@ class DataLayout:
     - ``landing/<batch_id>/`` : what the collection app uploads (raw zone, contains PHI)
     - ``landing/noise/``      : hospital ambience for augmentation
     - ``raw/<aa>/<sha256>.<ext>`` : immutable content-addressed copy of accepted audio
-    - ``waveforms/16k/<batch_id>.int16`` : accepted audio at 16 kHz mono, one shard per batch
-    - ``features/<config_hash>/<batch_id>.f32`` : feature frames, one shard per config and batch
+    - ``waveforms/16k/<batch_id>@<token>.int16`` : accepted audio at 16 kHz mono, one shard per batch
+    - ``waveforms/noise/hospital_noise@<token>.int16`` : the noise set at 16 kHz mono
+    - ``features/<config_hash>/<batch_id>@<token>.f32`` : feature frames per config and batch
     - ``lake/<table>/.../<batch_id>.parquet`` : one file per table and batch (the tables)
     - ``warehouse.duckdb``    : DuckDB catalog with one view per table over the lake
     """
@@ -69,19 +70,24 @@ class DataLayout:
     def waveforms(self) -> UPath:
         return self.root / "waveforms"
 
-    def waveform_shard(self, batch_id: str) -> UPath:
+    def waveform_shard(self, batch_id: str, token: str) -> str:
+        """Relative path of a batch's 16 kHz shard; ``token`` names its content version
+        (``@`` cannot occur in a batch id, so one batch's files never match another's)."""
         from spira_assets.batches import require_valid_batch_id
 
-        return self.waveforms / "16k" / f"{require_valid_batch_id(batch_id)}.int16"
+        return f"waveforms/16k/{require_valid_batch_id(batch_id)}@{token}.int16"
 
-    @property
-    def noise_shard(self) -> UPath:
-        return self.waveforms / "noise" / "hospital_noise.int16"
+    def noise_shard(self, token: str) -> str:
+        return f"waveforms/noise/hospital_noise@{token}.int16"
 
-    def feature_shard(self, config_hash: str, batch_id: str) -> UPath:
+    def feature_shard(self, config_hash: str, batch_id: str, token: str) -> str:
         from spira_assets.batches import require_valid_batch_id
 
-        return self.root / "features" / config_hash / f"{require_valid_batch_id(batch_id)}.f32"
+        return f"features/{config_hash}/{require_valid_batch_id(batch_id)}@{token}.f32"
+
+    def local(self, relative: str) -> Path:
+        """A local filesystem path for a relative location (shards are memory-mapped)."""
+        return Path(str(self.root / relative))
 
     @property
     def warehouse(self) -> UPath:

@@ -62,3 +62,18 @@ def class_balance(table: pl.DataFrame) -> bytes:
     ax.set(title="Accepted recordings by utterance and class", ylabel="recordings")
     ax.legend()
     return _png(fig)
+
+
+def feature_examples(examples: dict[str, np.ndarray], title: str, hop_s: float) -> bytes:
+    """One feature 'image' (coefficients x time) per class, side by side."""
+    fig, axes = plt.subplots(1, max(1, len(examples)), figsize=(11, 3.2), squeeze=False)
+    for ax, (name, frames) in zip(axes[0], examples.items(), strict=False):
+        ax.imshow(
+            frames.T,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            extent=(0.0, frames.shape[0] * hop_s, 0.0, float(frames.shape[1])),
+        )
+        ax.set(title=name, xlabel="seconds", ylabel=title)
+    return _png(fig)

@@ -3,9 +3,11 @@
 from dataclasses import fields
 
 import dagster as dg
+import torch
 from pydantic import Field
 
 from spira_assets.audio.quality import AudioQualityRules
+from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.storage.lake import Lake
@@ -66,3 +68,45 @@ class IngestPolicy(dg.ConfigurableResource):
         return AudioQualityRules(
             **{f.name: getattr(self, f.name) for f in fields(AudioQualityRules)}
         )
+
+
+_FEATURES = FeatureConfig()
+
+
+class FeatureSettings(dg.ConfigurableResource):
+    """The feature configuration (SPIRA's defaults). Its hash names the stored features, so a
+    change produces features side by side with the old ones, never over them."""
+
+    kind: str = Field(default=_FEATURES.kind, description="mfcc, mel or linear")
+    n_mfcc: int = _FEATURES.n_mfcc
+    n_mels: int = _FEATURES.n_mels
+    n_fft: int = _FEATURES.n_fft
+    win_length: int = _FEATURES.win_length
+    hop_length: int = _FEATURES.hop_length
+    f_min: float = _FEATURES.f_min
+    f_max: float | None = _FEATURES.f_max
+    log_mels: bool = _FEATURES.log_mels
+    normalized: bool = _FEATURES.normalized
+    batch_seconds: float = Field(
+        default=240.0, description="Audio per device batch during extraction (memory bound)."
+    )
+
+    def config(self) -> FeatureConfig:
+        values = {
+            f.name: getattr(self, f.name) for f in fields(FeatureConfig) if hasattr(self, f.name)
+        }
+        return FeatureConfig(**values)
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """Where tensors run: ``auto`` picks CUDA when present and allowed, else the CPU."""
+
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    allow_cuda: bool = True
+
+    def torch_device(self) -> torch.device:
+        if self.device != "auto":
+            return torch.device(self.device)
+        if self.allow_cuda and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")

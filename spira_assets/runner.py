@@ -1,4 +1,4 @@
-"""Materializing batches outside the UI: used by ``spira materialize`` and ``spira demo``."""
+"""Materializing outside the UI: used by ``spira materialize`` and ``spira demo``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dagster as dg
 
 from spira_assets.batches import READY_MARKER, require_valid_batch_id
 from spira_assets.definitions import defs
-from spira_assets.jobs import BATCH_ASSETS, ingest_batch_job
+from spira_assets.jobs import BATCH_ASSETS, SHARED_ASSETS, prepare_noise_job, process_batch_job
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 
@@ -18,12 +18,20 @@ class MaterializeError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BatchRun:
-    batch_id: str
+class RunOutcome:
+    label: str
     run_id: str
     success: bool
     failed_checks: tuple[str, ...]
     failed_steps: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.success and not self.failed_checks
+
+
+# Kept for callers that speak of batches.
+BatchRun = RunOutcome
 
 
 def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
@@ -34,34 +42,7 @@ def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
     return True
 
 
-def materialize_batch(
-    instance: dg.DagsterInstance,
-    layout: DataLayout,
-    batch_id: str,
-    select: tuple[str, ...] = (),
-    console_log_level: str = "WARNING",
-) -> BatchRun:
-    require_valid_batch_id(batch_id)
-    folder = layout.batch_dir(batch_id)
-    if not folder.is_dir():
-        raise MaterializeError(f"batch {batch_id}: no folder {folder}")
-    if not (folder / READY_MARKER).exists():
-        raise MaterializeError(f"batch {batch_id}: no {READY_MARKER} marker, upload incomplete")
-    unknown = sorted(set(select) - set(BATCH_ASSETS))
-    if unknown:
-        raise MaterializeError(
-            f"unknown asset(s) {unknown}; per-batch assets are {list(BATCH_ASSETS)}"
-        )
-    register_batch(instance, batch_id)
-    job = defs.resolve_job_def(ingest_batch_job.name)
-    result = job.execute_in_process(
-        partition_key=batch_id,
-        instance=instance,
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey(name) for name in select] if select else None,
-        tags={"spira/launched_by": "cli"},
-        run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
-    )
+def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
     failed_checks = tuple(
         f"{e.asset_key.to_user_string()}:{e.check_name}"
         for e in result.get_asset_check_evaluations()
@@ -70,4 +51,67 @@ def materialize_batch(
     failed_steps = tuple(
         e.step_key or "?" for e in result.all_events if e.event_type_value == "STEP_FAILURE"
     )
-    return BatchRun(batch_id, result.run_id, result.success, failed_checks, failed_steps)
+    return RunOutcome(label, result.run_id, result.success, failed_checks, failed_steps)
+
+
+def _run_config(level: str) -> dict[str, object]:
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
+def split_selection(select: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    unknown = sorted(set(select) - set(BATCH_ASSETS) - set(SHARED_ASSETS))
+    if unknown:
+        raise MaterializeError(
+            f"unknown asset(s) {unknown}; per-batch assets are {list(BATCH_ASSETS)}, "
+            f"shared assets {list(SHARED_ASSETS)}"
+        )
+    return (
+        tuple(s for s in select if s in BATCH_ASSETS),
+        tuple(s for s in select if s in SHARED_ASSETS),
+    )
+
+
+def materialize_shared(
+    instance: dg.DagsterInstance,
+    select: tuple[str, ...] = SHARED_ASSETS,
+    console_log_level: str = "WARNING",
+) -> RunOutcome:
+    job = defs.resolve_job_def(prepare_noise_job.name)
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(name) for name in select],
+        tags={"spira/launched_by": "cli"},
+        run_config=_run_config(console_log_level),
+    )
+    return _outcome(",".join(select), result)
+
+
+def materialize_batch(
+    instance: dg.DagsterInstance,
+    layout: DataLayout,
+    batch_id: str,
+    select: tuple[str, ...] = (),
+    console_log_level: str = "WARNING",
+) -> RunOutcome:
+    """Register the batch if new and materialize its per-batch assets (``select``: a subset)."""
+    require_valid_batch_id(batch_id)
+    folder = layout.batch_dir(batch_id)
+    if not folder.is_dir():
+        raise MaterializeError(f"batch {batch_id}: no folder {folder}")
+    if not (folder / READY_MARKER).exists():
+        raise MaterializeError(f"batch {batch_id}: no {READY_MARKER} marker, upload incomplete")
+    per_batch, shared = split_selection(select)
+    if shared:
+        raise MaterializeError(f"{list(shared)} are not per-batch assets")
+    register_batch(instance, batch_id)
+    job = defs.resolve_job_def(process_batch_job.name)
+    result = job.execute_in_process(
+        partition_key=batch_id,
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(name) for name in per_batch] if per_batch else None,
+        tags={"spira/launched_by": "cli"},
+        run_config=_run_config(console_log_level),
+    )
+    return _outcome(batch_id, result)

@@ -1,17 +1,18 @@
 """The landing-zone sensor: one partition and one run per newly completed batch."""
 
+import hashlib
 import json
 
 import dagster as dg
 
 from spira_assets.batches import BATCH_ID_PATTERN, scan_landing
-from spira_assets.jobs import ingest_batch_job
+from spira_assets.jobs import prepare_noise_job, process_batch_job
 from spira_assets.partitions import COLLECTION_BATCH, collection_batch
 from spira_assets.resources import StorageResource
 
 
 @dg.sensor(
-    job=ingest_batch_job,
+    job=process_batch_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches $SPIRA_DATA_DIR/landing for batch folders with a _READY marker.",
@@ -38,4 +39,31 @@ def landing_zone_sensor(
         run_requests=[dg.RunRequest(partition_key=b, run_key=f"landed:{b}") for b in new],
         dynamic_partitions_requests=[collection_batch.build_add_request(new)],
         cursor=cursor,
+    )
+
+
+def noise_fingerprint(storage: StorageResource) -> str:
+    folder = storage.layout().noise
+    if not folder.exists():
+        return ""
+    entries = sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()
+    )
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16] if entries else ""
+
+
+@dg.sensor(
+    job=prepare_noise_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-prepares hospital_noise when the files in landing/noise change.",
+)
+def noise_folder_sensor(
+    context: dg.SensorEvaluationContext, storage: StorageResource
+) -> dg.SensorResult:
+    fingerprint = noise_fingerprint(storage)
+    if not fingerprint or fingerprint == context.cursor:
+        return dg.SensorResult(skip_reason="noise folder unchanged", cursor=context.cursor)
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"noise:{fingerprint}")], cursor=fingerprint
     )

@@ -110,7 +110,7 @@ def test_ui_serves_assets_and_materializes_a_batch(webserver: tuple[int, DataLay
                 "selector": {
                     "repositoryLocationName": "spira_assets",
                     "repositoryName": "__repository__",
-                    "jobName": "ingest_batch",
+                    "jobName": "process_batch",
                 },
                 "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo-001"}]},
             }

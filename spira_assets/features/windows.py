@@ -21,7 +21,9 @@ def instances(n_frames: int, windows: WindowConfig, features: FeatureConfig) -> 
     if windows.mode == "pad":
         return [0]
     return window_starts(
-        n_frames, windows.frames(windows.window_s, features), windows.frames(windows.step_s, features)
+        n_frames,
+        windows.frames(windows.window_s, features),
+        windows.frames(windows.step_s, features),
     )
 
 

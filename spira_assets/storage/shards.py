@@ -73,3 +73,14 @@ def open_shard(path: Path, dtype: npt.DTypeLike, row_width: int | None = None) -
         return np.zeros((0,) if row_width is None else (0, row_width), dtype=dtype)
     data = np.memmap(path, dtype=dtype, mode="r")
     return data if row_width is None else data.reshape(-1, row_width)
+
+
+def remove_superseded(current: Path) -> list[Path]:
+    """Delete the other versions (``<name>@<token>``) of a shard once ``current`` is indexed."""
+    stem, _, _ = current.name.partition("@")
+    removed = []
+    for other in current.parent.glob(f"{stem}@*{current.suffix}"):
+        if other != current:
+            other.unlink(missing_ok=True)
+            removed.append(other)
+    return removed

@@ -1,0 +1,134 @@
+"""Asset ``spectrogram_features``: MFCC (or mel/linear) frames of every recording of a batch,
+computed in device batches, stored per feature configuration."""
+
+import json
+import time
+from dataclasses import asdict
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from spira_assets.assets.presentation import column_schema, data_version, image, markdown_table
+from spira_assets.assets.waveforms import audio_16k
+from spira_assets.features.config import FeatureConfig, WindowConfig
+from spira_assets.features.extract import FeatureExtractor, FeatureStats
+from spira_assets.features.windows import instances
+from spira_assets.partitions import collection_batch
+from spira_assets.plots import feature_examples
+from spira_assets.resources import ComputeResource, FeatureSettings, StorageResource
+from spira_assets.storage.shards import ShardWriter, open_shard, remove_superseded
+from spira_assets.storage.tables import AUDIO_16K, FEATURE_STATS, SPECTROGRAM_FEATURES
+
+
+def stats_frame(batch_id: str, config_hash: str, stats: FeatureStats) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "batch_id": [batch_id] * stats.width,
+            "config_hash": [config_hash] * stats.width,
+            "coefficient": list(range(stats.width)),
+            "mean": stats.mean(),
+            "std": stats.std(),
+            "min": stats.low if stats.frames else np.full(stats.width, np.nan),
+            "max": stats.high if stats.frames else np.full(stats.width, np.nan),
+            "frames": [stats.frames] * stats.width,
+        },
+        schema=FEATURE_STATS.schema,
+    )
+
+
+@dg.asset(
+    partitions_def=collection_batch,
+    deps=[audio_16k],
+    group_name="features",
+    kinds={"torch", "numpy", "parquet"},
+    metadata={"dagster/column_schema": column_schema(SPECTROGRAM_FEATURES)},
+)
+def spectrogram_features(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    features: FeatureSettings,
+    compute: ComputeResource,
+) -> dg.MaterializeResult:
+    """Features of every recording in ``audio_16k`` with the configured transform on the
+    configured device, stored as float32 frames under ``features/<config_hash>/``, with an index
+    (frame offset, frames, 4 s/1 s windows) and per-coefficient statistics for drift checks."""
+    batch_id = context.partition_key
+    started = time.perf_counter()
+    config: FeatureConfig = features.config()
+    config_hash = config.config_hash()
+    device = compute.torch_device()
+    layout, lake = storage.layout(), storage.lake()
+    index = lake.read_part(AUDIO_16K, batch_id)
+    token = data_version([config_hash, *sorted(index.get_column("audio_sha256"))]).value[:12]
+    shard = layout.feature_shard(config_hash, batch_id, token)
+    spans = list(index.select("sample_offset", "samples").iter_rows())
+    samples = (
+        open_shard(layout.local(index.get_column("shard")[0]), np.int16)
+        if index.height
+        else np.zeros(0, np.int16)
+    )
+    placed: list[tuple[int, int]] = [(0, 0)] * len(spans)
+    stats = FeatureStats(config.n_features)
+    labels = index.get_column("label").to_list()
+    examples: dict[str, np.ndarray] = {}
+    extractor = FeatureExtractor(config, device)
+    with ShardWriter(layout.local(shard), np.float32, config.n_features) as writer:
+
+        def sink(i: int, frames: np.ndarray) -> None:
+            placed[i] = writer.append(frames)
+            stats.add(frames)
+            name = "patient (1)" if labels[i] == 1 else "control (0)"
+            examples.setdefault(name, frames[:1000])
+
+        extractor.run(samples, spans, sink, batch_samples=int(features.batch_seconds * 16_000))
+        writer.commit()
+    window_config = WindowConfig()
+    table = index.select(
+        "batch_id", "audio_sha256", "participant", "label", "utterance"
+    ).with_columns(
+        pl.lit(config_hash).alias("config_hash"),
+        pl.lit(config.kind).alias("feature_kind"),
+        pl.Series("frame_offset", [o for o, _ in placed], dtype=pl.Int64),
+        pl.Series("frames", [n for _, n in placed], dtype=pl.Int64),
+        pl.Series(
+            "windows", [len(instances(n, window_config, config)) for _, n in placed], dtype=pl.Int64
+        ),
+        pl.lit(shard).alias("shard"),
+    )
+    lake.write_part(SPECTROGRAM_FEATURES, batch_id, table, sub=config_hash)
+    statistics = stats_frame(batch_id, config_hash, stats)
+    lake.write_part(FEATURE_STATS, batch_id, statistics, sub=config_hash)
+    remove_superseded(layout.local(shard))
+    storage.warehouse().ensure_views()
+
+    elapsed = time.perf_counter() - started
+    audio_s = float(index.get_column("samples").sum() or 0) / config.sample_rate
+    windows = int(table.get_column("windows").sum() or 0)
+    context.log.info(
+        f"{batch_id}: {table.height} recordings -> {stats.frames} frames, {windows} windows on "
+        f"{device} in {elapsed:.1f}s ({audio_s / max(elapsed, 1e-9):.0f}x realtime)"
+    )
+    metadata: dict[str, object] = {
+        "dagster/row_count": table.height,
+        "config_hash": config_hash,
+        "feature_config": json.dumps(asdict(config)),
+        "device": str(device),
+        "frames": stats.frames,
+        "windows_4s_1s": windows,
+        "audio_minutes": round(audio_s / 60, 2),
+        "seconds": round(elapsed, 2),
+        "realtime_factor": round(audio_s / elapsed, 1) if elapsed else 0.0,
+        "shard": shard,
+        "coefficient_stats": markdown_table(
+            statistics.select("coefficient", "mean", "std", "min", "max").with_columns(
+                pl.col("mean", "std", "min", "max").round(3)
+            )
+        ),
+    }
+    if examples:
+        metadata["examples"] = image(
+            feature_examples(examples, config.kind, config.hop_length / config.sample_rate),
+            "one recording per class",
+        )
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(token))

@@ -1,0 +1,182 @@
+"""Assets ``audio_16k`` (per batch) and ``hospital_noise``: audio decoded once into 16 kHz
+mono int16 shards that training and feature extraction memory-map."""
+
+import hashlib
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from spira_assets.assets.presentation import column_schema, data_version, markdown_table
+from spira_assets.assets.validated_metadata import validated_metadata
+from spira_assets.audio.quality import (
+    SUPPORTED_SUFFIXES,
+    AudioDecodeError,
+    AudioQualityRules,
+    judge,
+    measure,
+)
+from spira_assets.audio.resample import MonoResampler
+from spira_assets.batches import is_control_file
+from spira_assets.features.config import TARGET_RATE
+from spira_assets.features.waveforms import write_waveform_shard
+from spira_assets.ingest.quarantine import Rejection, quarantine_frame
+from spira_assets.partitions import collection_batch
+from spira_assets.resources import IngestPolicy, StorageResource
+from spira_assets.storage.shards import remove_superseded
+from spira_assets.storage.tables import (
+    AUDIO_16K,
+    HOSPITAL_NOISE,
+    QUARANTINE,
+    UNPARTITIONED,
+    VALIDATED_METADATA,
+)
+
+RESAMPLER_VERSION = "torchaudio-sinc-hann-6"
+
+
+@dg.asset(
+    partitions_def=collection_batch,
+    deps=[validated_metadata],
+    group_name="features",
+    kinds={"torch", "numpy", "parquet"},
+    metadata={"dagster/column_schema": column_schema(AUDIO_16K)},
+)
+def audio_16k(
+    context: dg.AssetExecutionContext, storage: StorageResource, policy: IngestPolicy
+) -> dg.MaterializeResult:
+    """Every accepted recording of the batch decoded, downmixed to mono and resampled to
+    16 kHz (torchaudio), appended to one memory-mappable int16 shard per batch; the index
+    (offset, length, pseudonym, label, utterance) goes to the ``audio_16k`` table."""
+    batch_id = context.partition_key
+    started = time.perf_counter()
+    layout, lake = storage.layout(), storage.lake()
+    metadata = lake.read_part(VALIDATED_METADATA, batch_id).sort("audio_sha256")
+    token = data_version([RESAMPLER_VERSION, *metadata.get_column("audio_sha256")]).value[:12]
+    shard = layout.waveform_shard(batch_id, token)
+    spans = write_waveform_shard(
+        [layout.root / uri for uri in metadata.get_column("raw_uri")],
+        layout.local(shard),
+        MonoResampler(TARGET_RATE),
+        workers=policy.decode_workers,
+        progress=lambda done, total: context.log.info(f"{batch_id}: resampled {done}/{total}"),
+    )
+    table = metadata.select(
+        "batch_id", "audio_sha256", "participant", "label", "sex", "age", "device", "utterance"
+    ).with_columns(
+        pl.Series("sample_offset", [o for o, _ in spans], dtype=pl.Int64),
+        pl.Series("samples", [n for _, n in spans], dtype=pl.Int64),
+        pl.Series("duration_s", [n / TARGET_RATE for _, n in spans], dtype=pl.Float64),
+        pl.lit(shard).alias("shard"),
+    )
+    lake.write_part(AUDIO_16K, batch_id, table)
+    removed = remove_superseded(layout.local(shard))
+    storage.warehouse().ensure_views()
+    elapsed = time.perf_counter() - started
+    audio_s = float(table.get_column("duration_s").sum() or 0.0)
+    context.log.info(
+        f"{batch_id}: {table.height} recordings, {audio_s / 60:.1f} min in {elapsed:.1f}s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "recordings": table.height,
+            "audio_minutes": round(audio_s / 60, 2),
+            "shard": shard,
+            "shard_mb": round(layout.local(shard).stat().st_size / 1e6, 2),
+            "seconds": round(elapsed, 2),
+            "realtime_factor": round(audio_s / elapsed, 1) if elapsed else 0.0,
+            "superseded_shards_removed": len(removed),
+        },
+        data_version=dg.DataVersion(token),
+    )
+
+
+@dg.asset(
+    group_name="features",
+    kinds={"torch", "numpy", "parquet"},
+    metadata={"dagster/column_schema": column_schema(HOSPITAL_NOISE)},
+)
+def hospital_noise(
+    context: dg.AssetExecutionContext, storage: StorageResource, policy: IngestPolicy
+) -> dg.MaterializeResult:
+    """The hospital-ambience recordings of ``landing/noise/`` prepared like speech (16 kHz mono
+    int16 shard) for noise-insertion augmentation. Unreadable or silent files are quarantined
+    (stage ``hospital_noise``, batch ``all``)."""
+    started = time.perf_counter()
+    layout, lake = storage.layout(), storage.lake()
+    folder = layout.noise
+    files = (
+        sorted(
+            (p for p in folder.iterdir() if p.is_file() and not is_control_file(p.name)),
+            key=lambda p: p.name,
+        )
+        if folder.exists()
+        else []
+    )
+    rules = AudioQualityRules(max_duration_s=24 * 3600.0)
+    accepted, rejections, hashes = [], [], []
+    for path in files:
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            rejections.append(
+                Rejection(path.name, "unsupported_format", f"{path.suffix} is not audio")
+            )
+            continue
+        data = path.read_bytes()
+        try:
+            findings = [f for f in judge(measure(data, rules), rules) if f.rule != "clipped"]
+        except AudioDecodeError as error:
+            findings = [error.finding]
+        if findings:
+            rejections += [Rejection(path.name, f.rule, f.detail) for f in findings]
+            continue
+        accepted.append(path)
+        hashes.append(hashlib.sha256(data).hexdigest())
+    token = data_version([RESAMPLER_VERSION, *hashes]).value[:12]
+    shard = layout.noise_shard(token)
+    spans = write_waveform_shard(
+        accepted, layout.local(shard), MonoResampler(TARGET_RATE), workers=policy.decode_workers
+    )
+    table = pl.DataFrame(
+        {
+            "batch_id": [UNPARTITIONED] * len(accepted),
+            "noise_sha256": hashes,
+            "source": [p.name for p in accepted],
+            "sample_offset": [o for o, _ in spans],
+            "samples": [n for _, n in spans],
+            "duration_s": [n / TARGET_RATE for _, n in spans],
+            "shard": [shard] * len(accepted),
+        },
+        schema=HOSPITAL_NOISE.schema,
+    )
+    lake.write_part(HOSPITAL_NOISE, UNPARTITIONED, table)
+    lake.write_part(
+        QUARANTINE,
+        UNPARTITIONED,
+        quarantine_frame(UNPARTITIONED, "hospital_noise", rejections, datetime.now(UTC)),
+        sub="hospital_noise",
+    )
+    remove_superseded(layout.local(shard))
+    storage.warehouse().ensure_views()
+    if not accepted:
+        context.log.warning(f"no usable noise in {folder}: noise insertion will be unavailable")
+    minutes = float(table.get_column("duration_s").sum() or 0.0) / 60
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "files_in": len(files),
+            "files_accepted": len(accepted),
+            "files_quarantined": len(files) - len(accepted),
+            "noise_minutes": round(minutes, 2),
+            "quarantine": markdown_table(
+                pl.DataFrame(
+                    {"item": [r.item for r in rejections], "rule": [r.rule for r in rejections]},
+                    schema={"item": pl.String, "rule": pl.String},
+                )
+            ),
+            "shard": shard,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        data_version=dg.DataVersion(token),
+    )
