@@ -37,7 +37,7 @@ class DataLayout:
     - ``landing/<batch_id>/`` : what the collection app uploads (raw zone, contains PHI)
     - ``landing/noise/``      : hospital ambience for augmentation
     - ``raw/<aa>/<sha256>.<ext>`` : immutable content-addressed copy of accepted audio
-    - ``waveforms/16k/<batch_id>@<token>.int16`` : accepted audio at 16 kHz mono, one shard per batch
+    - ``waveforms/16k/<batch_id>@<token>.int16`` : accepted audio at 16 kHz mono, per batch
     - ``waveforms/noise/hospital_noise@<token>.int16`` : the noise set at 16 kHz mono
     - ``features/<config_hash>/<batch_id>@<token>.f32`` : feature frames per config and batch
     - ``lake/<table>/.../<batch_id>.parquet`` : one file per table and batch (the tables)

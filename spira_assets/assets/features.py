@@ -4,6 +4,7 @@ computed in device batches, stored per feature configuration."""
 import json
 import time
 from dataclasses import asdict
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -109,7 +110,7 @@ def spectrogram_features(
         f"{batch_id}: {table.height} recordings -> {stats.frames} frames, {windows} windows on "
         f"{device} in {elapsed:.1f}s ({audio_s / max(elapsed, 1e-9):.0f}x realtime)"
     )
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": table.height,
         "config_hash": config_hash,
         "feature_config": json.dumps(asdict(config)),
