@@ -141,5 +141,6 @@ class AugmentedFeatures(torch.nn.Module):
             noisy, targets = mixup(
                 noisy, labels, self.config.mixup_alpha, generator or torch.Generator()
             )
-        features = self.transform(noisy).transpose(1, 2)[:, : self.frames]
+        # A channel axis makes torchaudio's dB clamp per sample, not per batch.
+        features = self.transform(noisy[:, None]).squeeze(1).transpose(1, 2)[:, : self.frames]
         return features, targets

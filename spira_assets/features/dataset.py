@@ -50,7 +50,8 @@ class StoredFeatureWindows(torch.utils.data.Dataset[tuple[torch.Tensor, int, int
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         item = self.items[i]
         frames = self.maps[item.shard][item.start : item.start + min(item.available, self.length)]
-        return torch.from_numpy(cut(frames, 0, self.length)), item.label, item.recording
+        window = np.array(cut(frames, 0, self.length))  # a private, writable copy
+        return torch.from_numpy(window), item.label, item.recording
 
     def batches(self, size: int) -> list[list[int]]:
         return [list(range(i, min(i + size, len(self)), 1)) for i in range(0, len(self), size)]

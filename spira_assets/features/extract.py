@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+import torchaudio
 
 from spira_assets.audio.resample import from_int16
 from spira_assets.features.config import FeatureConfig
@@ -87,11 +88,22 @@ class FeatureExtractor:
         padded = [self._prepare(c.to(self.device, torch.float32)) for c in clips]
         width = max(p.shape[-1] for p in padded)
         stacked = torch.stack([F.pad(p, (0, width - p.shape[-1])) for p in padded])
-        features = self.transform(stacked).transpose(1, 2)  # B x frames x n_features
-        return [
-            features[i, : self.config.frames_for(c.shape[-1])].float().cpu().numpy()
-            for i, c in enumerate(clips)
-        ]
+        lengths = [self.config.frames_for(c.shape[-1]) for c in clips]
+        if not isinstance(self.transform, torchaudio.transforms.MFCC):
+            features = self.transform(stacked)  # B x n_features x frames
+            return [features[i, :, :n].T.float().cpu().numpy() for i, n in enumerate(lengths)]
+        # MFCC's dB conversion clamps at (maximum - 80 dB), and torchaudio takes that maximum
+        # over the whole batch; apply it, and the DCT, to each clip's own frames instead.
+        mels = self.transform.MelSpectrogram(stacked)
+        out = []
+        for i, n in enumerate(lengths):
+            mel = mels[i, :, :n]
+            if self.transform.log_mels:
+                mel = torch.log(mel + 1e-6)
+            else:
+                mel = self.transform.amplitude_to_DB(mel)
+            out.append(torch.matmul(mel.T, self.transform.dct_mat).float().cpu().numpy())
+        return out
 
     def run(
         self,
