@@ -272,11 +272,14 @@ def demo(
         click.echo(f"using the {len(scan.complete)} complete batches already in {landing}")
     failed = _run_shared(layout, ("hospital_noise",))
     failed += _run_batches(layout, list(scan.complete))
-    summaries, by_rule = summarize(layout, list(scan.complete))
+    from spira_assets.resources import FeatureSettings
+
+    config_hash = FeatureSettings().config().config_hash()
+    summaries, by_rule = summarize(layout, list(scan.complete), config_hash)
     click.echo("")
     click.echo(
         f"{'batch':<12}{'files':>7}{'acc':>6}{'rows':>7}{'acc':>6}{'quar':>6}"
-        f"{'pat':>6}{'ctl':>6}{'hours':>7}  defects caught"
+        f"{'pat':>6}{'ctl':>6}{'hours':>7}{'feat':>6}{'windows':>9}  defects caught"
     )
     all_ok = True
     for s in summaries:
@@ -285,7 +288,7 @@ def demo(
         click.echo(
             f"{s.batch_id:<12}{s.files_in:>7}{s.files_accepted:>6}{s.rows_in:>7}"
             f"{s.rows_accepted:>6}{s.rows_quarantined:>6}{s.patients:>6}{s.controls:>6}"
-            f"{s.hours:>7.2f}  {caught}"
+            f"{s.hours:>7.2f}{s.feature_recordings:>6}{s.windows:>9}  {caught}"
         )
         if v and not v.ok:
             all_ok = False
@@ -294,7 +297,12 @@ def demo(
     click.echo("\nquarantine by stage and rule:")
     for stage, rule, count in by_rule.iter_rows():
         click.echo(f"  {stage:<20}{rule:<28}{count:>5}")
-    click.echo(f"\nwarehouse: {layout.warehouse}")
+    click.echo(
+        "\ncolumns: files in/accepted, metadata rows in/accepted/quarantined, participants "
+        "(patients, controls), accepted hours, recordings with features, 4 s windows"
+    )
+    click.echo(f"features: {layout.root / 'features' / config_hash} (config {config_hash})")
+    click.echo(f"warehouse: {layout.warehouse}")
     click.echo("UI: make ui  ->  http://127.0.0.1:3000")
     if failed or not all_ok:
         raise CliError(f"demo finished with problems in {failed or 'defect verification'}")

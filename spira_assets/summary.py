@@ -23,10 +23,14 @@ class BatchSummary:
     patients: int
     controls: int
     hours: float
+    feature_recordings: int
+    windows: int
     verification: Verification | None
 
 
-def summarize(layout: DataLayout, batch_ids: list[str]) -> tuple[list[BatchSummary], pl.DataFrame]:
+def summarize(
+    layout: DataLayout, batch_ids: list[str], config_hash: str
+) -> tuple[list[BatchSummary], pl.DataFrame]:
     warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
     ids = sorted(batch_ids)
     files = warehouse.query(
@@ -41,6 +45,12 @@ def summarize(layout: DataLayout, batch_ids: list[str]) -> tuple[list[BatchSumma
         "WHERE batch_id IN (SELECT unnest(?)) GROUP BY batch_id",
         [ids],
     )
+    features = warehouse.query(
+        "SELECT batch_id, count(*) AS recordings, sum(windows) AS windows "
+        "FROM spectrogram_features WHERE batch_id IN (SELECT unnest(?)) AND config_hash = ? "
+        "GROUP BY batch_id",
+        [ids, config_hash],
+    )
     quarantine = warehouse.query(
         'SELECT batch_id, stage, item, row_number, "column", rule, detail FROM quarantine '
         "WHERE batch_id IN (SELECT unnest(?)) ORDER BY batch_id, stage, row_number, item",
@@ -52,6 +62,7 @@ def summarize(layout: DataLayout, batch_ids: list[str]) -> tuple[list[BatchSumma
         f = files.filter(pl.col("batch_id") == batch_id)
         r = rows.filter(pl.col("batch_id") == batch_id)
         q = quarantine.filter(pl.col("batch_id") == batch_id)
+        ft = features.filter(pl.col("batch_id") == batch_id)
         bad_rows = (
             q.filter((pl.col("stage") == "validated_metadata") & pl.col("row_number").is_not_null())
             .get_column("row_number")
@@ -70,6 +81,8 @@ def summarize(layout: DataLayout, batch_ids: list[str]) -> tuple[list[BatchSumma
                 patients=int(r.get_column("patients")[0]) if r.height else 0,
                 controls=int(r.get_column("controls")[0]) if r.height else 0,
                 hours=float(r.get_column("hours")[0] or 0.0) if r.height else 0.0,
+                feature_recordings=int(ft.get_column("recordings")[0]) if ft.height else 0,
+                windows=int(ft.get_column("windows")[0] or 0) if ft.height else 0,
                 verification=verify_batch(manifest, q) if manifest else None,
             )
         )

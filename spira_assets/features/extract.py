@@ -93,17 +93,22 @@ class FeatureExtractor:
             features = self.transform(stacked)  # B x n_features x frames
             return [features[i, :, :n].T.float().cpu().numpy() for i, n in enumerate(lengths)]
         # MFCC's dB conversion clamps at (maximum - 80 dB), and torchaudio takes that maximum
-        # over the whole batch; apply it, and the DCT, to each clip's own frames instead.
-        mels = self.transform.MelSpectrogram(stacked)
-        out = []
-        for i, n in enumerate(lengths):
-            mel = mels[i, :, :n]
-            if self.transform.log_mels:
-                mel = torch.log(mel + 1e-6)
-            else:
-                mel = self.transform.amplitude_to_DB(mel)
-            out.append(torch.matmul(mel.T, self.transform.dct_mat).float().cpu().numpy())
-        return out
+        # over the whole batch; take it over each clip's own frames instead (vectorized).
+        mfcc = self.transform
+        mels = mfcc.MelSpectrogram(stacked)  # B x n_mels x frames
+        if mfcc.log_mels:
+            db = torch.log(mels + 1e-6)
+        else:
+            to_db = mfcc.amplitude_to_DB
+            db = to_db.multiplier * torch.log10(torch.clamp(mels, min=to_db.amin))
+            db = db - to_db.multiplier * to_db.db_multiplier
+            if to_db.top_db is not None:
+                frames = torch.arange(db.shape[-1], device=db.device)
+                valid = frames[None, :] < torch.tensor(lengths, device=db.device)[:, None]
+                peak = db.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=(1, 2))
+                db = torch.maximum(db, (peak - to_db.top_db)[:, None, None])
+        coefficients = torch.matmul(db.transpose(1, 2), mfcc.dct_mat).float().cpu().numpy()
+        return [coefficients[i, :n] for i, n in enumerate(lengths)]
 
     def run(
         self,
