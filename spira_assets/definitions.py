@@ -4,17 +4,22 @@ import dagster as dg
 
 from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.raw_audio import raw_audio
+from spira_assets.assets.training import dataset_split, spira_model
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
-from spira_assets.jobs import prepare_noise_job, process_batch_job
+from spira_assets.jobs import prepare_noise_job, process_batch_job, train_model_job
 from spira_assets.resources import (
     ComputeResource,
     FeatureSettings,
     IngestPolicy,
+    MlflowTracking,
     PseudonymResource,
     StorageResource,
+    TrainingSettings,
 )
 from spira_assets.sensors import landing_zone_sensor, noise_folder_sensor
+
+_MLFLOW = MlflowTracking()
 
 RESOURCES = {
     "storage": StorageResource(),
@@ -22,11 +27,23 @@ RESOURCES = {
     "policy": IngestPolicy(),
     "features": FeatureSettings(),
     "compute": ComputeResource(),
+    "training": TrainingSettings(),
+    "mlflow_tracking": _MLFLOW,
+    # dagster-mlflow's end_mlflow_on_run_finished hook looks for the key "mlflow".
+    "mlflow": _MLFLOW,
 }
 
 defs = dg.Definitions(
-    assets=[raw_audio, validated_metadata, audio_16k, spectrogram_features, hospital_noise],
-    jobs=[process_batch_job, prepare_noise_job],
+    assets=[
+        raw_audio,
+        validated_metadata,
+        audio_16k,
+        spectrogram_features,
+        hospital_noise,
+        dataset_split,
+        spira_model,
+    ],
+    jobs=[process_batch_job, prepare_noise_job, train_model_job],
     sensors=[landing_zone_sensor, noise_folder_sensor],
     resources=RESOURCES,
 )

@@ -1,11 +1,13 @@
 """Jobs: what the sensors, the CLI and backfills run."""
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 
 from spira_assets.partitions import collection_batch
 
 BATCH_ASSETS = ("raw_audio", "validated_metadata", "audio_16k", "spectrogram_features")
 SHARED_ASSETS = ("hospital_noise",)
+TRAINING_ASSETS = ("dataset_split", "spira_model")
 
 process_batch_job = dg.define_asset_job(
     name="process_batch",
@@ -18,4 +20,11 @@ prepare_noise_job = dg.define_asset_job(
     name="prepare_noise",
     selection=dg.AssetSelection.assets(*SHARED_ASSETS),
     description="The hospital-noise set used for augmentation.",
+)
+
+train_model_job = dg.define_asset_job(
+    name="train_model",
+    selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
+    description="Patient-grouped split over every batch, then SpiraConv (one model per seed).",
+    hooks={end_mlflow_on_run_finished},
 )

@@ -78,3 +78,19 @@ def feature_examples(examples: dict[str, np.ndarray], title: str, hop_s: float) 
         )
         ax.set(title=name, xlabel="seconds", ylabel=title)
     return _png(fig)
+
+
+def training_curves(histories: dict[int, list[tuple[int, float, float, float]]]) -> bytes:
+    """Per seed: (epoch, train loss, validation loss, validation AUROC)."""
+    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(11, 3.4))
+    for seed, rows in histories.items():
+        epochs = [r[0] for r in rows]
+        line = loss_ax.plot(epochs, [r[1] for r in rows], "--", label=f"train (seed {seed})")[0]
+        loss_ax.plot(epochs, [r[2] for r in rows], "-", color=line.get_color(),
+                     label=f"validation (seed {seed})")
+        auc_ax.plot(epochs, [r[3] for r in rows], "-", color=line.get_color(), label=f"seed {seed}")
+    loss_ax.set(title="BCE loss", xlabel="epoch")
+    auc_ax.set(title="validation AUROC (per recording)", xlabel="epoch", ylim=(0.0, 1.02))
+    loss_ax.legend(fontsize=7)
+    auc_ax.legend(fontsize=7)
+    return _png(fig)

@@ -1,14 +1,20 @@
 """Dagster resources: typed configuration around the core's storage, keys and rules."""
 
 from dataclasses import fields
+from pathlib import Path
 
 import dagster as dg
+import mlflow
 import torch
 from pydantic import Field
 
 from spira_assets.audio.quality import AudioQualityRules
+from spira_assets.features.augment import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
+from spira_assets.ml.split import SplitConfig
+from spira_assets.ml.tracking import EXPERIMENT, REGISTERED_MODEL, default_tracking_uri, ensure_experiment
+from spira_assets.ml.train import TrainConfig
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.raw_store import RawStore
@@ -110,3 +116,90 @@ class ComputeResource(dg.ConfigurableResource):
         if self.allow_cuda and torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
+
+
+_TRAIN = TrainConfig()
+_SPLIT = SplitConfig()
+
+
+class TrainingSettings(dg.ConfigurableResource):
+    """Training configuration; defaults are SPIRA's published ones (SPIRA.md)."""
+
+    seeds: list[int] = Field(default=[42, 43, 46], description="One model per seed; best kept.")
+    norm: str = Field(default=_TRAIN.norm, description="group (SpiraConv v2) or batch (v1)")
+    dropout: float = _TRAIN.dropout
+    learning_rate: float = _TRAIN.learning_rate
+    weight_decay: float = _TRAIN.weight_decay
+    warmup_steps: int = _TRAIN.warmup_steps
+    batch_size: int = _TRAIN.batch_size
+    max_epochs: int = _TRAIN.max_epochs
+    patience: int = _TRAIN.patience
+    noise_slices_control: int = _TRAIN.augment.k_control
+    noise_slices_patient: int = _TRAIN.augment.k_patient
+    mixup_alpha: float = _TRAIN.augment.mixup_alpha
+    validation_share: float = _SPLIT.validation
+    test_share: float = _SPLIT.test
+
+    def train_config(self) -> TrainConfig:
+        if self.norm not in ("group", "batch"):
+            raise ValueError("norm must be 'group' or 'batch'")
+        return TrainConfig(
+            norm=self.norm,  # type: ignore[arg-type]
+            dropout=self.dropout,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            patience=self.patience,
+            augment=AugmentConfig(
+                k_control=self.noise_slices_control,
+                k_patient=self.noise_slices_patient,
+                mixup_alpha=self.mixup_alpha,
+            ),
+        )
+
+    def split_config(self) -> SplitConfig:
+        return SplitConfig(validation=self.validation_share, test=self.test_share)
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """MLflow for training runs. Wraps what dagster-mlflow's legacy resource does (one MLflow
+    run per Dagster run, ended by dagster-mlflow's ``end_mlflow_on_run_finished`` hook) but
+    creates the experiment with its artifact root under the data root: the legacy resource
+    lets MLflow default it to ``./mlruns`` of whichever process started the run."""
+
+    tracking_uri: str = Field(
+        default="", description="Empty: $MLFLOW_TRACKING_URI, else SQLite under the data root."
+    )
+    experiment: str = EXPERIMENT
+    registered_model: str = REGISTERED_MODEL
+    data_dir: str = Field(default="", description="Data root (empty: $SPIRA_DATA_DIR or ./data).")
+
+    def _root(self) -> Path:
+        return Path(str(DataLayout.from_location(self.data_dir or None).root))
+
+    def resolved_uri(self) -> str:
+        return self.tracking_uri or default_tracking_uri(self._root())
+
+    def start(self, dagster_run_id: str) -> str:
+        """Start (or resume) the MLflow run of this Dagster run; returns its id."""
+        uri = self.resolved_uri()
+        artifacts = self._root() / "mlartifacts" if uri.startswith("sqlite") else None
+        experiment_id = ensure_experiment(uri, self.experiment, artifacts)
+        runs = mlflow.search_runs(
+            [experiment_id], filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'",
+            output_format="list",
+        )
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        if runs:
+            return mlflow.start_run(run_id=runs[0].info.run_id).info.run_id
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=dagster_run_id[:8],
+                               tags={"dagster.run_id": dagster_run_id})
+        return run.info.run_id
+
+    def end_run(self, status: str = "FINISHED") -> None:
+        """Called by dagster-mlflow's end_mlflow_on_run_finished hook."""
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status=status)

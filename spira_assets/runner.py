@@ -8,7 +8,14 @@ import dagster as dg
 
 from spira_assets.batches import READY_MARKER, require_valid_batch_id
 from spira_assets.definitions import defs
-from spira_assets.jobs import BATCH_ASSETS, SHARED_ASSETS, prepare_noise_job, process_batch_job
+from spira_assets.jobs import (
+    BATCH_ASSETS,
+    SHARED_ASSETS,
+    TRAINING_ASSETS,
+    prepare_noise_job,
+    process_batch_job,
+    train_model_job,
+)
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 
@@ -58,16 +65,20 @@ def _run_config(level: str) -> dict[str, object]:
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
+GLOBAL_ASSETS = SHARED_ASSETS + TRAINING_ASSETS
+
+
 def split_selection(select: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    unknown = sorted(set(select) - set(BATCH_ASSETS) - set(SHARED_ASSETS))
+    """(per-batch assets, assets over all batches) of a selection."""
+    unknown = sorted(set(select) - set(BATCH_ASSETS) - set(GLOBAL_ASSETS))
     if unknown:
         raise MaterializeError(
             f"unknown asset(s) {unknown}; per-batch assets are {list(BATCH_ASSETS)}, "
-            f"shared assets {list(SHARED_ASSETS)}"
+            f"assets over all batches {list(GLOBAL_ASSETS)}"
         )
     return (
         tuple(s for s in select if s in BATCH_ASSETS),
-        tuple(s for s in select if s in SHARED_ASSETS),
+        tuple(s for s in select if s in GLOBAL_ASSETS),
     )
 
 
@@ -75,16 +86,31 @@ def materialize_shared(
     instance: dg.DagsterInstance,
     select: tuple[str, ...] = SHARED_ASSETS,
     console_log_level: str = "WARNING",
+    resources: dict[str, object] | None = None,
 ) -> RunOutcome:
-    job = defs.resolve_job_def(prepare_noise_job.name)
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey(name) for name in select],
-        tags={"spira/launched_by": "cli"},
-        run_config=_run_config(console_log_level),
-    )
-    return _outcome(",".join(select), result)
+    """Assets over all batches: the noise set, then the split and the model, in that order.
+    ``resources`` overrides resource configuration of the training run (e.g. fewer epochs)."""
+    outcome = None
+    for job_def, names in ((prepare_noise_job, SHARED_ASSETS), (train_model_job, TRAINING_ASSETS)):
+        chosen = [name for name in select if name in names]
+        if not chosen:
+            continue
+        config: dict[str, object] = _run_config(console_log_level)
+        if resources and job_def is train_model_job:
+            config["resources"] = {key: {"config": value} for key, value in resources.items()}
+        result = defs.resolve_job_def(job_def.name).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey(name) for name in chosen],
+            tags={"spira/launched_by": "cli"},
+            run_config=config,
+        )
+        outcome = _outcome(",".join(chosen), result)
+        if not outcome.ok:
+            return outcome
+    if outcome is None:
+        raise MaterializeError(f"nothing to run for {list(select)}")
+    return outcome
 
 
 def materialize_batch(

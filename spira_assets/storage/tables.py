@@ -159,6 +159,40 @@ FEATURE_STATS = TableSpec(
     split_by="config_hash",
 )
 
+DATASET_SPLIT = TableSpec(
+    "dataset_split",
+    {
+        "batch_id": pl.String(),  # always "all"
+        "participant": pl.String(),
+        "label": pl.Int64(),
+        "first_batch": pl.String(),
+        "recordings": pl.Int64(),
+        "split": pl.String(),
+    },
+)
+
+MODEL_VERSIONS = TableSpec(
+    "model_versions",
+    {
+        "batch_id": pl.String(),  # the model version (one part per version)
+        "model_version": pl.String(),
+        "trained_at": UTC_TIME,
+        "best_seed": pl.Int64(),
+        "seeds": pl.String(),
+        "val_loss": pl.Float64(),
+        "val_auroc": pl.Float64(),
+        "val_auroc_mean": pl.Float64(),
+        "val_auroc_std": pl.Float64(),
+        "best_epoch": pl.Int64(),
+        "device": pl.String(),
+        "feature_config_hash": pl.String(),
+        "code_version": pl.String(),
+        "mlflow_run_id": pl.String(),
+        "registered_version": pl.String(),
+        "directory": pl.String(),
+    },
+)
+
 UNPARTITIONED = "all"
 
 ALL_TABLES: tuple[TableSpec, ...] = (
@@ -169,4 +203,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     HOSPITAL_NOISE,
     SPECTROGRAM_FEATURES,
     FEATURE_STATS,
+    DATASET_SPLIT,
+    MODEL_VERSIONS,
 )
+

@@ -1,0 +1,1 @@
+"""Model, splits, data path, training loop, metrics, lineage (torch). No Dagster."""

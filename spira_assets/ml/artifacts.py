@@ -1,0 +1,65 @@
+"""A model version on disk: weights, configuration, TorchScript export, lineage, summary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spira_assets.features.config import FeatureConfig
+from spira_assets.ml.model import SpiraConv
+from spira_assets.ml.train import TrainConfig
+
+WEIGHTS, CONFIG, TORCHSCRIPT, LINEAGE, SUMMARY = (
+    "weights.pt", "model_config.json", "model.torchscript.pt", "lineage.json", "summary.json"
+)
+
+
+def model_config(features: FeatureConfig, train: TrainConfig, frames: int) -> dict[str, Any]:
+    return {"frames": frames, "n_features": features.n_features, "norm": train.norm,
+            "dropout": train.dropout, "features": asdict(features), "train": asdict(train)}
+
+
+def build_model(config: dict[str, Any]) -> SpiraConv:
+    return SpiraConv(config["frames"], config["n_features"], config["norm"], config["dropout"])
+
+
+def save_model_version(directory: Path, state: dict[str, torch.Tensor], config: dict[str, Any],
+                       lineage: dict[str, Any], summary: dict[str, Any]) -> Path:
+    """Write every artefact to a temporary folder and rename it into place (all or nothing)."""
+    tmp = directory.with_name(f".{directory.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        torch.save(state, tmp / WEIGHTS)
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2))
+        model = build_model(config)
+        model.load_state_dict(state)
+        model.eval()
+        example = torch.zeros(1, config["frames"], config["n_features"])
+        torch.jit.trace(model, example).save(str(tmp / TORCHSCRIPT))
+        (tmp / LINEAGE).write_text(json.dumps(lineage, indent=2, default=str))
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return directory
+
+
+def load_model(directory: Path) -> SpiraConv:
+    """The trained network, weights loaded with ``weights_only=True`` (no pickled code)."""
+    config = json.loads((directory / CONFIG).read_text())
+    model = build_model(config)
+    model.load_state_dict(torch.load(directory / WEIGHTS, weights_only=True))
+    return model.eval()
+
+
+def load_torchscript(directory: Path) -> torch.jit.ScriptModule:
+    return torch.jit.load(str(directory / TORCHSCRIPT)).eval()
