@@ -221,10 +221,12 @@ def _report(run: RunOutcome) -> bool:
     return run.ok
 
 
-def _run_shared(layout: DataLayout, select: tuple[str, ...]) -> list[str]:
+def _run_shared(
+    layout: DataLayout, select: tuple[str, ...], resources: dict[str, object] | None = None
+) -> list[str]:
     from spira_assets.runner import materialize_shared
 
-    run = materialize_shared(_instance(layout), select)
+    run = materialize_shared(_instance(layout), select, resources=resources)
     return [] if _report(run) else [run.label]
 
 
@@ -248,6 +250,26 @@ def _run_batches(
 @main.command()
 @DATA_DIR_OPTION
 @_demo_options
+@click.option(
+    "--seeds",
+    default="42,43,46",
+    show_default=True,
+    help="Training seeds (one model each; the best by validation loss is kept).",
+)
+@click.option(
+    "--epochs",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Maximum epochs per seed (the published default of 30 is the resource's).",
+)
+@click.option(
+    "--warmup",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Noam warm-up steps (shorter than SPIRA's 500 for the small demo corpus).",
+)
 def demo(
     data_dir: str | None,
     batches: int,
@@ -255,6 +277,9 @@ def demo(
     seed: int,
     effect_size: float,
     defect_rate: float,
+    seeds: str,
+    epochs: int,
+    warmup: int,
 ) -> None:
     """The main job: generate the demo corpus if absent, materialize the whole graph for every
     batch, print a summary."""
@@ -270,8 +295,20 @@ def demo(
         scan = scan_landing(layout.landing)
     else:
         click.echo(f"using the {len(scan.complete)} complete batches already in {landing}")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError as error:
+        raise CliError(f"--seeds must be comma-separated integers, got {seeds!r}") from error
     failed = _run_shared(layout, ("hospital_noise",))
     failed += _run_batches(layout, list(scan.complete))
+    click.echo(f"training SpiraConv, seeds {seed_list}, up to {epochs} epochs each ...")
+    training = {
+        "seeds": seed_list,
+        "max_epochs": epochs,
+        "warmup_steps": warmup,
+        "patience": max(2, epochs // 2),
+    }
+    failed += _run_shared(layout, ("dataset_split", "spira_model"), {"training": training})
     from spira_assets.resources import FeatureSettings
 
     config_hash = FeatureSettings().config().config_hash()
@@ -303,9 +340,31 @@ def demo(
     )
     click.echo(f"features: {layout.root / 'features' / config_hash} (config {config_hash})")
     click.echo(f"warehouse: {layout.warehouse}")
+    _print_model(layout)
     click.echo("UI: make ui  ->  http://127.0.0.1:3000")
     if failed or not all_ok:
         raise CliError(f"demo finished with problems in {failed or 'defect verification'}")
+
+
+def _print_model(layout: DataLayout) -> None:
+    from spira_assets.ml.tracking import default_tracking_uri
+    from spira_assets.storage.lake import Lake
+    from spira_assets.storage.tables import MODEL_VERSIONS
+
+    models = Lake(layout.lake).read_table(MODEL_VERSIONS).sort("trained_at")
+    if models.is_empty():
+        click.echo("model: none trained")
+        return
+    m = models.row(-1, named=True)
+    click.echo(
+        f"model: version {m['model_version']} (registered v{m['registered_version']}), "
+        f"best seed {m['best_seed']} epoch {m['best_epoch']} on {m['device']}: validation "
+        f"AUROC {m['val_auroc']:.3f} (seeds: {m['val_auroc_mean']:.3f} +/- "
+        f"{m['val_auroc_std']:.3f}), loss {m['val_loss']:.3f}"
+    )
+    click.echo(f"model files: {m['directory']}")
+    uri = default_tracking_uri(Path(str(layout.root)))
+    click.echo(f"MLflow: mlflow ui --backend-store-uri {uri}")
 
 
 @main.command()

@@ -86,8 +86,13 @@ def training_curves(histories: dict[int, list[tuple[int, float, float, float]]])
     for seed, rows in histories.items():
         epochs = [r[0] for r in rows]
         line = loss_ax.plot(epochs, [r[1] for r in rows], "--", label=f"train (seed {seed})")[0]
-        loss_ax.plot(epochs, [r[2] for r in rows], "-", color=line.get_color(),
-                     label=f"validation (seed {seed})")
+        loss_ax.plot(
+            epochs,
+            [r[2] for r in rows],
+            "-",
+            color=line.get_color(),
+            label=f"validation (seed {seed})",
+        )
         auc_ax.plot(epochs, [r[3] for r in rows], "-", color=line.get_color(), label=f"seed {seed}")
     loss_ax.set(title="BCE loss", xlabel="epoch")
     auc_ax.set(title="validation AUROC (per recording)", xlabel="epoch", ylim=(0.0, 1.02))

@@ -13,7 +13,12 @@ from spira_assets.features.augment import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
 from spira_assets.ml.split import SplitConfig
-from spira_assets.ml.tracking import EXPERIMENT, REGISTERED_MODEL, default_tracking_uri, ensure_experiment
+from spira_assets.ml.tracking import (
+    EXPERIMENT,
+    REGISTERED_MODEL,
+    default_tracking_uri,
+    ensure_experiment,
+)
 from spira_assets.ml.train import TrainConfig
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.storage.lake import Lake
@@ -187,16 +192,21 @@ class MlflowTracking(dg.ConfigurableResource):
         uri = self.resolved_uri()
         artifacts = self._root() / "mlartifacts" if uri.startswith("sqlite") else None
         experiment_id = ensure_experiment(uri, self.experiment, artifacts)
+        mlflow.set_experiment(experiment_id=experiment_id)  # nested runs follow it
         runs = mlflow.search_runs(
-            [experiment_id], filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'",
+            [experiment_id],
+            filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'",
             output_format="list",
         )
         if mlflow.active_run() is not None:
             mlflow.end_run()
         if runs:
             return mlflow.start_run(run_id=runs[0].info.run_id).info.run_id
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=dagster_run_id[:8],
-                               tags={"dagster.run_id": dagster_run_id})
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=dagster_run_id[:8],
+            tags={"dagster.run_id": dagster_run_id},
+        )
         return run.info.run_id
 
     def end_run(self, status: str = "FINISHED") -> None:

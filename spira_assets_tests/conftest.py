@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -111,3 +112,28 @@ def all_quarantine(raw: RawAudioResult, meta: MetadataResult) -> pl.DataFrame:
 
 def as_upath(path: Path) -> UPath:
     return UPath(path)
+
+
+@pytest.fixture(scope="session")
+def materialized_root(tmp_path_factory: pytest.TempPathFactory, clean_corpus: Path) -> Path:
+    """The clean corpus with every per-batch asset and the noise set materialized (read-only
+    for tests: copy it before writing)."""
+    import dagster as dg
+
+    from spira_assets.runner import materialize_batch, materialize_shared
+
+    layout = data_root_with(tmp_path_factory.mktemp("materialized"), clean_corpus)
+    previous = os.environ.get("SPIRA_DATA_DIR")
+    os.environ["SPIRA_DATA_DIR"] = str(layout.root)
+    os.environ.setdefault("SPIRA_PSEUDONYM_KEY", TEST_KEY)
+    try:
+        instance = dg.DagsterInstance.ephemeral()
+        assert materialize_shared(instance).ok
+        for batch in ("demo-001", "demo-002"):
+            assert materialize_batch(instance, layout, batch).ok
+    finally:
+        if previous is None:
+            os.environ.pop("SPIRA_DATA_DIR", None)
+        else:
+            os.environ["SPIRA_DATA_DIR"] = previous
+    return Path(str(layout.root))

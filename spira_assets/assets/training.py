@@ -16,7 +16,7 @@ import polars as pl
 from spira_assets.assets.presentation import column_schema, image, markdown_table
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.features.augment import NoiseBank
-from spira_assets.ml.artifacts import model_config, save_model_version, load_model
+from spira_assets.ml.artifacts import load_model, model_config, save_model_version
 from spira_assets.ml.data import build_windows
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions
 from spira_assets.ml.split import SPLITS, assign_splits, leaked_participants
@@ -40,9 +40,7 @@ from spira_assets.storage.tables import (
 
 LEAK_CHECK = "no_participant_in_two_splits"
 GPU_TAGS = {
-    "dagster-k8s/config": {
-        "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}
-    }
+    "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}
 }
 
 
@@ -68,8 +66,8 @@ def dataset_split(
     stored = lake.read_part(DATASET_SPLIT, UNPARTITIONED)
     per_recording = recordings.join(stored.select("participant", "split"), on="participant")
     leaks = sorted(set(leaked_participants(stored)) | set(leaked_participants(per_recording)))
-    counts = stored.group_by("split", "label").agg(pl.len().alias("participants")).sort(
-        "split", "label"
+    counts = (
+        stored.group_by("split", "label").agg(pl.len().alias("participants")).sort("split", "label")
     )
     context.log.info(f"split of {stored.height} participants: {counts.rows()}")
     return dg.MaterializeResult(
@@ -94,8 +92,9 @@ def dataset_split(
     )
 
 
-def _windows_by_split(storage: StorageResource, recordings: pl.DataFrame, window_s: float,
-                      step_s: float) -> dict[str, Any]:
+def _windows_by_split(
+    storage: StorageResource, recordings: pl.DataFrame, window_s: float, step_s: float
+) -> dict[str, Any]:
     root = Path(str(storage.layout().root))
     return {
         split: build_windows(recordings.filter(pl.col("split") == split), root, window_s, step_s)
@@ -108,8 +107,9 @@ def _noise_bank(storage: StorageResource, device: Any) -> NoiseBank | None:
     if noise.is_empty():
         return None
     layout = storage.layout()
-    return NoiseBank.from_int16(open_shard(layout.local(noise.get_column("shard")[0]), np.int16),
-                                device)
+    return NoiseBank.from_int16(
+        open_shard(layout.local(noise.get_column("shard")[0]), np.int16), device
+    )
 
 
 @dg.asset(
@@ -171,13 +171,18 @@ def spira_model(
         f"{len(windows['validation'])} validation windows, seeds {list(training.seeds)}"
     )
     run_id = mlflow_tracking.start(context.run_id)
-    mlflow.log_params({
-        "model_version": version, "device": str(device), "code_version": inputs["code_version"],
-        "feature_config_hash": inputs["feature_config_hash"], "seeds": list(training.seeds),
-        **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "augment"},
-        **{f"augment.{k}": v for k, v in asdict(train_config.augment).items()},
-        **{f"features.{k}": v for k, v in asdict(feature_config).items()},
-    })
+    mlflow.log_params(
+        {
+            "model_version": version,
+            "device": str(device),
+            "code_version": inputs["code_version"],
+            "feature_config_hash": inputs["feature_config_hash"],
+            "seeds": list(training.seeds),
+            **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "augment"},
+            **{f"augment.{k}": v for k, v in asdict(train_config.augment).items()},
+            **{f"features.{k}": v for k, v in asdict(feature_config).items()},
+        }
+    )
     results: list[TrainResult] = []
     started = time.perf_counter()
     for seed in training.seeds:
@@ -185,26 +190,42 @@ def spira_model(
             mlflow.log_param("seed", seed)
 
             def log(entry: EpochLog, seed: int = seed) -> None:
-                mlflow.log_metrics({k: v for k, v in asdict(entry).items() if k != "epoch"},
-                                   step=entry.epoch)
+                mlflow.log_metrics(
+                    {k: v for k, v in asdict(entry).items() if k != "epoch"}, step=entry.epoch
+                )
                 context.log.info(
                     f"seed {seed} epoch {entry.epoch}: train {entry.train_loss:.3f} "
                     f"val {entry.val_loss:.3f} AUROC {entry.val_auroc:.3f} "
                     f"({entry.windows_per_s:.0f} windows/s)"
                 )
 
-            result = train(windows["train"], windows["validation"], feature_config, bank,
-                           train_config, seed, device, log)
-            mlflow.log_metrics({"best_val_loss": result.best_val_loss,
-                                "best_val_auroc": result.best.val_auroc})
+            result = train(
+                windows["train"],
+                windows["validation"],
+                feature_config,
+                bank,
+                train_config,
+                seed,
+                device,
+                log,
+            )
+            mlflow.log_metrics(
+                {"best_val_loss": result.best_val_loss, "best_val_auroc": result.best.val_auroc}
+            )
             results.append(result)
     best = min(results, key=lambda r: r.best_val_loss)
     aurocs = np.array([r.best.val_auroc for r in results])
     frames = round(train_config.window_s * feature_config.sample_rate / feature_config.hop_length)
     config = model_config(feature_config, train_config, frames)
-    lineage = {**inputs, "model_version": version, "packages": package_versions(),
-               "device": str(device), "best_seed": best.seed, "mlflow_run_id": run_id,
-               "trained_at": datetime.now(UTC).isoformat()}
+    lineage = {
+        **inputs,
+        "model_version": version,
+        "packages": package_versions(),
+        "device": str(device),
+        "best_seed": best.seed,
+        "mlflow_run_id": run_id,
+        "trained_at": datetime.now(UTC).isoformat(),
+    }
     summary = {
         "model_version": version,
         "best_seed": best.seed,
@@ -219,32 +240,55 @@ def spira_model(
         "device": str(device),
         "training_seconds": time.perf_counter() - started,
         "mlflow_run_id": run_id,
-        "histories": {str(r.seed): [[e.epoch, e.train_loss, e.val_loss, e.val_auroc]
-                                    for e in r.history] for r in results},
+        "histories": {
+            str(r.seed): [[e.epoch, e.train_loss, e.val_loss, e.val_auroc] for e in r.history]
+            for r in results
+        },
     }
     save_model_version(directory, best.state_dict, config, lineage, summary)
     mlflow.log_artifacts(str(directory), artifact_path="spira_model")
     info = mlflow.pytorch.log_model(
-        load_model(directory), name="model", registered_model_name=mlflow_tracking.registered_model,
+        load_model(directory),
+        name="model",
+        registered_model_name=mlflow_tracking.registered_model,
         pip_requirements=[f"torch=={package_versions()['torch']}"],
         input_example=np.zeros((2, frames, feature_config.n_features), dtype=np.float32),
     )
     registered = str(info.registered_model_version or "")
-    mlflow.log_metrics({"val_auroc_mean": summary["val_auroc_mean"],
-                        "val_auroc_std": summary["val_auroc_std"],
-                        "best_val_loss": best.best_val_loss})
+    mlflow.log_metrics(
+        {
+            "val_auroc_mean": summary["val_auroc_mean"],
+            "val_auroc_std": summary["val_auroc_std"],
+            "best_val_loss": best.best_val_loss,
+        }
+    )
     summary["registered_version"] = registered
     (directory / "summary.json").write_text(json.dumps(summary, indent=2))
-    lake.write_part(MODEL_VERSIONS, version, pl.DataFrame({
-        "batch_id": [version], "model_version": [version], "trained_at": [datetime.now(UTC)],
-        "best_seed": [best.seed], "seeds": [json.dumps(list(training.seeds))],
-        "val_loss": [best.best_val_loss], "val_auroc": [best.best.val_auroc],
-        "val_auroc_mean": [summary["val_auroc_mean"]], "val_auroc_std": [summary["val_auroc_std"]],
-        "best_epoch": [best.best_epoch], "device": [str(device)],
-        "feature_config_hash": [inputs["feature_config_hash"]],
-        "code_version": [inputs["code_version"]], "mlflow_run_id": [run_id],
-        "registered_version": [registered], "directory": [str(directory)],
-    }, schema=MODEL_VERSIONS.schema))
+    lake.write_part(
+        MODEL_VERSIONS,
+        version,
+        pl.DataFrame(
+            {
+                "batch_id": [version],
+                "model_version": [version],
+                "trained_at": [datetime.now(UTC)],
+                "best_seed": [best.seed],
+                "seeds": [json.dumps(list(training.seeds))],
+                "val_loss": [best.best_val_loss],
+                "val_auroc": [best.best.val_auroc],
+                "val_auroc_mean": [summary["val_auroc_mean"]],
+                "val_auroc_std": [summary["val_auroc_std"]],
+                "best_epoch": [best.best_epoch],
+                "device": [str(device)],
+                "feature_config_hash": [inputs["feature_config_hash"]],
+                "code_version": [inputs["code_version"]],
+                "mlflow_run_id": [run_id],
+                "registered_version": [registered],
+                "directory": [str(directory)],
+            },
+            schema=MODEL_VERSIONS.schema,
+        ),
+    )
     storage.warehouse().ensure_views()
     return dg.MaterializeResult(
         metadata={
@@ -260,8 +304,9 @@ def spira_model(
 
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
-    histories = {int(seed): [tuple(row) for row in rows]
-                 for seed, rows in summary["histories"].items()}
+    histories = {
+        int(seed): [tuple(row) for row in rows] for seed, rows in summary["histories"].items()
+    }
     return {
         "val_auroc_best_seed": round(summary["val_auroc"], 4),
         "val_auroc_mean": round(summary["val_auroc_mean"], 4),
@@ -274,5 +319,5 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         "data_wait_share": round(summary["data_wait_share"], 4),
         "device": summary["device"],
         "training_seconds": round(summary["training_seconds"], 1),
-        "curves": image(training_curves(histories), "training curves"),  # type: ignore[arg-type]
+        "curves": image(training_curves(histories), "training curves"),
     }

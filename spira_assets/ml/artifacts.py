@@ -16,21 +16,36 @@ from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.train import TrainConfig
 
 WEIGHTS, CONFIG, TORCHSCRIPT, LINEAGE, SUMMARY = (
-    "weights.pt", "model_config.json", "model.torchscript.pt", "lineage.json", "summary.json"
+    "weights.pt",
+    "model_config.json",
+    "model.torchscript.pt",
+    "lineage.json",
+    "summary.json",
 )
 
 
 def model_config(features: FeatureConfig, train: TrainConfig, frames: int) -> dict[str, Any]:
-    return {"frames": frames, "n_features": features.n_features, "norm": train.norm,
-            "dropout": train.dropout, "features": asdict(features), "train": asdict(train)}
+    return {
+        "frames": frames,
+        "n_features": features.n_features,
+        "norm": train.norm,
+        "dropout": train.dropout,
+        "features": asdict(features),
+        "train": asdict(train),
+    }
 
 
 def build_model(config: dict[str, Any]) -> SpiraConv:
     return SpiraConv(config["frames"], config["n_features"], config["norm"], config["dropout"])
 
 
-def save_model_version(directory: Path, state: dict[str, torch.Tensor], config: dict[str, Any],
-                       lineage: dict[str, Any], summary: dict[str, Any]) -> Path:
+def save_model_version(
+    directory: Path,
+    state: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    lineage: dict[str, Any],
+    summary: dict[str, Any],
+) -> Path:
     """Write every artefact to a temporary folder and rename it into place (all or nothing)."""
     tmp = directory.with_name(f".{directory.name}.{uuid.uuid4().hex}.tmp")
     tmp.mkdir(parents=True)

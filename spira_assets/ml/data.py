@@ -52,8 +52,13 @@ class WindowSet:
         ]
 
 
-def build_windows(recordings: pl.DataFrame, root: Path, window_s: float = 4.0,
-                  step_s: float = 1.0, sample_rate: int = 16_000) -> WindowSet:
+def build_windows(
+    recordings: pl.DataFrame,
+    root: Path,
+    window_s: float = 4.0,
+    step_s: float = 1.0,
+    sample_rate: int = 16_000,
+) -> WindowSet:
     """Every window of every recording in ``recordings`` (rows of the audio_16k table)."""
     window, step = round(window_s * sample_rate), round(step_s * sample_rate)
     names = sorted(set(recordings.get_column("shard").to_list()))

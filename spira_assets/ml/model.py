@@ -24,8 +24,16 @@ BLOCKS = (
 )
 
 
-def _block(cin: int, cout: int, kernel: int, dilation: int, groups: int, pool: bool,
-           norm: Norm, dropout: float) -> nn.Sequential:
+def _block(
+    cin: int,
+    cout: int,
+    kernel: int,
+    dilation: int,
+    groups: int,
+    pool: bool,
+    norm: Norm,
+    dropout: float,
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel_size=(kernel, 1), dilation=(dilation, 1)),
         nn.GroupNorm(groups, cout) if norm == "group" else nn.BatchNorm2d(cout),
@@ -38,8 +46,9 @@ def _block(cin: int, cout: int, kernel: int, dilation: int, groups: int, pool: b
 
 
 class SpiraConv(nn.Module):
-    def __init__(self, frames: int = 400, n_features: int = 40, norm: Norm = "group",
-                 dropout: float = 0.7) -> None:
+    def __init__(
+        self, frames: int = 400, n_features: int = 40, norm: Norm = "group", dropout: float = 0.7
+    ) -> None:
         super().__init__()
         self.frames, self.n_features = frames, n_features
         self.conv = nn.Sequential(*(_block(*spec, norm=norm, dropout=dropout) for spec in BLOCKS))

@@ -25,7 +25,7 @@ class SplitConfig:
     salt: str = "spira-split-v1"
 
     def __post_init__(self) -> None:
-        if not (0 <= self.validation and 0 <= self.test and self.validation + self.test < 1):
+        if not (self.validation >= 0 and self.test >= 0 and self.validation + self.test < 1):
             raise ValueError("validation and test shares must be >= 0 and sum below 1")
 
 

@@ -88,8 +88,13 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-def feature_pipeline(features: FeatureConfig, noise: NoiseBank | None, augment: AugmentConfig,
-                     frames: int, device: torch.device) -> AugmentedFeatures:
+def feature_pipeline(
+    features: FeatureConfig,
+    noise: NoiseBank | None,
+    augment: AugmentConfig,
+    frames: int,
+    device: torch.device,
+) -> AugmentedFeatures:
     bank = noise or NoiseBank(torch.zeros(1))
     if noise is None:
         augment = AugmentConfig(0, 0, augment.min_peak, augment.max_peak, augment.mixup_alpha)
@@ -97,9 +102,14 @@ def feature_pipeline(features: FeatureConfig, noise: NoiseBank | None, augment: 
 
 
 @torch.no_grad()
-def window_scores(model: SpiraConv, windows: WindowSet, pipeline: AugmentedFeatures,
-                  device: torch.device, batch_size: int, noisy_seed: int | None = None
-                  ) -> np.ndarray:
+def window_scores(
+    model: SpiraConv,
+    windows: WindowSet,
+    pipeline: AugmentedFeatures,
+    device: torch.device,
+    batch_size: int,
+    noisy_seed: int | None = None,
+) -> np.ndarray:
     """Probability per window; with ``noisy_seed``, fixed-seed noise per window."""
     model.eval()
     scores = []
@@ -117,8 +127,13 @@ def window_scores(model: SpiraConv, windows: WindowSet, pipeline: AugmentedFeatu
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
-def evaluate(model: SpiraConv, windows: WindowSet, pipeline: AugmentedFeatures,
-             device: torch.device, batch_size: int) -> tuple[float, float, float]:
+def evaluate(
+    model: SpiraConv,
+    windows: WindowSet,
+    pipeline: AugmentedFeatures,
+    device: torch.device,
+    batch_size: int,
+) -> tuple[float, float, float]:
     """(window BCE loss, recording AUROC, recording accuracy) on clean windows."""
     scores = window_scores(model, windows, pipeline, device, batch_size)
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
@@ -191,8 +206,16 @@ def train(
             val_loss, val_auc, val_acc = evaluate(
                 model, val_set, pipeline, device, config.eval_batch_size
             )
-            entry = EpochLog(epoch, total / max(batches, 1), val_loss, val_auc, val_acc,
-                             elapsed, len(train_set) / elapsed, waiting / elapsed)
+            entry = EpochLog(
+                epoch,
+                total / max(batches, 1),
+                val_loss,
+                val_auc,
+                val_acc,
+                elapsed,
+                len(train_set) / elapsed,
+                waiting / elapsed,
+            )
             history.append(entry)
             if log:
                 log(entry)
@@ -201,5 +224,4 @@ def train(
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             elif epoch - best_epoch >= config.patience:
                 break
-    return TrainResult(seed, copy.deepcopy(best_state), history, best_epoch, best_loss,
-                       str(device))
+    return TrainResult(seed, copy.deepcopy(best_state), history, best_epoch, best_loss, str(device))

@@ -206,4 +206,3 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     DATASET_SPLIT,
     MODEL_VERSIONS,
 )
-

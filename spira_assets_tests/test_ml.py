@@ -1,0 +1,191 @@
+"""Model, split, training loop and artefacts (core, no Dagster except the shared fixture)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from upath import UPath
+
+from spira_assets.features.augment import AugmentConfig, NoiseBank
+from spira_assets.features.config import FeatureConfig
+from spira_assets.ml.artifacts import load_model, load_torchscript, model_config, save_model_version
+from spira_assets.ml.data import WindowSet, build_windows
+from spira_assets.ml.metrics import auroc
+from spira_assets.ml.model import SpiraConv
+from spira_assets.ml.split import SplitConfig, assign_splits, leaked_participants, split_of
+from spira_assets.ml.train import TrainConfig, TrainingDivergedError, noam, train
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.shards import open_shard
+from spira_assets.storage.tables import AUDIO_16K, HOSPITAL_NOISE
+
+FAST = TrainConfig(
+    warmup_steps=5,
+    max_epochs=3,
+    patience=3,
+    batch_size=16,
+    dropout=0.3,
+    augment=AugmentConfig(k_control=1, k_patient=1),
+)
+
+
+def windows_by_split(root: Path) -> dict[str, WindowSet]:
+    """All participants, alternately assigned, so both sets hold both classes."""
+    recordings = Lake(UPath(root / "lake")).read_table(AUDIO_16K).sort("participant", "utterance")
+    people = recordings.select("participant", "label").unique().sort("label", "participant")
+    chosen = {
+        p: ("validation" if i % 3 == 0 else "train") for i, (p, _) in enumerate(people.iter_rows())
+    }
+    recordings = recordings.with_columns(
+        pl.col("participant").replace_strict(chosen).alias("split")
+    )
+    return {
+        s: build_windows(recordings.filter(pl.col("split") == s), root)
+        for s in ("train", "validation")
+    }
+
+
+def noise_bank(root: Path) -> NoiseBank:
+    noise = Lake(UPath(root / "lake")).read_table(HOSPITAL_NOISE)
+    return NoiseBank.from_int16(open_shard(root / noise.get_column("shard")[0], np.int16))
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_spiraconv_matches_the_published_architecture(norm: str) -> None:
+    model = SpiraConv(norm=norm)  # type: ignore[arg-type]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.dilation) for c in convs] == [
+        (1, 32, (7, 1), (2, 1)),
+        (16 * 2, 16, (5, 1), (2, 1)),
+        (16, 8, (3, 1), (2, 1)),
+        (8, 4, (2, 1), (1, 1)),
+    ]
+    norms = [
+        m for m in model.modules() if isinstance(m, (torch.nn.GroupNorm, torch.nn.BatchNorm2d))
+    ]
+    if norm == "group":
+        assert [n.num_groups for n in norms] == [16, 8, 4, 2]  # type: ignore[union-attr]
+    assert all(d.p == 0.7 for d in model.modules() if isinstance(d, torch.nn.Dropout))
+    assert model(torch.randn(2, 400, 40)).shape == (2,)
+
+
+def test_noam_schedule_warms_up_then_decays() -> None:
+    factor = noam(100)
+    assert factor(0) < factor(50) < factor(99) == pytest.approx(1.0)
+    assert factor(399) == pytest.approx(0.5, rel=0.01)
+
+
+def test_split_is_stable_as_batches_arrive_and_leaks_are_found() -> None:
+    config = SplitConfig()
+    first = pl.DataFrame(
+        {
+            "participant": [f"P-{i:016x}" for i in range(200)],
+            "label": [i % 2 for i in range(200)],
+            "batch_id": ["b1"] * 200,
+        }
+    )
+    later = pl.concat(
+        [
+            first,
+            pl.DataFrame(
+                {
+                    "participant": [f"P-{i:016x}" for i in range(150, 400)],
+                    "label": [i % 2 for i in range(150, 400)],
+                    "batch_id": ["b2"] * 250,
+                }
+            ),
+        ]
+    )
+    before = dict(assign_splits(first, config).select("participant", "split").rows())
+    after = dict(assign_splits(later, config).select("participant", "split").rows())
+    assert all(after[p] == s for p, s in before.items())
+    shares = pl.Series(list(after.values())).value_counts(normalize=True)
+    test_share = shares.filter(pl.col("") == "test").get_column("proportion").item()
+    assert 0.12 < test_share < 0.28
+    assert leaked_participants(assign_splits(later, config)) == []
+    planted = pl.DataFrame(
+        {"participant": ["P-1", "P-1", "P-2"], "split": ["train", "test", "train"]}
+    )
+    assert leaked_participants(planted) == ["P-1"]
+    assert split_of("P-x", config) == split_of("P-x", dataclasses.replace(config))
+
+
+def test_auroc_handles_ties_and_single_class() -> None:
+    assert auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+    assert auroc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
+    assert np.isnan(auroc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+def test_tiny_corpus_trains_and_validation_loss_falls(materialized_root: Path) -> None:
+    sets = windows_by_split(materialized_root)
+    result = train(
+        sets["train"],
+        sets["validation"],
+        FeatureConfig(),
+        noise_bank(materialized_root),
+        FAST,
+        seed=42,
+        device=torch.device("cpu"),
+    )
+    losses = [e.val_loss for e in result.history]
+    assert result.best_val_loss < losses[0]
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert all(np.isfinite(e.val_auroc) for e in result.history)
+
+
+def test_same_seed_gives_identical_weights_on_cpu(materialized_root: Path) -> None:
+    sets = windows_by_split(materialized_root)
+    config = dataclasses.replace(FAST, max_epochs=1)
+    bank = noise_bank(materialized_root)
+    runs = [
+        train(
+            sets["train"], sets["validation"], FeatureConfig(), bank, config, 7, torch.device("cpu")
+        )
+        for _ in range(2)
+    ]
+    other = train(
+        sets["train"], sets["validation"], FeatureConfig(), bank, config, 8, torch.device("cpu")
+    )
+    for key, value in runs[0].state_dict.items():
+        assert torch.equal(value, runs[1].state_dict[key]), key
+    assert any(not torch.equal(v, other.state_dict[k]) for k, v in runs[0].state_dict.items())
+
+
+def test_exploding_loss_aborts_with_a_clear_error(materialized_root: Path) -> None:
+    sets = windows_by_split(materialized_root)
+    config = dataclasses.replace(FAST, max_loss=0.0)
+    with pytest.raises(TrainingDivergedError, match="seed 1, epoch 1, step 1"):
+        train(
+            sets["train"], sets["validation"], FeatureConfig(), None, config, 1, torch.device("cpu")
+        )
+
+
+def test_exported_and_reloaded_models_give_the_trained_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = SpiraConv().eval()
+    config = model_config(FeatureConfig(), TrainConfig(), 400)
+    directory = save_model_version(tmp_path / "v1", model.state_dict(), config, {"seed": 0}, {})
+    features = torch.randn(3, 400, 40)
+    expected = model(features)
+    torch.testing.assert_close(load_model(directory)(features), expected)
+    torch.testing.assert_close(load_torchscript(directory)(features), expected)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_runs_on_cuda(materialized_root: Path) -> None:
+    sets = windows_by_split(materialized_root)
+    result = train(
+        sets["train"],
+        sets["validation"],
+        FeatureConfig(),
+        noise_bank(materialized_root),
+        dataclasses.replace(FAST, max_epochs=1),
+        42,
+        torch.device("cuda"),
+    )
+    assert result.device.startswith("cuda") and np.isfinite(result.best_val_loss)

@@ -1,0 +1,89 @@
+"""dataset_split and spira_model through Dagster: MLflow run, registry, lineage, reuse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from upath import UPath
+
+from spira_assets.ml.tracking import REGISTERED_MODEL
+from spira_assets.runner import materialize_shared
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.warehouse import Warehouse
+
+FAST = {"seeds": [42, 43], "max_epochs": 1, "warmup_steps": 5, "batch_size": 16, "dropout": 0.3}
+
+
+@pytest.fixture
+def root(tmp_path: Path, materialized_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(materialized_root, copy)
+    for stale in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+        (copy / stale).unlink(missing_ok=True)  # its views point at the original folder
+    monkeypatch.setenv("SPIRA_DATA_DIR", str(copy))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return copy
+
+
+def test_model_is_trained_tracked_registered_and_reused(root: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    first = materialize_shared(
+        instance, ("dataset_split", "spira_model"), resources={"training": FAST}
+    )
+    assert first.ok, first
+    warehouse = Warehouse(UPath(root / "warehouse.duckdb"), Lake(UPath(root / "lake")))
+    model = warehouse.query("SELECT * FROM model_versions").row(0, named=True)
+    assert model["registered_version"] == "1" and model["best_seed"] in (42, 43)
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parent = client.get_run(model["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"  # ended by dagster-mlflow's hook
+    assert parent.data.params["seeds"] == "[42, 43]"
+    assert parent.info.artifact_uri.startswith((root / "mlartifacts").as_uri())
+    children = mlflow.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        output_format="list",
+    )
+    assert sorted(r.data.params["seed"] for r in children) == ["42", "43"]
+    assert all("val_auroc" in r.data.metrics for r in children)
+    assert client.get_model_version(REGISTERED_MODEL, "1").run_id == parent.info.run_id
+
+    lineage = json.loads((Path(model["directory"]) / "lineage.json").read_text())
+    assert set(lineage["batches"]) == {"demo-001", "demo-002"}
+    assert lineage["feature_config_hash"] and lineage["code_version"]
+    assert lineage["packages"]["torch"].startswith("2.11")
+    assert {p.name for p in Path(model["directory"]).iterdir()} >= {
+        "weights.pt",
+        "model.torchscript.pt",
+        "model_config.json",
+        "lineage.json",
+    }
+
+    second = materialize_shared(instance, ("spira_model",), resources={"training": FAST})
+    assert second.ok
+    record = instance.get_latest_materialization_event(dg.AssetKey("spira_model"))
+    assert record is not None and record.asset_materialization is not None
+    assert record.asset_materialization.metadata["reused"].value is True
+    assert len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'")) == 1
+
+
+def test_split_asset_passes_its_leakage_check_and_covers_every_participant(root: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_shared(instance, ("dataset_split",)).ok
+    warehouse = Warehouse(UPath(root / "warehouse.duckdb"), Lake(UPath(root / "lake")))
+    split = warehouse.query("SELECT participant, split FROM dataset_split")
+    people = warehouse.query("SELECT DISTINCT participant FROM audio_16k")
+    assert split.height == people.height == 8
+    evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("dataset_split"), "no_participant_in_two_splits")]
+    )
+    (execution,) = evaluation.values()
+    assert execution.evaluation is not None and execution.evaluation.passed  # type: ignore[union-attr]
