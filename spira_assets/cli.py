@@ -222,11 +222,14 @@ def _report(run: RunOutcome) -> bool:
 
 
 def _run_shared(
-    layout: DataLayout, select: tuple[str, ...], resources: dict[str, object] | None = None
+    layout: DataLayout,
+    select: tuple[str, ...],
+    resources: dict[str, object] | None = None,
+    log_level: str = "WARNING",
 ) -> list[str]:
     from spira_assets.runner import materialize_shared
 
-    run = materialize_shared(_instance(layout), select, resources=resources)
+    run = materialize_shared(_instance(layout), select, log_level, resources)
     return [] if _report(run) else [run.label]
 
 
@@ -308,7 +311,9 @@ def demo(
         "warmup_steps": warmup,
         "patience": max(2, epochs // 2),
     }
-    failed += _run_shared(layout, ("dataset_split", "spira_model"), {"training": training})
+    failed += _run_shared(
+        layout, ("dataset_split", "spira_model"), {"training": training}, log_level="INFO"
+    )
     from spira_assets.resources import FeatureSettings
 
     config_hash = FeatureSettings().config().config_hash()

@@ -290,12 +290,24 @@ def spira_model(
         ),
     )
     storage.warehouse().ensure_views()
+    uri = mlflow_tracking.resolved_uri()
+    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    link: dict[str, Any] = (
+        {
+            "mlflow_run": dg.MetadataValue.url(
+                f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+            )
+        }
+        if uri.startswith(("http://", "https://"))
+        else {"mlflow_ui": dg.MetadataValue.text(f"mlflow ui --backend-store-uri {uri}")}
+    )
     return dg.MaterializeResult(
         metadata={
             "model_version": version,
             "reused": False,
-            "mlflow_tracking_uri": mlflow_tracking.resolved_uri(),
+            "mlflow_tracking_uri": uri,
             "mlflow_run_id": run_id,
+            **link,
             "registered_model": f"{mlflow_tracking.registered_model} v{registered}",
             **_summary_metadata(summary),
         },
