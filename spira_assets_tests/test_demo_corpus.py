@@ -88,3 +88,36 @@ def test_effect_size_zero_removes_every_class_difference() -> None:
 def test_impossible_specs_are_refused(tmp_path: Path, bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         generate_corpus(DemoSpec(tmp_path, **bad), workers=1)  # type: ignore[arg-type]
+
+
+def test_every_defect_is_caught_exactly_across_seeds_and_effect_sizes(tmp_path: Path) -> None:
+    """The generator's defects must each break exactly their rule (e.g. the 50 ms clip must be
+    voiced, not silence, whatever the utterance), on corpora other than the fixtures'."""
+    from spira_assets.audio.quality import AudioQualityRules
+    from spira_assets.demo.defects import DEFECT_KINDS
+    from spira_assets.demo.verify import load_manifest, verify_batch
+    from spira_assets.layout import DataLayout
+    from spira_assets.privacy import Pseudonymizer
+    from spira_assets_tests.conftest import TEST_KEY, all_quarantine, run_core_stages
+
+    _ = AudioQualityRules
+    for seed, effect in ((21, 0.0), (22, 1.0), (23, 2.0)):
+        out = tmp_path / f"s{seed}" / "landing"
+        generate_corpus(
+            DemoSpec(
+                out,
+                batches=1,
+                participants=8,
+                seed=seed,
+                effect_size=effect,
+                defect_rate=2 * len(DEFECT_KINDS) / 32,
+                noise_files=1,
+            ),
+            workers=1,
+        )
+        layout = DataLayout.from_location(out.parent)
+        raw, meta = run_core_stages(layout, "demo-001", Pseudonymizer(TEST_KEY))
+        result = verify_batch(
+            load_manifest(layout.batch_dir("demo-001")) or {}, all_quarantine(raw, meta)
+        )
+        assert result.ok, result.problems

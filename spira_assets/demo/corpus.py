@@ -123,10 +123,13 @@ def _defect_audio(
         return data[: int(len(data) * rng.uniform(0.4, 0.7))]
     if kind == "silent":
         return encode(np.zeros_like(audio), fmt)
-    if kind == "clipped":
-        return encode(audio * 8.0, fmt)
-    if kind == "too_short":
-        return encode(audio[int(0.5 * RATE) : int(0.55 * RATE)], fmt)
+    if kind == "clipped":  # input gain far too high: the peak driven to 4x full scale
+        return encode(audio / max(float(np.abs(audio).max()), 1e-9) * 4.0, fmt)
+    if kind == "too_short":  # 50 ms of the loudest stretch: short, but not silent
+        piece = int(0.05 * RATE)
+        energy = np.convolve(audio.astype(np.float64) ** 2, np.ones(piece), mode="valid")
+        start = int(np.argmax(energy))
+        return encode(audio[start : start + piece], fmt)
     if kind == "eight_channels":
         buffer = io.BytesIO()
         sf.write(buffer, np.tile(audio[:, None], (1, 8)), RATE, format="WAV", subtype="PCM_16")
