@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
+from matplotlib.ticker import MaxNLocator
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -94,6 +95,8 @@ def training_curves(histories: dict[int, list[tuple[int, float, float, float]]])
             label=f"validation (seed {seed})",
         )
         auc_ax.plot(epochs, [r[3] for r in rows], "-", color=line.get_color(), label=f"seed {seed}")
+    for ax in (loss_ax, auc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.set(title="BCE loss", xlabel="epoch")
     auc_ax.set(title="validation AUROC (per recording)", xlabel="epoch", ylim=(0.0, 1.02))
     loss_ax.legend(fontsize=7)
