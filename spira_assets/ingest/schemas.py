@@ -17,6 +17,10 @@ DEVICE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,31}$"
 
 
 SPO2_RANGE = (50, 100)
+# One definition per contract range, shared by the input and the stored-table models.
+AGE_BOUNDS = {"min_value": 18, "max_value": 110}
+SPO2_BOUNDS = {"min_value": SPO2_RANGE[0], "max_value": SPO2_RANGE[1]}
+RESPIRATORY_RATE_BOUNDS = {"min_value": 5, "max_value": 60}
 
 
 def _spo2_out_of_range() -> pl.Expr:
@@ -30,9 +34,9 @@ class MetadataRecord(pa.DataFrameModel):
     participant_id: str = pa.Field(nullable=False)
     label: int = pa.Field(isin=[0, 1])
     sex: str = pa.Field(isin=list(SEXES))
-    age: int = pa.Field(in_range={"min_value": 18, "max_value": 110})
-    spo2: int = pa.Field(nullable=True, in_range={"min_value": 50, "max_value": 100})
-    respiratory_rate: int = pa.Field(nullable=True, in_range={"min_value": 5, "max_value": 60})
+    age: int = pa.Field(in_range=AGE_BOUNDS)
+    spo2: int = pa.Field(nullable=True, in_range=SPO2_BOUNDS)
+    respiratory_rate: int = pa.Field(nullable=True, in_range=RESPIRATORY_RATE_BOUNDS)
     collected_at: Annotated[pl.Datetime, "us", "UTC"]
     device: str = pa.Field(str_matches=DEVICE_PATTERN)
     utterance: str = pa.Field(isin=list(UTTERANCES))
@@ -72,9 +76,9 @@ class ValidatedMetadataTable(pa.DataFrameModel):
     participant: str = pa.Field(str_matches=r"^P-[0-9a-f]{16}$")
     label: int = pa.Field(isin=[0, 1])
     sex: str = pa.Field(isin=list(SEXES))
-    age: int = pa.Field(in_range={"min_value": 18, "max_value": 110})
-    spo2: int = pa.Field(nullable=True, in_range={"min_value": 50, "max_value": 100})
-    respiratory_rate: int = pa.Field(nullable=True, in_range={"min_value": 5, "max_value": 60})
+    age: int = pa.Field(in_range=AGE_BOUNDS)
+    spo2: int = pa.Field(nullable=True, in_range=SPO2_BOUNDS)
+    respiratory_rate: int = pa.Field(nullable=True, in_range=RESPIRATORY_RATE_BOUNDS)
     collected_at: Annotated[pl.Datetime, "us", "UTC"]
     device: str = pa.Field(str_matches=DEVICE_PATTERN)
     utterance: str = pa.Field(isin=list(UTTERANCES))
