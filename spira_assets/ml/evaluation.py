@@ -1,0 +1,225 @@
+"""Evaluation metrics for a binary screening model, with participant-level bootstrap CIs.
+
+Scores are aggregated window -> recording (mean) -> participant (mean), as SPIRA scores a file
+by the mean over its windows. Confidence intervals resample *participants* (with all their
+recordings), because recordings of one person are not independent. The decision threshold is
+chosen on validation data (Youden's J) and then applied unchanged to the test set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from spira_assets.ml.metrics import auroc
+
+METRICS = (
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "auroc",
+    "auprc",
+    "brier",
+    "ece",
+)
+
+
+def auprc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (the step-wise area under precision-recall, as scikit-learn)."""
+    labels = np.asarray(labels).astype(bool)
+    if labels.sum() == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    sorted_scores = np.asarray(scores, dtype=np.float64)[order]
+    hits = labels[order]
+    distinct = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(hits) - 1]
+    true_pos = np.cumsum(hits)[distinct]
+    predicted = distinct + 1
+    precision = true_pos / predicted
+    recall = true_pos / labels.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def brier(labels: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.mean((np.asarray(scores, dtype=np.float64) - np.asarray(labels)) ** 2))
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean score| over equal-width score bins, weighted by bin size."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(labels[inside].mean() - scores[inside].mean())
+    return float(error)
+
+
+def threshold_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    labels = np.asarray(labels).astype(bool)
+    predicted = np.asarray(scores) >= threshold
+    tp = int((predicted & labels).sum())
+    tn = int((~predicted & ~labels).sum())
+    fp = int((predicted & ~labels).sum())
+    fn = int((~predicted & labels).sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    precision, sensitivity = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    f1 = (
+        2 * precision * sensitivity / (precision + sensitivity)
+        if precision + sensitivity > 0
+        else float("nan")
+    )
+    return {
+        "accuracy": ratio(tp + tn, len(labels)),
+        "sensitivity": sensitivity,
+        "specificity": ratio(tn, tn + fp),
+        "precision": precision,
+        "f1": f1,
+        "tp": tp,
+        "tn": tn,
+        "fp": fp,
+        "fn": fn,
+    }
+
+
+def all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    return {
+        **threshold_metrics(labels, scores, threshold),
+        "auroc": auroc(labels, scores),
+        "auprc": auprc(labels, scores),
+        "brier": brier(labels, scores),
+        "ece": expected_calibration_error(labels, scores),
+    }
+
+
+def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold maximizing sensitivity + specificity - 1 (ties: the lowest)."""
+    labels = np.asarray(labels).astype(bool)
+    candidates = np.unique(np.asarray(scores, dtype=np.float64))
+    if labels.all() or not labels.any() or candidates.size == 0:
+        return 0.5
+    best, best_j = 0.5, -np.inf
+    for threshold in candidates:
+        m = threshold_metrics(labels, scores, float(threshold))
+        j = m["sensitivity"] + m["specificity"] - 1
+        if j > best_j:
+            best, best_j = float(threshold), j
+    return best
+
+
+def aggregate(windows: pl.DataFrame, level: str) -> pl.DataFrame:
+    """Mean window score per ``recording`` or per ``participant`` (participant = mean of its
+    recordings' means). ``windows`` has columns participant, recording, label, score and any
+    subgroup columns (taken from the first window)."""
+    extra = [c for c in windows.columns if c not in ("participant", "recording", "label", "score")]
+    recordings = windows.group_by("recording", maintain_order=True).agg(
+        pl.col("participant").first(),
+        pl.col("label").first(),
+        pl.col("score").mean(),
+        *[pl.col(c).first() for c in extra],
+    )
+    if level == "recording":
+        return recordings
+    if level != "participant":
+        raise ValueError("level is recording or participant")
+    return recordings.group_by("participant", maintain_order=True).agg(
+        pl.col("label").max(), pl.col("score").mean(), *[pl.col(c).first() for c in extra]
+    )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+
+def bootstrap(
+    frame: pl.DataFrame,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Estimate:
+    """Percentile CI of ``metric(labels, scores)`` resampling participants with replacement
+    (each draw keeps all rows of the drawn participants)."""
+    participants = frame.get_column("participant").to_numpy()
+    unique, inverse = np.unique(participants, return_inverse=True)
+    rows_of = [np.flatnonzero(inverse == i) for i in range(len(unique))]
+    labels = frame.get_column("label").to_numpy()
+    scores = frame.get_column("score").to_numpy()
+    value = metric(labels, scores)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        chosen = rng.integers(0, len(unique), len(unique))
+        rows = np.concatenate([rows_of[i] for i in chosen])
+        estimate = metric(labels[rows], scores[rows])
+        if np.isfinite(estimate):
+            draws.append(estimate)
+    if not draws:
+        return Estimate(value, float("nan"), float("nan"))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return Estimate(value, float(low), float(high))
+
+
+def metric_table(
+    frame: pl.DataFrame, threshold: float, resamples: int = 1000, seed: int = 0
+) -> pl.DataFrame:
+    """Every metric with its bootstrap 95% CI, one row per metric."""
+    rows = []
+    for name in METRICS:
+
+        def metric(labels: np.ndarray, scores: np.ndarray, name: str = name) -> float:
+            return all_metrics(labels, scores, threshold)[name]
+
+        estimate = bootstrap(frame, metric, resamples, seed)
+        rows.append((name, estimate.value, estimate.low, estimate.high))
+    return pl.DataFrame(rows, schema=["metric", "value", "ci_low", "ci_high"], orient="row")
+
+
+def subgroup_table(
+    frame: pl.DataFrame,
+    columns: Sequence[str],
+    threshold: float,
+    min_participants: int = 10,
+    min_per_class: int = 3,
+) -> pl.DataFrame:
+    """Metrics per value of each subgroup column, with counts; a subgroup with fewer than
+    ``min_participants`` participants or ``min_per_class`` of either class is marked
+    ``judgeable = false`` (its figures are shown, but too uncertain to act on)."""
+    rows = []
+    for column in columns:
+        for value in sorted(frame.get_column(column).unique().to_list(), key=str):
+            part = frame.filter(pl.col(column) == value)
+            labels = part.get_column("label").to_numpy()
+            scores = part.get_column("score").to_numpy()
+            people = part.get_column("participant").n_unique()
+            positives = int(part.filter(pl.col("label") == 1).get_column("participant").n_unique())
+            negatives = people - positives
+            m = all_metrics(labels, scores, threshold)
+            rows.append(
+                {
+                    "subgroup": column,
+                    "value": str(value),
+                    "participants": people,
+                    "positives": positives,
+                    "negatives": negatives,
+                    "rows": part.height,
+                    "judgeable": people >= min_participants
+                    and min(positives, negatives) >= min_per_class,
+                    **{k: float(m[k]) for k in METRICS},
+                }
+            )
+    return pl.DataFrame(rows)

@@ -1,0 +1,114 @@
+"""Evaluation metrics against scikit-learn and hand-computed references."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn import metrics as sk
+
+from spira_assets.ml.evaluation import (
+    aggregate,
+    all_metrics,
+    auprc,
+    bootstrap,
+    brier,
+    expected_calibration_error,
+    metric_table,
+    subgroup_table,
+    youden_threshold,
+)
+from spira_assets.ml.metrics import auroc
+
+RNG = np.random.default_rng(3)
+LABELS = RNG.integers(0, 2, 300)
+SCORES = np.clip(LABELS * 0.3 + RNG.normal(0.35, 0.2, 300), 0, 1).round(2)  # with ties
+
+
+def test_ranking_and_probability_metrics_match_scikit_learn() -> None:
+    assert auroc(LABELS, SCORES) == pytest.approx(sk.roc_auc_score(LABELS, SCORES))
+    assert auprc(LABELS, SCORES) == pytest.approx(sk.average_precision_score(LABELS, SCORES))
+    assert brier(LABELS, SCORES) == pytest.approx(sk.brier_score_loss(LABELS, SCORES))
+
+
+def test_threshold_metrics_match_scikit_learn() -> None:
+    m = all_metrics(LABELS, SCORES, 0.5)
+    predicted = SCORES >= 0.5
+    assert m["accuracy"] == pytest.approx(sk.accuracy_score(LABELS, predicted))
+    assert m["sensitivity"] == pytest.approx(sk.recall_score(LABELS, predicted))
+    assert m["specificity"] == pytest.approx(sk.recall_score(1 - LABELS, ~predicted))
+    assert m["precision"] == pytest.approx(sk.precision_score(LABELS, predicted))
+    assert m["f1"] == pytest.approx(sk.f1_score(LABELS, predicted))
+    tn, fp, fn, tp = sk.confusion_matrix(LABELS, predicted).ravel()
+    assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (tn, fp, fn, tp)
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    labels = np.array([0, 1, 1, 1])
+    scores = np.array([0.05, 0.15, 0.95, 0.85])
+    # bin 0: |0 - 0.05| * 1/4; bin 1: |1 - 0.15| * 1/4; bin 8: |1 - .85|/4; bin 9: |1 - .95|/4
+    assert expected_calibration_error(labels, scores) == pytest.approx(
+        (0.05 + 0.85 + 0.15 + 0.05) / 4
+    )
+
+
+def test_youden_threshold_separates_separable_scores() -> None:
+    threshold = youden_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.6, 0.9]))
+    assert 0.3 < threshold <= 0.6
+
+
+def test_windows_aggregate_to_recordings_then_participants() -> None:
+    windows = pl.DataFrame(
+        {
+            "participant": ["a", "a", "a", "b"],
+            "recording": ["r1", "r1", "r2", "r3"],
+            "label": [1, 1, 1, 0],
+            "score": [0.2, 0.4, 0.9, 0.1],
+            "sex": ["F", "F", "F", "M"],
+        }
+    )
+    recordings = aggregate(windows, "recording")
+    assert recordings.get_column("score").to_list() == pytest.approx([0.3, 0.9, 0.1])
+    people = aggregate(windows, "participant")
+    assert people.get_column("score").to_list() == pytest.approx([0.6, 0.1])
+    assert people.get_column("sex").to_list() == ["F", "M"]
+
+
+def test_bootstrap_resamples_whole_participants() -> None:
+    # One participant with 99 positive rows, ten with one negative row each: resampling rows
+    # would keep the positive share near 0.91; resampling people often drops "big" entirely.
+    frame = pl.DataFrame(
+        {
+            "participant": ["big"] * 99 + [f"p{i}" for i in range(10)],
+            "label": [1] * 99 + [0] * 10,
+            "score": [0.5] * 109,
+        }
+    )
+    estimate = bootstrap(frame, lambda labels, scores: float(labels.mean()), resamples=300)
+    assert estimate.value == pytest.approx(99 / 109)
+    assert estimate.low == 0.0 and estimate.high > 0.9
+
+
+def test_metric_table_has_every_metric_with_an_interval_around_it() -> None:
+    frame = pl.DataFrame(
+        {"participant": [f"p{i}" for i in range(300)], "label": LABELS, "score": SCORES}
+    )
+    table = metric_table(frame, threshold=0.5, resamples=200)
+    assert table.get_column("metric").to_list()[:3] == ["accuracy", "sensitivity", "specificity"]
+    for value, low, high in table.select("value", "ci_low", "ci_high").iter_rows():
+        assert low <= value <= high
+
+
+def test_small_subgroups_are_marked_not_judgeable() -> None:
+    frame = pl.DataFrame(
+        {
+            "participant": [f"p{i}" for i in range(40)],
+            "label": [i % 2 for i in range(40)],
+            "score": [0.8 if i % 2 else 0.2 for i in range(40)],
+            "sex": ["F"] * 34 + ["M"] * 6,
+        }
+    )
+    table = subgroup_table(frame, ["sex"], threshold=0.5)
+    judged = dict(table.select("value", "judgeable").rows())
+    assert judged == {"F": True, "M": False}
+    assert table.filter(pl.col("value") == "F").get_column("auroc").item() == 1.0
