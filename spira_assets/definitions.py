@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from spira_assets.assets.evaluation import evaluation_report
 from spira_assets.assets.features import spectrogram_features
+from spira_assets.assets.promotion import champion
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.training import dataset_split, spira_model
 from spira_assets.assets.validated_metadata import validated_metadata
@@ -10,6 +12,7 @@ from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.jobs import prepare_noise_job, process_batch_job, train_model_job
 from spira_assets.resources import (
     ComputeResource,
+    EvaluationSettings,
     FeatureSettings,
     IngestPolicy,
     MlflowTracking,
@@ -28,6 +31,7 @@ RESOURCES = {
     "features": FeatureSettings(),
     "compute": ComputeResource(),
     "training": TrainingSettings(),
+    "evaluation": EvaluationSettings(),
     "mlflow_tracking": _MLFLOW,
     # dagster-mlflow's end_mlflow_on_run_finished hook looks for the key "mlflow".
     "mlflow": _MLFLOW,
@@ -42,6 +46,8 @@ defs = dg.Definitions(
         hospital_noise,
         dataset_split,
         spira_model,
+        evaluation_report,
+        champion,
     ],
     jobs=[process_batch_job, prepare_noise_job, train_model_job],
     sensors=[landing_zone_sensor, noise_folder_sensor],

@@ -7,7 +7,7 @@ from spira_assets.partitions import collection_batch
 
 BATCH_ASSETS = ("raw_audio", "validated_metadata", "audio_16k", "spectrogram_features")
 SHARED_ASSETS = ("hospital_noise",)
-TRAINING_ASSETS = ("dataset_split", "spira_model")
+TRAINING_ASSETS = ("dataset_split", "spira_model", "evaluation_report", "champion")
 
 process_batch_job = dg.define_asset_job(
     name="process_batch",
@@ -25,6 +25,7 @@ prepare_noise_job = dg.define_asset_job(
 train_model_job = dg.define_asset_job(
     name="train_model",
     selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
-    description="Patient-grouped split over every batch, then SpiraConv (one model per seed).",
+    description="Patient-grouped split over every batch, SpiraConv (one model per seed), its "
+    "evaluation on held-out participants and the promotion gate.",
     hooks={end_mlflow_on_run_finished},
 )

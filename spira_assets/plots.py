@@ -102,3 +102,39 @@ def training_curves(histories: dict[int, list[tuple[int, float, float, float]]])
     loss_ax.legend(fontsize=7)
     auc_ax.legend(fontsize=7)
     return _png(fig)
+
+
+def evaluation_figure(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, title: str
+) -> bytes:
+    """ROC curve, calibration curve and confusion matrix of recording-level scores."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    fig, (roc, cal, conf) = plt.subplots(1, 3, figsize=(12, 3.6))
+    thresholds = np.r_[np.inf, np.sort(np.unique(scores))[::-1]]
+    tpr = [((scores >= t) & labels).sum() / max(labels.sum(), 1) for t in thresholds]
+    fpr = [((scores >= t) & ~labels).sum() / max((~labels).sum(), 1) for t in thresholds]
+    roc.plot(fpr, tpr, color="#4c72b0")
+    roc.plot([0, 1], [0, 1], ":", color="grey")
+    roc.set(title=f"ROC ({title})", xlabel="1 - specificity", ylabel="sensitivity")
+    edges = np.linspace(0, 1, 11)
+    which = np.clip(np.digitize(scores, edges) - 1, 0, 9)
+    centres = [scores[which == b].mean() for b in range(10) if (which == b).any()]
+    observed = [labels[which == b].mean() for b in range(10) if (which == b).any()]
+    cal.plot([0, 1], [0, 1], ":", color="grey")
+    cal.plot(centres, observed, "o-", color="#dd8452")
+    cal.set(title="calibration", xlabel="mean predicted", ylabel="observed share of patients")
+    predicted = scores >= threshold
+    matrix = np.array(
+        [
+            [(~predicted & ~labels).sum(), (predicted & ~labels).sum()],
+            [(~predicted & labels).sum(), (predicted & labels).sum()],
+        ]
+    )
+    conf.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        conf.text(j, i, str(value), ha="center", va="center")
+    conf.set_xticks([0, 1], ["control", "patient"])
+    conf.set_yticks([0, 1], ["control", "patient"])
+    conf.set(title=f"confusion at {threshold:.2f}", xlabel="predicted", ylabel="true")
+    return _png(fig)

@@ -12,6 +12,7 @@ from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.features.augment import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
+from spira_assets.ml.gate import GateConfig
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import (
     EXPERIMENT,
@@ -213,3 +214,29 @@ class MlflowTracking(dg.ConfigurableResource):
         """Called by dagster-mlflow's end_mlflow_on_run_finished hook."""
         if mlflow.active_run() is not None:
             mlflow.end_run(status=status)
+
+
+_GATE = GateConfig()
+
+
+class EvaluationSettings(dg.ConfigurableResource):
+    """Evaluation and promotion-gate settings."""
+
+    bootstrap_resamples: int = 1000
+    min_subgroup_participants: int = 10
+    min_subgroup_per_class: int = 3
+    noisy_seed: int = Field(default=1, description="Seed family of the fixed noisy test set.")
+    min_auroc: float = _GATE.min_auroc
+    min_sensitivity: float = _GATE.min_sensitivity
+    max_drop_vs_champion: float = _GATE.max_drop_vs_champion
+    subgroup_min_auroc: float = _GATE.subgroup_min_auroc
+    max_subgroup_gap: float = _GATE.max_subgroup_gap
+
+    def gate(self) -> GateConfig:
+        return GateConfig(
+            self.min_auroc,
+            self.min_sensitivity,
+            self.max_drop_vs_champion,
+            self.subgroup_min_auroc,
+            self.max_subgroup_gap,
+        )

@@ -33,3 +33,17 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) 
         return str(existing.experiment_id)
     location = artifact_root.resolve().as_uri() if artifact_root is not None else None
     return str(client.create_experiment(name, artifact_location=location))
+
+
+def champion_model_version(
+    tracking_uri: str, registered_model: str = REGISTERED_MODEL, alias: str = "champion"
+) -> str | None:
+    """Our model version (the fingerprint) that holds the registry alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(registered_model, alias)
+    except MlflowException:
+        return None
+    return str(client.get_run(str(version.run_id)).data.params["model_version"])

@@ -193,6 +193,64 @@ MODEL_VERSIONS = TableSpec(
     },
 )
 
+EVALUATION_METRICS = TableSpec(
+    "evaluation_metrics",
+    {
+        "batch_id": pl.String(),  # the evaluated model version
+        "model_version": pl.String(),
+        "role": pl.String(),  # candidate or champion (evaluated on the same test set)
+        "condition": pl.String(),  # clean or noisy
+        "level": pl.String(),  # recording or participant
+        "metric": pl.String(),
+        "value": pl.Float64(),
+        "ci_low": pl.Float64(),
+        "ci_high": pl.Float64(),
+        "threshold": pl.Float64(),
+    },
+)
+
+EVALUATION_SUBGROUPS = TableSpec(
+    "evaluation_subgroups",
+    {
+        "batch_id": pl.String(),
+        "model_version": pl.String(),
+        "subgroup": pl.String(),
+        "value": pl.String(),
+        "participants": pl.Int64(),
+        "positives": pl.Int64(),
+        "negatives": pl.Int64(),
+        "rows": pl.Int64(),
+        "judgeable": pl.Boolean(),
+        "accuracy": pl.Float64(),
+        "sensitivity": pl.Float64(),
+        "specificity": pl.Float64(),
+        "precision": pl.Float64(),
+        "f1": pl.Float64(),
+        "auroc": pl.Float64(),
+        "auprc": pl.Float64(),
+        "brier": pl.Float64(),
+        "ece": pl.Float64(),
+    },
+)
+
+PROMOTIONS = TableSpec(
+    "promotions",
+    {
+        "batch_id": pl.String(),  # the decision id
+        "decided_at": UTC_TIME,
+        "candidate_version": pl.String(),
+        "candidate_registered": pl.String(),
+        "champion_version": pl.String(),
+        "passed": pl.Boolean(),
+        "reasons": pl.String(),
+        "candidate_auroc": pl.Float64(),
+        "candidate_sensitivity": pl.Float64(),
+        "champion_auroc": pl.Float64(),
+        "test_recordings": pl.Int64(),
+        "code_version": pl.String(),
+    },
+)
+
 UNPARTITIONED = "all"
 
 ALL_TABLES: tuple[TableSpec, ...] = (
@@ -205,4 +263,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     FEATURE_STATS,
     DATASET_SPLIT,
     MODEL_VERSIONS,
+    EVALUATION_METRICS,
+    EVALUATION_SUBGROUPS,
+    PROMOTIONS,
 )

@@ -19,7 +19,7 @@ from upath import UPath
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import ALL_TABLES, TableSpec
 
-CATALOG_VERSION = 3
+CATALOG_VERSION = 4
 LOCK_TIMEOUT_S = 60.0
 
 

@@ -1,0 +1,83 @@
+"""Scoring audio files with a trained model version, as in training: decode, 16 kHz mono,
+4 s windows every 1 s, spectrogram transform, model, mean of the window probabilities."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules, judge, measure
+from spira_assets.audio.resample import MonoResampler
+from spira_assets.features.config import FeatureConfig
+from spira_assets.features.windows import window_starts
+from spira_assets.ml.artifacts import CONFIG, load_model
+
+THRESHOLD_FILE = "threshold.json"
+
+
+@dataclass(frozen=True)
+class FileScore:
+    path: str
+    probability: float | None
+    decision: int | None
+    windows: int
+    error: str | None = None
+
+
+class Scorer:
+    """A model version loaded once, ready to score many files."""
+
+    def __init__(self, directory: Path, device: torch.device | str = "cpu") -> None:
+        config = json.loads((directory / CONFIG).read_text())
+        self.features = FeatureConfig(**config["features"])
+        self.window = round(config["train"]["window_s"] * self.features.sample_rate)
+        self.step = round(config["train"]["step_s"] * self.features.sample_rate)
+        self.frames = config["frames"]
+        self.device = torch.device(device)
+        self.model = load_model(directory).to(self.device)
+        self.transform = self.features.build_transform().to(self.device)
+        self.resampler = MonoResampler(self.features.sample_rate)
+        threshold_file = directory / THRESHOLD_FILE
+        self.threshold = (
+            float(json.loads(threshold_file.read_text())["threshold"])
+            if threshold_file.exists()
+            else 0.5
+        )
+
+    @torch.no_grad()
+    def waveform(self, wave: np.ndarray) -> tuple[float, int]:
+        """Mean window probability of a 16 kHz mono waveform, and the number of windows."""
+        starts = window_starts(len(wave), self.window, self.step)
+        batch = np.zeros((len(starts), self.window), dtype=np.float32)
+        for i, start in enumerate(starts):
+            piece = wave[start : start + self.window]
+            batch[i, : len(piece)] = piece
+        waves = torch.from_numpy(batch).to(self.device)
+        feats = self.transform(waves[:, None]).squeeze(1).transpose(1, 2)[:, : self.frames]
+        probabilities = torch.sigmoid(self.model(feats)).float().cpu().numpy()
+        return float(probabilities.mean()), len(starts)
+
+    def file(self, path: Path) -> FileScore:
+        try:
+            data = path.read_bytes()
+            stats = measure(data, AudioQualityRules())
+            problems = judge(stats, AudioQualityRules())
+            if problems:
+                raise AudioDecodeError(problems[0])
+            probability, windows = self.waveform(self.resampler.decode(data))
+        except AudioDecodeError as error:
+            return FileScore(
+                str(path), None, None, 0, f"{error.finding.rule}: {error.finding.detail}"
+            )
+        except OSError as error:
+            return FileScore(str(path), None, None, 0, f"unreadable: {error.strerror or error}")
+        return FileScore(str(path), probability, int(probability >= self.threshold), windows)
+
+
+def score_files(paths: list[Path], directory: Path, device: str = "cpu") -> list[FileScore]:
+    scorer = Scorer(directory, device)
+    return [scorer.file(path) for path in paths]
