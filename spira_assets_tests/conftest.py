@@ -137,3 +137,31 @@ def materialized_root(tmp_path_factory: pytest.TempPathFactory, clean_corpus: Pa
         else:
             os.environ["SPIRA_DATA_DIR"] = previous
     return Path(str(layout.root))
+
+
+@pytest.fixture(scope="session")
+def evaluation_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One materialized batch of 24 participants: enough for patients and controls in every
+    split (the 8-participant corpus cannot give a test set with both classes)."""
+    import dagster as dg
+
+    from spira_assets.runner import materialize_batch, materialize_shared
+
+    out = tmp_path_factory.mktemp("evaluation") / "data" / "landing"
+    generate_corpus(
+        DemoSpec(out, batches=1, participants=24, seed=17, defect_rate=0.0, noise_files=1),
+        workers=1,
+    )
+    layout = DataLayout.from_location(out.parent)
+    previous = os.environ.get("SPIRA_DATA_DIR")
+    os.environ["SPIRA_DATA_DIR"] = str(layout.root)
+    try:
+        instance = dg.DagsterInstance.ephemeral()
+        assert materialize_shared(instance).ok
+        assert materialize_batch(instance, layout, "demo-001").ok
+    finally:
+        if previous is None:
+            os.environ.pop("SPIRA_DATA_DIR", None)
+        else:
+            os.environ["SPIRA_DATA_DIR"] = previous
+    return Path(str(layout.root))

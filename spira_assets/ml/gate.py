@@ -33,6 +33,14 @@ def decide(
     the candidate's subgroup table (only ``judgeable`` rows are held to the floors)."""
     reasons = []
     auroc, sensitivity = candidate["auroc"], candidate["sensitivity"]
+    if math.isnan(auroc) or math.isnan(sensitivity):
+        return GateDecision(
+            False,
+            [
+                "AUROC or sensitivity is undefined: the test set lacks patients or controls; "
+                "add batches (or raise test_share) before a model can be judged"
+            ],
+        )
     if not auroc >= config.min_auroc:
         reasons.append(f"AUROC {auroc:.3f} below the floor {config.min_auroc}")
     if not sensitivity >= config.min_sensitivity:

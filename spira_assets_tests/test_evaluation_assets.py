@@ -1,0 +1,125 @@
+"""evaluation_report, champion and `spira predict` through Dagster on the small corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from upath import UPath
+
+from spira_assets.cli import main
+from spira_assets.jobs import TRAINING_ASSETS
+from spira_assets.ml.tracking import REGISTERED_MODEL
+from spira_assets.runner import materialize_shared
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.warehouse import Warehouse
+
+TRAINING = {
+    "seeds": [42],
+    "max_epochs": 3,
+    "warmup_steps": 5,
+    "batch_size": 16,
+    "dropout": 0.3,
+    "validation_share": 0.3,
+    "test_share": 0.4,
+}
+LENIENT = {
+    "bootstrap_resamples": 100,
+    "min_auroc": 0.0,
+    "min_sensitivity": 0.0,
+    "subgroup_min_auroc": 0.0,
+    "max_subgroup_gap": 1.0,
+    "max_drop_vs_champion": 1.0,
+}
+
+
+@pytest.fixture
+def root(tmp_path: Path, evaluation_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(evaluation_root, copy)
+    for stale in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+        (copy / stale).unlink(missing_ok=True)
+    monkeypatch.setenv("SPIRA_DATA_DIR", str(copy))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return copy
+
+
+def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    first = materialize_shared(
+        instance, TRAINING_ASSETS, resources={"training": TRAINING, "evaluation": LENIENT}
+    )
+    assert first.ok, first
+    warehouse = Warehouse(UPath(root / "warehouse.duckdb"), Lake(UPath(root / "lake")))
+    version = warehouse.query("SELECT model_version FROM model_versions").item()
+    metrics = warehouse.query("SELECT * FROM evaluation_metrics")
+    assert set(metrics.get_column("condition")) == {"clean", "noisy"}
+    assert set(metrics.get_column("level")) == {"recording", "participant"}
+    assert (metrics.get_column("ci_low") <= metrics.get_column("value")).all()
+    decision = warehouse.query("SELECT * FROM promotions").row(0, named=True)
+    assert decision["passed"] and decision["candidate_version"] == version
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
+    assert json.loads((root / "models" / version / "threshold.json").read_text())["threshold"] >= 0
+
+    card = (root / "reports" / version / "model_card.md").read_text()
+    for section in (
+        "## Intended use",
+        "## Out of scope",
+        "## Data",
+        "## Metrics",
+        "## Subgroups",
+        "## Limitations",
+        "## Lineage",
+        "## Promotion gate",
+    ):
+        assert section in card
+    metadata_csv = (root / "landing" / "demo-001" / "metadata.csv").read_text()
+    identifiers = {line.split(",")[0] for line in metadata_csv.splitlines()[1:]}
+    assert not [i for i in identifiers if i and i in card]
+
+    # A second, different model is compared with the first on the same test set.
+    # Demanding a gain of a whole AUROC point over the champion makes the refusal certain.
+    strict = {**LENIENT, "max_drop_vs_champion": -1.0}
+    second = materialize_shared(
+        instance,
+        TRAINING_ASSETS,
+        resources={"training": {**TRAINING, "seeds": [7]}, "evaluation": strict},
+    )
+    assert second.failed_checks == ("champion:promotion_gate",)
+    history = warehouse.query("SELECT * FROM promotions ORDER BY decided_at")
+    assert history.height == 2 and history.get_column("passed").to_list() == [True, False]
+    assert history.get_column("champion_version")[1] == version
+    roles = (
+        warehouse.query(
+            "SELECT DISTINCT role FROM evaluation_metrics WHERE batch_id <> ?", [version]
+        )
+        .to_series()
+        .to_list()
+    )
+    assert sorted(roles) == ["candidate", "champion"]
+    assert "worse than the champion" in history.get_column("reasons")[1]
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
+
+    # spira predict with the champion: a training patient scores above a training control.
+    known = warehouse.query(
+        "SELECT v.raw_uri, v.label FROM validated_metadata v JOIN dataset_split s "
+        "USING (participant) WHERE s.split = 'train' ORDER BY v.label, v.audio_sha256"
+    )
+    control = root / known.filter(pl.col("label") == 0).get_column("raw_uri")[0]
+    patient = root / known.filter(pl.col("label") == 1).get_column("raw_uri")[0]
+    bad = root / "not_audio.wav"
+    bad.write_bytes(b"<html>")
+    result = CliRunner().invoke(
+        main, ["predict", str(patient), str(control), str(bad), "--data-dir", str(root)]
+    )
+    assert result.exit_code == 1, result.output
+    lines = {ln.split()[-1]: ln.split()[0] for ln in result.output.splitlines() if "/" in ln}
+    assert float(lines[str(patient)]) > float(lines[str(control)])
+    assert "undecodable" in result.output and "1 of 3 files could not be scored" in result.output
