@@ -21,7 +21,7 @@ from spira_assets.partitions import COLLECTION_BATCH
 
 
 class MaterializeError(RuntimeError):
-    pass
+    """A batch or selection that cannot be materialized (the message says why)."""
 
 
 @dataclass(frozen=True)

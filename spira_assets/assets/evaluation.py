@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from spira_assets.assets.presentation import image, markdown_table
-from spira_assets.assets.training import _noise_bank, spira_model
+from spira_assets.assets.training import _noise_bank, recordings_with_split, spira_model
 from spira_assets.ml.artifacts import load_model
 from spira_assets.ml.data import WindowSet, build_windows
 from spira_assets.ml.evaluation import aggregate, metric_table, subgroup_table, youden_threshold
@@ -32,12 +32,9 @@ from spira_assets.resources import (
     TrainingSettings,
 )
 from spira_assets.storage.tables import (
-    AUDIO_16K,
-    DATASET_SPLIT,
     EVALUATION_METRICS,
     EVALUATION_SUBGROUPS,
     MODEL_VERSIONS,
-    UNPARTITIONED,
 )
 
 SUBGROUPS = ("sex", "age_band", "device", "utterance", "batch_id")
@@ -146,10 +143,7 @@ def evaluation_report(
     layout, lake = storage.layout(), storage.lake()
     root = Path(str(layout.root))
     device = compute.torch_device()
-    recordings = lake.read_table(AUDIO_16K).join(
-        lake.read_part(DATASET_SPLIT, UNPARTITIONED).select("participant", "split"),
-        on="participant",
-    )
+    recordings = recordings_with_split(lake)
     config = training.train_config()
     sets = {
         s: build_windows(

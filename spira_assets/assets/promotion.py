@@ -18,18 +18,16 @@ from spira_assets.assets.evaluation import (
     latest_version,
 )
 from spira_assets.assets.presentation import markdown_table
+from spira_assets.assets.training import recordings_with_split
 from spira_assets.ml.gate import GateDecision, decide
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.report import LIMITATIONS, table, with_ci, write_pair
 from spira_assets.resources import EvaluationSettings, MlflowTracking, StorageResource
 from spira_assets.storage.tables import (
-    AUDIO_16K,
-    DATASET_SPLIT,
     EVALUATION_METRICS,
     EVALUATION_SUBGROUPS,
     MODEL_VERSIONS,
     PROMOTIONS,
-    UNPARTITIONED,
 )
 
 
@@ -187,10 +185,7 @@ def champion(
     )
     storage.warehouse().ensure_views()
 
-    recordings = lake.read_table(AUDIO_16K).join(
-        lake.read_part(DATASET_SPLIT, UNPARTITIONED).select("participant", "split"),
-        on="participant",
-    )
+    recordings = recordings_with_split(lake)
     composition = (
         recordings.group_by("split", "label")
         .agg(

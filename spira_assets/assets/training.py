@@ -92,6 +92,12 @@ def dataset_split(
     )
 
 
+def recordings_with_split(lake: Any) -> pl.DataFrame:
+    """Every 16 kHz recording of every batch with its participant's split."""
+    split = lake.read_part(DATASET_SPLIT, UNPARTITIONED).select("participant", "split")
+    return lake.read_table(AUDIO_16K).join(split, on="participant")
+
+
 def _windows_by_split(
     storage: StorageResource, recordings: pl.DataFrame, window_s: float, step_s: float
 ) -> dict[str, Any]:
@@ -135,10 +141,7 @@ def spira_model(
     layout, lake = storage.layout(), storage.lake()
     feature_config, train_config = features.config(), training.train_config()
     device = compute.torch_device()
-    recordings = lake.read_table(AUDIO_16K).join(
-        lake.read_part(DATASET_SPLIT, UNPARTITIONED).select("participant", "split"),
-        on="participant",
-    )
+    recordings = recordings_with_split(lake)
     batch_versions = dict(
         recordings.group_by("batch_id").agg(pl.col("shard").first()).sort("batch_id").rows()
     )

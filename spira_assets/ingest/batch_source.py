@@ -13,7 +13,7 @@ from spira_assets.privacy import Pseudonymizer, Redactor
 
 
 class BatchNotReadyError(RuntimeError):
-    pass
+    """The batch folder is missing or its upload is not complete (no _READY)."""
 
 
 @dataclass(frozen=True)
