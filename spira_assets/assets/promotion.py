@@ -152,6 +152,10 @@ def champion(
     champion_metrics = _clean(metrics, "champion")
     registered = lake.read_part(MODEL_VERSIONS, version).get_column("registered_version")[0]
     decision = decide(candidate, champion_metrics, subgroups, evaluation.gate())
+    # every clean test recording falls in exactly one collection batch
+    test_recordings = int(
+        subgroups.filter(pl.col("subgroup") == "batch_id").get_column("rows").sum()
+    )
     now = datetime.now(UTC)
     already = previous is not None and previous[1] == version
     if decision.passed and not already:
@@ -177,7 +181,7 @@ def champion(
                 "candidate_auroc": [candidate["auroc"]],
                 "candidate_sensitivity": [candidate["sensitivity"]],
                 "champion_auroc": [champion_metrics["auroc"] if champion_metrics else None],
-                "test_recordings": [int(metrics.filter(pl.col("metric") == "accuracy").height)],
+                "test_recordings": [test_recordings],
                 "code_version": [code_version()],
             },
             schema=PROMOTIONS.schema,
