@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from spira_assets.layout import DataLayout, as_upath, default_data_dir
 if TYPE_CHECKING:
     import dagster as dg
 
+    from spira_assets.ml.inference import FileScore
     from spira_assets.runner import RunOutcome
 
 
@@ -420,8 +422,14 @@ def _print_evaluation(layout: DataLayout) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per file (full-precision probability), for scripts.",
+)
 @DATA_DIR_OPTION
-def predict(files: tuple[Path, ...], device: str, data_dir: str | None) -> None:
+def predict(files: tuple[Path, ...], device: str, as_json: bool, data_dir: str | None) -> None:
     """Score audio files with the champion model: probability of respiratory insufficiency and
     the decision at the threshold chosen on validation data, per file."""
     from spira_assets.ml.inference import score_files
@@ -433,6 +441,17 @@ def predict(files: tuple[Path, ...], device: str, data_dir: str | None) -> None:
     if version is None or not (root / "models" / version).exists():
         raise CliError("no champion model yet: run `spira demo` (or materialize `champion`) first")
     scores = score_files(list(files), root / "models" / version, device)
+    if as_json:
+        for s in scores:
+            click.echo(json.dumps({"model_version": version, **asdict(s)}))
+    else:
+        _print_scores(version, scores)
+    failed = sum(1 for s in scores if s.error)
+    if failed:
+        raise CliError(f"{failed} of {len(scores)} files could not be scored")
+
+
+def _print_scores(version: str, scores: list[FileScore]) -> None:
     click.echo(f"champion model {version}")
     click.echo(f"{'probability':>11}  {'decision':<26}  file")
     for s in scores:
@@ -440,10 +459,7 @@ def predict(files: tuple[Path, ...], device: str, data_dir: str | None) -> None:
             click.echo(f"{'-':>11}  {'error':<26}  {s.path}: {s.error}")
         else:
             decision = "respiratory insufficiency" if s.decision else "no insufficiency"
-            click.echo(f"{s.probability:>11.3f}  {decision:<26}  {s.path}")
-    failed = sum(1 for s in scores if s.error)
-    if failed:
-        raise CliError(f"{failed} of {len(scores)} files could not be scored")
+            click.echo(f"{s.probability:>11.4f}  {decision:<26}  {s.path}")
 
 
 @main.command()

@@ -165,3 +165,59 @@ def evaluation_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             os.environ["SPIRA_DATA_DIR"] = previous
     return Path(str(layout.root))
+
+
+SMALL_TRAINING = {
+    "seeds": [42],
+    "max_epochs": 3,
+    "warmup_steps": 5,
+    "batch_size": 16,
+    "dropout": 0.3,
+    "validation_share": 0.3,
+    "test_share": 0.4,
+}
+LENIENT_GATE = {
+    "bootstrap_resamples": 100,
+    "min_auroc": 0.0,
+    "min_sensitivity": 0.0,
+    "subgroup_min_auroc": 0.0,
+    "max_subgroup_gap": 1.0,
+    "max_drop_vs_champion": 1.0,
+}
+
+
+def copy_data_root(source: Path, target: Path) -> Path:
+    """A private copy of a materialized data root (without a stale warehouse file)."""
+    shutil.copytree(source, target)
+    for stale in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+        (target / stale).unlink(missing_ok=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def champion_root(tmp_path_factory: pytest.TempPathFactory, evaluation_root: Path) -> Path:
+    """``evaluation_root`` with one model trained, evaluated and promoted to champion (seed 42,
+    3 epochs); copy it before changing anything."""
+    import dagster as dg
+
+    from spira_assets.jobs import TRAINING_ASSETS
+    from spira_assets.runner import materialize_shared
+
+    root = copy_data_root(evaluation_root, tmp_path_factory.mktemp("champion") / "data")
+    saved = {k: os.environ.get(k) for k in ("SPIRA_DATA_DIR", "MLFLOW_TRACKING_URI")}
+    os.environ["SPIRA_DATA_DIR"] = str(root)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        outcome = materialize_shared(
+            dg.DagsterInstance.ephemeral(),
+            TRAINING_ASSETS,
+            resources={"training": SMALL_TRAINING, "evaluation": LENIENT_GATE},
+        )
+        assert outcome.ok, outcome
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return root

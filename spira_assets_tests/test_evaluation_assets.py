@@ -50,6 +50,7 @@ def root(tmp_path: Path, evaluation_root: Path, monkeypatch: pytest.MonkeyPatch)
     return copy
 
 
+@pytest.mark.timeout(900)  # trains two models and evaluates four times on 2 CPU cores
 def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     first = materialize_shared(
@@ -105,6 +106,35 @@ def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     )
     assert sorted(roles) == ["candidate", "champion"]
     assert "worse than the champion" in history.get_column("reasons")[1]
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
+
+    # The same candidate re-evaluated under an unreachable floor, then an unreachable subgroup
+    # floor: each refusal is recorded with its reason and the champion alias stays put.
+    refusals = {
+        "below the floor 1.01": {**LENIENT, "min_auroc": 1.01},
+        "below 1.01": {
+            **LENIENT,
+            "subgroup_min_auroc": 1.01,
+            "min_subgroup_participants": 1,
+            "min_subgroup_per_class": 1,
+        },
+    }
+    for expected, settings in refusals.items():
+        outcome = materialize_shared(
+            instance, ("evaluation_report", "champion"), resources={"evaluation": settings}
+        )
+        assert outcome.failed_checks == ("champion:promotion_gate",)
+        last = warehouse.query("SELECT reasons FROM promotions ORDER BY decided_at DESC").item(0, 0)
+        assert any(expected in reason for reason in json.loads(last)), last
+    history = warehouse.query("SELECT * FROM promotions ORDER BY decided_at")
+    assert history.get_column("passed").to_list() == [True, False, False, False]
+    assert history.get_column("candidate_version").n_unique() == 2
+    assert all(r.startswith("subgroup ") for r in json.loads(history.get_column("reasons")[3]))
+    tested = warehouse.query(
+        "SELECT count(*) FROM audio_16k a JOIN dataset_split s USING (participant) "
+        "WHERE s.split = 'test'"
+    ).item()
+    assert history.get_column("test_recordings").to_list() == [tested] * 4
     assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
 
     # spira predict with the champion: a training patient scores above a training control.

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -23,15 +20,10 @@ from spira_assets.partitions import collection_batch
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.warehouse import Warehouse
 from spira_assets_tests.conftest import data_root_with
+from spira_assets_tests.servers import free_port, server
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def graphql(port: int, query: str, variables: dict[str, object] | None = None) -> dict[str, object]:
@@ -58,40 +50,18 @@ def webserver(tmp_path: Path, clean_corpus: Path) -> Iterator[tuple[int, DataLay
     env = {**os.environ, "DAGSTER_HOME": str(home), "SPIRA_DATA_DIR": str(layout.root)}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions(collection_batch.name, ["demo-001"])
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, so launched runs die with it
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("dagster dev did not start") from None
-                time.sleep(0.5)
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-w",
+        "workspace.yaml",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with server(command, f"http://127.0.0.1:{port}/server_info", env, ROOT):
         yield port, layout, home
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_ui_serves_assets_and_materializes_a_batch(webserver: tuple[int, DataLayout, Path]) -> None:

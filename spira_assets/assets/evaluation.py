@@ -18,10 +18,10 @@ from spira_assets.assets.presentation import image, markdown_table
 from spira_assets.assets.training import _noise_bank, recordings_with_split, spira_model
 from spira_assets.ml.artifacts import load_model
 from spira_assets.ml.data import WindowSet, build_windows
-from spira_assets.ml.evaluation import aggregate, metric_table, subgroup_table, youden_threshold
+from spira_assets.ml.evaluation import aggregate, metric_table, subgroup_table
 from spira_assets.ml.inference import THRESHOLD_FILE
 from spira_assets.ml.report import table, with_ci, write_pair
-from spira_assets.ml.train import feature_pipeline, window_scores
+from spira_assets.ml.train import feature_pipeline, validation_threshold, window_scores
 from spira_assets.plots import evaluation_figure
 from spira_assets.resources import (
     ComputeResource,
@@ -82,13 +82,14 @@ def _evaluate(
     version: str,
 ) -> tuple[pl.DataFrame, dict[str, pl.DataFrame], float]:
     model = load_model(directory).to(device)
-    validation = aggregate(
-        _frame(sets["validation"], window_scores(model, sets["validation"], pipeline, device, 64)),
-        "recording",
-    )
-    threshold = youden_threshold(
-        validation.get_column("label").to_numpy(), validation.get_column("score").to_numpy()
-    )
+    recorded = directory / THRESHOLD_FILE
+    if recorded.exists():  # chosen on validation when the model was trained
+        threshold = float(json.loads(recorded.read_text())["threshold"])
+    else:  # a model version from before thresholds were recorded at training time
+        threshold = validation_threshold(model, sets["validation"], pipeline, device, 64)
+        recorded.write_text(
+            json.dumps({"threshold": threshold, "chosen_on": "validation recordings (Youden's J)"})
+        )
     frames: dict[str, pl.DataFrame] = {}
     rows = []
     conditions = {"clean": None, "noisy": settings.noisy_seed}
@@ -180,9 +181,6 @@ def evaluation_report(
     lake.write_part(EVALUATION_METRICS, version, metrics)
     lake.write_part(EVALUATION_SUBGROUPS, version, EVALUATION_SUBGROUPS.conform(subgroups))
     storage.warehouse().ensure_views()
-    (root / "models" / version / THRESHOLD_FILE).write_text(
-        json.dumps({"threshold": threshold, "chosen_on": "validation recordings (Youden's J)"})
-    )
 
     reports = root / "reports" / version
     reports.mkdir(parents=True, exist_ok=True)

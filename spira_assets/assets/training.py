@@ -13,14 +13,23 @@ import mlflow
 import numpy as np
 import polars as pl
 
+import spira_assets
 from spira_assets.assets.presentation import column_schema, image, markdown_table
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.features.augment import NoiseBank
 from spira_assets.ml.artifacts import load_model, model_config, save_model_version
 from spira_assets.ml.data import build_windows
-from spira_assets.ml.lineage import code_version, fingerprint, package_versions
+from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
+from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
+from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
 from spira_assets.ml.split import SPLITS, assign_splits, leaked_participants
-from spira_assets.ml.train import EpochLog, TrainResult, train
+from spira_assets.ml.train import (
+    EpochLog,
+    TrainResult,
+    feature_pipeline,
+    train,
+    validation_threshold,
+)
 from spira_assets.plots import training_curves
 from spira_assets.resources import (
     ComputeResource,
@@ -249,13 +258,26 @@ def spira_model(
         },
     }
     save_model_version(directory, best.state_dict, config, lineage, summary)
+    pipeline = feature_pipeline(feature_config, bank, train_config.augment, frames, device)
+    threshold = validation_threshold(
+        load_model(directory).to(device),
+        windows["validation"],
+        pipeline,
+        device,
+        train_config.eval_batch_size,
+    )
+    (directory / THRESHOLD_FILE).write_text(
+        json.dumps({"threshold": threshold, "chosen_on": THRESHOLD_CHOICE})
+    )
+    summary["threshold"] = threshold
+    mlflow.log_param("threshold", threshold)
     mlflow.log_artifacts(str(directory), artifact_path="spira_model")
-    info = mlflow.pytorch.log_model(
-        load_model(directory),
-        name="model",
-        registered_model_name=mlflow_tracking.registered_model,
-        pip_requirements=[f"torch=={package_versions()['torch']}"],
-        input_example=np.zeros((2, frames, feature_config.n_features), dtype=np.float32),
+    context.log.info("logging and registering the MLflow pyfunc model")
+    info = log_pyfunc(
+        directory,
+        mlflow_tracking.registered_model,
+        Path(spira_assets.__file__).parent,
+        pinned_requirements(PIP_PACKAGES),
     )
     registered = str(info.registered_model_version or "")
     mlflow.log_metrics(

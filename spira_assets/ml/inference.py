@@ -17,6 +17,7 @@ from spira_assets.features.windows import window_starts
 from spira_assets.ml.artifacts import CONFIG, load_model
 
 THRESHOLD_FILE = "threshold.json"
+THRESHOLD_CHOICE = "validation recordings (Youden's J), when the model was trained"
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,21 @@ class Scorer:
     def file(self, path: Path) -> FileScore:
         try:
             data = path.read_bytes()
+        except OSError as error:
+            return FileScore(str(path), None, None, 0, f"unreadable: {error.strerror or error}")
+        return self.audio(data, str(path))
+
+    def audio(self, data: bytes, name: str) -> FileScore:
+        """Score an encoded audio file given as bytes (any container the ingest accepts)."""
+        try:
             stats = measure(data, AudioQualityRules())
             problems = judge(stats, AudioQualityRules())
             if problems:
                 raise AudioDecodeError(problems[0])
             probability, windows = self.waveform(self.resampler.decode(data))
         except AudioDecodeError as error:
-            return FileScore(
-                str(path), None, None, 0, f"{error.finding.rule}: {error.finding.detail}"
-            )
-        except OSError as error:
-            return FileScore(str(path), None, None, 0, f"unreadable: {error.strerror or error}")
-        return FileScore(str(path), probability, int(probability >= self.threshold), windows)
+            return FileScore(name, None, None, 0, f"{error.finding.rule}: {error.finding.detail}")
+        return FileScore(name, probability, int(probability >= self.threshold), windows)
 
 
 def score_files(paths: list[Path], directory: Path, device: str = "cpu") -> list[FileScore]:

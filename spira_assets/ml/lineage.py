@@ -52,3 +52,8 @@ def fingerprint(inputs: dict[str, Any]) -> str:
     are recorded but do not decide whether to retrain)."""
     payload = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def pinned_requirements(names: tuple[str, ...]) -> list[str]:
+    """``name==version`` for each installed package (the serving environment of a model)."""
+    return [f"{name}=={metadata.version(name)}" for name in names]

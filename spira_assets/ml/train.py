@@ -225,3 +225,19 @@ def train(
             elif epoch - best_epoch >= config.patience:
                 break
     return TrainResult(seed, copy.deepcopy(best_state), history, best_epoch, best_loss, str(device))
+
+
+def validation_threshold(
+    model: SpiraConv,
+    val_set: WindowSet,
+    pipeline: AugmentedFeatures,
+    device: torch.device,
+    batch_size: int,
+) -> float:
+    """The decision threshold recorded with a model: Youden's J over validation recordings
+    (mean of clean window probabilities), so the test set never influences it."""
+    from spira_assets.ml.evaluation import youden_threshold
+
+    scores = window_scores(model, val_set, pipeline, device, batch_size)
+    groups, means = mean_by_group(val_set.recording, scores)
+    return youden_threshold(val_set.recordings.get_column("label").to_numpy()[groups], means)

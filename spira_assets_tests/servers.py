@@ -1,0 +1,60 @@
+"""Start real servers (dagster dev, mlflow models serve) for tests: a free local port, their
+own process group, wait until they answer, and stop the whole group at the end even on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(
+    command: list[str],
+    ready_url: str,
+    env: dict[str, str],
+    cwd: Path,
+    log: Path | None = None,
+    timeout_s: float = 120,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` in a new session (process group) until ``ready_url`` answers; on exit
+    SIGTERM the group, then SIGKILL it if it has not stopped within 20 s."""
+    out = log.open("wb") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    tail = log.read_text()[-3000:] if log and log.exists() else ""
+                    raise RuntimeError(f"{command[0]} did not start:\n{tail}") from None
+                time.sleep(0.5)
+        yield process
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+        if log:
+            out.close()  # type: ignore[union-attr]
