@@ -76,7 +76,9 @@ def test_pyfunc_in_process_accepts_bytes_and_paths(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_mlflow_models_serve_answers_like_spira_predict(tmp_path: Path, champion_root: Path) -> None:
+def test_mlflow_models_serve_answers_like_spira_predict(
+    tmp_path: Path, champion_root: Path
+) -> None:
     wav, opus = _demo_files(champion_root)
     corrupt = _corrupt(tmp_path, wav)
     port = free_port()
