@@ -482,5 +482,7 @@ def sql(query: str, data_dir: str | None) -> None:
         click.echo(frame)
 
 
+from spira_assets import cli_models  # noqa: E402,F401  (registers sweep and reproduce)
+
 if __name__ == "__main__":
     sys.exit(main())

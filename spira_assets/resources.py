@@ -140,6 +140,8 @@ class TrainingSettings(dg.ConfigurableResource):
     batch_size: int = _TRAIN.batch_size
     max_epochs: int = _TRAIN.max_epochs
     patience: int = _TRAIN.patience
+    window_s: float = Field(default=_TRAIN.window_s, description="Window length in seconds.")
+    step_s: float = Field(default=_TRAIN.step_s, description="Hop between windows in seconds.")
     noise_slices_control: int = _TRAIN.augment.k_control
     noise_slices_patient: int = _TRAIN.augment.k_patient
     mixup_alpha: float = _TRAIN.augment.mixup_alpha
@@ -158,6 +160,8 @@ class TrainingSettings(dg.ConfigurableResource):
             batch_size=self.batch_size,
             max_epochs=self.max_epochs,
             patience=self.patience,
+            window_s=self.window_s,
+            step_s=self.step_s,
             augment=AugmentConfig(
                 k_control=self.noise_slices_control,
                 k_patient=self.noise_slices_patient,

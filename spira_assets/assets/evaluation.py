@@ -15,21 +15,26 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from spira_assets.assets.presentation import image, markdown_table
-from spira_assets.assets.training import _noise_bank, recordings_with_split, spira_model
-from spira_assets.ml.artifacts import load_model
-from spira_assets.ml.data import WindowSet, build_windows
+from spira_assets.assets.training import spira_model
+from spira_assets.features.config import FeatureConfig
+from spira_assets.ml.artifacts import CONFIG, load_model
+from spira_assets.ml.data import WindowSet
 from spira_assets.ml.evaluation import aggregate, metric_table, subgroup_table
 from spira_assets.ml.inference import THRESHOLD_FILE
+from spira_assets.ml.inputs import noise_bank, recordings_with_split, windows_by_split
 from spira_assets.ml.report import table, with_ci, write_pair
-from spira_assets.ml.train import feature_pipeline, validation_threshold, window_scores
+from spira_assets.ml.train import (
+    feature_pipeline,
+    train_config_from,
+    validation_threshold,
+    window_scores,
+)
 from spira_assets.plots import evaluation_figure
 from spira_assets.resources import (
     ComputeResource,
     EvaluationSettings,
-    FeatureSettings,
     MlflowTracking,
     StorageResource,
-    TrainingSettings,
 )
 from spira_assets.storage.tables import (
     EVALUATION_METRICS,
@@ -70,6 +75,21 @@ def _frame(windows: WindowSet, scores: np.ndarray) -> pl.DataFrame:
     )
     take = rec.select("participant", "audio_sha256", "label", *SUBGROUPS)[windows.recording]
     return take.rename({"audio_sha256": "recording"}).with_columns(pl.Series("score", scores))
+
+
+def _model_inputs(
+    directory: Path, recordings: pl.DataFrame, root: Path, bank: Any, device: torch.device
+) -> tuple[dict[str, WindowSet], Any]:
+    """Validation and test windows and the feature pipeline as the model was trained with them
+    (its recorded window length, hop, feature and noise configuration)."""
+    config = json.loads((directory / CONFIG).read_text())
+    train_config = train_config_from(config["train"])
+    sets = windows_by_split(
+        recordings, root, train_config.window_s, train_config.step_s, ("validation", "test")
+    )
+    features = FeatureConfig(**config["features"])
+    pipeline = feature_pipeline(features, bank, train_config.augment, config["frames"], device)
+    return sets, pipeline
 
 
 def _evaluate(
@@ -130,8 +150,6 @@ def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
 def evaluation_report(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    features: FeatureSettings,
-    training: TrainingSettings,
     compute: ComputeResource,
     evaluation: EvaluationSettings,
     mlflow_tracking: MlflowTracking,
@@ -145,29 +163,23 @@ def evaluation_report(
     root = Path(str(layout.root))
     device = compute.torch_device()
     recordings = recordings_with_split(lake)
-    config = training.train_config()
-    sets = {
-        s: build_windows(
-            recordings.filter(pl.col("split") == s), root, config.window_s, config.step_s
-        )
-        for s in ("validation", "test")
-    }
+    bank = noise_bank(lake, layout, device)
+    candidate_dir = root / "models" / version
+    sets, pipeline = _model_inputs(candidate_dir, recordings, root, bank, device)
     if len(sets["test"]) == 0:
         raise dg.Failure("the test split is empty: add batches or raise test_share")
-    feature_config = features.config()
-    frames_per_window = round(
-        config.window_s * feature_config.sample_rate / feature_config.hop_length
-    )
-    pipeline = feature_pipeline(
-        feature_config, _noise_bank(storage, device), config.augment, frames_per_window, device
-    )
     metrics, frames, threshold = _evaluate(
-        root / "models" / version, sets, pipeline, device, evaluation, "candidate", version
+        candidate_dir, sets, pipeline, device, evaluation, "candidate", version
     )
     champion = current_champion(mlflow_tracking)
     if champion is not None and champion[1] != version and (root / "models" / champion[1]).exists():
+        champion_dir = root / "models" / champion[1]
+        # the champion sees the same recordings through its own window and feature settings
+        champion_sets, champion_pipeline = _model_inputs(
+            champion_dir, recordings, root, bank, device
+        )
         champion_metrics, _, _ = _evaluate(
-            root / "models" / champion[1], sets, pipeline, device, evaluation, "champion", version
+            champion_dir, champion_sets, champion_pipeline, device, evaluation, "champion", version
         )
         metrics = pl.concat([metrics, champion_metrics])
     clean = frames["clean/recording"]

@@ -18,8 +18,8 @@ from spira_assets.assets.evaluation import (
     latest_version,
 )
 from spira_assets.assets.presentation import markdown_table
-from spira_assets.assets.training import recordings_with_split
 from spira_assets.ml.gate import GateDecision, decide
+from spira_assets.ml.inputs import recordings_with_split
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.report import LIMITATIONS, table, with_ci, write_pair
 from spira_assets.resources import EvaluationSettings, MlflowTracking, StorageResource

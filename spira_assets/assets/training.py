@@ -16,10 +16,9 @@ import polars as pl
 import spira_assets
 from spira_assets.assets.presentation import column_schema, image, markdown_table
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
-from spira_assets.features.augment import NoiseBank
 from spira_assets.ml.artifacts import load_model, model_config, save_model_version
-from spira_assets.ml.data import build_windows
 from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
+from spira_assets.ml.inputs import noise_bank, recordings_with_split, windows_by_split
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
 from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
 from spira_assets.ml.split import SPLITS, assign_splits, leaked_participants
@@ -38,7 +37,6 @@ from spira_assets.resources import (
     StorageResource,
     TrainingSettings,
 )
-from spira_assets.storage.shards import open_shard
 from spira_assets.storage.tables import (
     AUDIO_16K,
     DATASET_SPLIT,
@@ -101,32 +99,6 @@ def dataset_split(
     )
 
 
-def recordings_with_split(lake: Any) -> pl.DataFrame:
-    """Every 16 kHz recording of every batch with its participant's split."""
-    split = lake.read_part(DATASET_SPLIT, UNPARTITIONED).select("participant", "split")
-    return lake.read_table(AUDIO_16K).join(split, on="participant")
-
-
-def _windows_by_split(
-    storage: StorageResource, recordings: pl.DataFrame, window_s: float, step_s: float
-) -> dict[str, Any]:
-    root = Path(str(storage.layout().root))
-    return {
-        split: build_windows(recordings.filter(pl.col("split") == split), root, window_s, step_s)
-        for split in SPLITS
-    }
-
-
-def _noise_bank(storage: StorageResource, device: Any) -> NoiseBank | None:
-    noise = storage.lake().read_table(HOSPITAL_NOISE)
-    if noise.is_empty():
-        return None
-    layout = storage.layout()
-    return NoiseBank.from_int16(
-        open_shard(layout.local(noise.get_column("shard")[0]), np.int16), device
-    )
-
-
 @dg.asset(
     deps=[dataset_split, audio_16k, hospital_noise],
     group_name="training",
@@ -176,8 +148,10 @@ def spira_model(
             data_version=dg.DataVersion(version),
         )
 
-    windows = _windows_by_split(storage, recordings, train_config.window_s, train_config.step_s)
-    bank = _noise_bank(storage, device)
+    windows = windows_by_split(
+        recordings, Path(str(layout.root)), train_config.window_s, train_config.step_s
+    )
+    bank = noise_bank(lake, layout, device)
     context.log.info(
         f"training on {device}: {len(windows['train'])} train / "
         f"{len(windows['validation'])} validation windows, seeds {list(training.seeds)}"

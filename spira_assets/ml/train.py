@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +40,13 @@ class TrainConfig:
     step_s: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval_batch_size: int = 64
+
+
+def train_config_from(record: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from its recorded ``asdict`` form (model_config.json, lineage.json)."""
+    values = dict(record)
+    values["augment"] = AugmentConfig(**values["augment"])
+    return TrainConfig(**values)
 
 
 class TrainingDivergedError(RuntimeError):

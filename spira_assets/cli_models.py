@@ -1,0 +1,212 @@
+"""``spira sweep`` and ``spira reproduce``: experiments over training parameters and the
+recreation of a past model version for an audit (registered on the ``spira`` group)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spira_assets.cli import DATA_DIR_OPTION, CliError, _layout, _run_shared, main
+
+
+@main.command()
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    required=True,
+    help="name=v1,v2,... (lr, window, step, batch, epochs, warmup, wd, dropout, norm, "
+    "patience or any training field). Repeat for a grid.",
+)
+@click.option("--seeds", default="42", show_default=True, help="Seeds for every combination.")
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--warmup", default=100, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Trials trained in parallel processes (CPU threads are divided between them).",
+)
+@click.option(
+    "--promote",
+    is_flag=True,
+    help="Train the best combination through Dagster (spira_model -> evaluation -> gate).",
+)
+@DATA_DIR_OPTION
+def sweep(
+    params: tuple[str, ...],
+    seeds: str,
+    epochs: int,
+    warmup: int,
+    workers: int,
+    promote: bool,
+    data_dir: str | None,
+) -> None:
+    """Train every combination of the given parameters (per seed) as MLflow runs nested under
+    one parent run, score each on the validation split and print a ranked comparison."""
+    import mlflow
+    import polars as pl
+    from mlflow.tracking import MlflowClient
+
+    from spira_assets.ml.sweep import (
+        SweepSpecError,
+        label,
+        log_trial,
+        parse_param,
+        plan,
+        ranking,
+        run_trials,
+    )
+    from spira_assets.ml.tracking import default_tracking_uri, ensure_experiment
+    from spira_assets.resources import FeatureSettings, TrainingSettings
+    from spira_assets.storage.lake import Lake
+    from spira_assets.storage.tables import DATASET_SPLIT, UNPARTITIONED
+
+    layout = _layout(data_dir)
+    root = Path(str(layout.root))
+    try:
+        grid = dict(parse_param(p) for p in params)
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except (SweepSpecError, ValueError) as error:
+        raise CliError(str(error)) from error
+    if Lake(layout.lake).read_part(DATASET_SPLIT, UNPARTITIONED).is_empty():
+        raise CliError("no dataset split yet: run `spira demo` (or materialize dataset_split)")
+    base = replace(
+        TrainingSettings().train_config(),
+        max_epochs=epochs,
+        warmup_steps=warmup,
+        patience=max(2, epochs // 2),
+    )
+    trials = plan(base, grid, seed_list)
+    uri = default_tracking_uri(root)
+    experiment = ensure_experiment(uri, "spira-sweeps", root / "mlartifacts")
+    client = MlflowClient(uri)
+    name = f"sweep-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    parent = client.create_run(experiment, run_name=name, tags={"spira.sweep": "true"})
+    parent_id = str(parent.info.run_id)
+    for key, values in grid.items():
+        client.log_param(parent_id, f"grid.{key}", json.dumps(values))
+    client.log_param(parent_id, "seeds", json.dumps(seed_list))
+    client.log_param(parent_id, "base", json.dumps({"max_epochs": epochs, "warmup_steps": warmup}))
+    click.echo(
+        f"{name}: {len(trials)} trials ({len(trials) // len(seed_list)} combinations x "
+        f"{len(seed_list)} seeds), {workers} worker process(es); MLflow run {parent_id}"
+    )
+
+    def finished(result: Any) -> None:
+        log_trial(client, experiment, parent_id, result)
+        outcome = (
+            f"failed: {result.error}"
+            if result.error
+            else f"val AUROC {result.best_val_auroc:.3f}, loss {result.best_val_loss:.3f} "
+            f"(epoch {result.best_epoch}, {result.seconds:.0f} s)"
+        )
+        click.echo(f"  {label(result.combination)} seed={result.seed}: {outcome}")
+
+    features = FeatureSettings().config()
+    try:
+        results = run_trials(root, features, trials, workers, finished)
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    table = ranking(results)
+    best = table.row(0, named=True)
+    client.log_metric(parent_id, "best_val_auroc_mean", best["val_auroc_mean"] or float("nan"))
+    client.log_param(parent_id, "best_combination", best["combination"])
+    ranking_file = root / "reports" / "sweeps" / f"{name}.csv"
+    ranking_file.parent.mkdir(parents=True, exist_ok=True)
+    table.write_csv(ranking_file)
+    client.log_artifact(parent_id, str(ranking_file))
+    client.set_terminated(parent_id, "FINISHED")
+    with pl.Config(tbl_rows=100, tbl_width_chars=160, fmt_str_lengths=60, float_precision=4):
+        click.echo(table)
+    click.echo(f"ranking: {ranking_file}")
+    click.echo(f"compare in MLflow: mlflow ui --backend-store-uri {uri} (experiment spira-sweeps)")
+    mlflow.set_tracking_uri(uri)
+    if not promote:
+        return
+    chosen = next(r.combination for r in results if label(r.combination) == best["combination"])
+    # TrainConfig field names are TrainingSettings (the typed Dagster config) names
+    training = {
+        "seeds": seed_list,
+        "max_epochs": epochs,
+        "warmup_steps": warmup,
+        "patience": max(2, epochs // 2),
+        **chosen,
+    }
+    click.echo(f"promoting the best combination through Dagster: {training}")
+    failed = _run_shared(
+        layout,
+        ("dataset_split", "spira_model", "evaluation_report", "champion"),
+        {"training": training},
+        log_level="INFO",
+        tolerated=frozenset({"champion:promotion_gate"}),
+    )
+    if failed:
+        raise CliError(f"promotion run failed: {failed}")
+
+
+@main.command()
+@click.argument("model_version")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+@click.option(
+    "--tolerance",
+    default=None,
+    type=float,
+    help="Allowed absolute difference in weights and metrics (default: 0 on CPU, 1e-3 on GPU).",
+)
+@DATA_DIR_OPTION
+def reproduce(
+    model_version: str, device: str, tolerance: float | None, data_dir: str | None
+) -> None:
+    """Retrain MODEL_VERSION from its lineage record (data versions, configuration, seed) and
+    report whether weights and test metrics match the original."""
+    from spira_assets.ml.reproduce import ReproductionInputsMissing
+    from spira_assets.ml.reproduce import reproduce as run
+    from spira_assets.resources import EvaluationSettings
+
+    layout = _layout(data_dir)
+    root = Path(str(layout.root))
+    allowed = tolerance if tolerance is not None else (0.0 if device == "cpu" else 1e-3)
+    click.echo(f"reproducing model version {model_version} on {device} ...")
+    try:
+        result = run(root, model_version, device, allowed, EvaluationSettings().noisy_seed)
+    except ReproductionInputsMissing as error:
+        raise CliError(str(error)) from error
+    if result.code_version_recorded != result.code_version_now:
+        click.echo(
+            f"note: code version differs (recorded {result.code_version_recorded}, "
+            f"running {result.code_version_now})"
+        )
+    click.echo(f"recordings per split: {result.recordings}; seed {result.seed}")
+    click.echo(
+        "weights: "
+        + (
+            "identical"
+            if result.weights_identical
+            else f"differ (max |difference| {result.max_weight_difference:.3g})"
+        )
+    )
+    click.echo(
+        f"threshold: original {result.threshold_original:.6f}, "
+        f"reproduced {result.threshold_reproduced:.6f}"
+    )
+    click.echo(f"{'condition':<10}{'metric':<13}{'original':>10}{'reproduced':>12}")
+    for m in result.metrics:
+        click.echo(
+            f"{m['condition']:<10}{m['metric']:<13}{m['original']:>10.4f}{m['reproduced']:>12.4f}"
+        )
+    report = Path(str(layout.reports)) / model_version / "reproduction.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    stamped = {**result.as_dict(), "reproduced_at": datetime.now(UTC).isoformat()}
+    report.write_text(json.dumps(stamped, indent=2, default=str))
+    verdict = "EXACT MATCH" if result.exact else ("MATCH" if result.matches else "MISMATCH")
+    click.echo(f"result: {verdict} (tolerance {allowed}); report: {report}")
+    if not result.matches:
+        raise CliError(f"model version {model_version} was not reproduced")

@@ -1,0 +1,230 @@
+"""Recreate a past model version from its lineage record and compare it with the original.
+
+The record (``lineage.json`` next to the weights) names the 16 kHz data version of every input
+batch, the noise data version, the feature and training configuration, the split and the seeds.
+Reproduction checks that every one of them is still available, retrains the kept seed on the
+same participants and compares weights and test-set metrics with the original model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from spira_assets.features.config import FeatureConfig
+from spira_assets.layout import DataLayout
+from spira_assets.ml.artifacts import CONFIG, LINEAGE, build_model, load_model
+from spira_assets.ml.data import WindowSet
+from spira_assets.ml.evaluation import all_metrics
+from spira_assets.ml.inference import THRESHOLD_FILE
+from spira_assets.ml.inputs import noise_bank, windows_by_split
+from spira_assets.ml.lineage import code_version
+from spira_assets.ml.metrics import mean_by_group
+from spira_assets.ml.split import SplitConfig, split_of
+from spira_assets.ml.train import (
+    feature_pipeline,
+    train,
+    train_config_from,
+    validation_threshold,
+    window_scores,
+)
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.tables import AUDIO_16K
+
+REPORTED = ("auroc", "accuracy", "sensitivity", "specificity", "brier")
+
+
+class ReproductionInputsMissing(RuntimeError):
+    """A recorded input (model record, batch data version, noise) is no longer available."""
+
+    def __init__(self, version: str, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(
+            f"model version {version} cannot be reproduced; missing:\n  - " + "\n  - ".join(missing)
+        )
+
+
+@dataclass
+class Reproduction:
+    model_version: str
+    seed: int
+    device: str
+    recordings: dict[str, int]
+    weights_identical: bool
+    max_weight_difference: float
+    threshold_original: float
+    threshold_reproduced: float
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    code_version_recorded: str = ""
+    code_version_now: str = ""
+    tolerance: float = 0.0
+
+    @property
+    def metrics_match(self) -> bool:
+        return all(
+            abs(m["original"] - m["reproduced"]) <= self.tolerance
+            or (np.isnan(m["original"]) and np.isnan(m["reproduced"]))
+            for m in self.metrics
+        )
+
+    @property
+    def exact(self) -> bool:
+        return self.weights_identical and self.metrics_match and self.tolerance == 0.0
+
+    @property
+    def matches(self) -> bool:
+        within = self.weights_identical or self.max_weight_difference <= self.tolerance
+        return within and self.metrics_match
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exact": self.exact, "matches": self.matches}
+
+
+def recorded_inputs(root: Path, version: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(lineage, model configuration) of a model version, or ReproductionInputsMissing."""
+    directory = root / "models" / version
+    missing = [
+        str(directory / name) for name in (LINEAGE, CONFIG) if not (directory / name).exists()
+    ]
+    if missing:
+        raise ReproductionInputsMissing(version, missing)
+    return (
+        json.loads((directory / LINEAGE).read_text()),
+        json.loads((directory / CONFIG).read_text()),
+    )
+
+
+def recorded_recordings(layout: DataLayout, version: str, lineage: dict[str, Any]) -> pl.DataFrame:
+    """The 16 kHz recordings of exactly the recorded batch data versions, with the recorded
+    split; raises naming every batch or noise version that is gone."""
+    lake = Lake(layout.lake)
+    current = lake.read_table(AUDIO_16K)
+    missing: list[str] = []
+    parts = []
+    for batch_id, shard in sorted(lineage["batches"].items()):
+        rows = current.filter((pl.col("batch_id") == batch_id) & (pl.col("shard") == shard))
+        if rows.is_empty():
+            now = current.filter(pl.col("batch_id") == batch_id).get_column("shard").unique()
+            detail = f"now {now.to_list()[0]}" if now.len() else "the batch is gone"
+            missing.append(f"batch {batch_id}: data version {shard} ({detail})")
+        elif not Path(str(layout.local(shard))).exists():
+            missing.append(f"batch {batch_id}: waveform file {shard} was deleted")
+        else:
+            parts.append(rows)
+    for shard in lineage["noise"]:
+        if not Path(str(layout.local(shard))).exists():
+            missing.append(f"hospital noise: data version {shard}")
+    if missing:
+        raise ReproductionInputsMissing(version, missing)
+    split = SplitConfig(**lineage["split"])
+    recordings = pl.concat(parts)
+    return recordings.with_columns(
+        pl.col("participant")
+        .map_elements(lambda p: split_of(p, split), return_dtype=pl.String)
+        .alias("split")
+    )
+
+
+def _test_metrics(
+    model: torch.nn.Module,
+    test: WindowSet,
+    pipeline: Any,
+    device: torch.device,
+    threshold: float,
+    noisy_seed: int | None,
+) -> dict[str, float]:
+    scores = window_scores(model, test, pipeline, device, 64, noisy_seed=noisy_seed)  # type: ignore[arg-type]
+    groups, means = mean_by_group(test.recording, scores)
+    labels = test.recordings.get_column("label").to_numpy()[groups]
+    return all_metrics(labels, means, threshold)
+
+
+def reproduce(
+    root: Path,
+    version: str,
+    device: torch.device | str = "cpu",
+    tolerance: float = 0.0,
+    noisy_seed: int = 1,
+) -> Reproduction:
+    """Retrain ``version``'s kept seed from its record and compare with the original."""
+    device = torch.device(device)
+    layout = DataLayout.from_location(str(root))
+    lineage, config = recorded_inputs(root, version)
+    recordings = recorded_recordings(layout, version, lineage)
+    features = FeatureConfig(**config["features"])
+    if features.config_hash() != lineage["feature_config_hash"]:
+        raise ReproductionInputsMissing(
+            version,
+            [
+                f"feature configuration {lineage['feature_config_hash']} (the model's "
+                f"configuration hashes to {features.config_hash()})"
+            ],
+        )
+    train_config = train_config_from(lineage["train_config"])
+    windows = windows_by_split(recordings, root, train_config.window_s, train_config.step_s)
+    bank = noise_bank(Lake(layout.lake), layout, device, lineage["noise"][0])
+    seed = int(lineage["best_seed"])
+    result = train(
+        windows["train"], windows["validation"], features, bank, train_config, seed, device
+    )
+    original = load_model(root / "models" / version).to(device)
+    rebuilt = build_model(config)
+    rebuilt.load_state_dict(result.state_dict)
+    rebuilt = rebuilt.to(device).eval()
+    reference = original.state_dict()
+    differences = [
+        float((reference[name].float().cpu() - tensor.float().cpu()).abs().max())
+        for name, tensor in result.state_dict.items()
+    ]
+    identical = all(
+        torch.equal(reference[name].cpu(), tensor.cpu())
+        for name, tensor in result.state_dict.items()
+    )
+    pipeline = feature_pipeline(features, bank, train_config.augment, config["frames"], device)
+    threshold_file = root / "models" / version / THRESHOLD_FILE
+    threshold = (
+        float(json.loads(threshold_file.read_text())["threshold"])
+        if threshold_file.exists()
+        else validation_threshold(original, windows["validation"], pipeline, device, 64)
+    )
+    reproduced_threshold = validation_threshold(
+        rebuilt, windows["validation"], pipeline, device, 64
+    )
+    metrics = []
+    conditions = {"clean": None, "noisy": noisy_seed if bank is not None else None}
+    for condition, seed_ in conditions.items():
+        if condition == "noisy" and seed_ is None:
+            continue
+        first = _test_metrics(original, windows["test"], pipeline, device, threshold, seed_)
+        second = _test_metrics(
+            rebuilt, windows["test"], pipeline, device, reproduced_threshold, seed_
+        )
+        metrics += [
+            {
+                "condition": condition,
+                "metric": name,
+                "original": first[name],
+                "reproduced": second[name],
+            }
+            for name in REPORTED
+        ]
+    return Reproduction(
+        model_version=version,
+        seed=seed,
+        device=str(device),
+        recordings={s: int(recordings.filter(pl.col("split") == s).height) for s in windows},
+        weights_identical=identical,
+        max_weight_difference=max(differences) if differences else 0.0,
+        threshold_original=threshold,
+        threshold_reproduced=reproduced_threshold,
+        metrics=metrics,
+        code_version_recorded=str(lineage.get("code_version", "")),
+        code_version_now=code_version(),
+        tolerance=tolerance,
+    )
