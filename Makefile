@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint format ui clean-data
+.PHONY: setup demo test lint format ui serve clean-data
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ ui: setup  ## Dagster UI (webserver + daemon, so the landing-zone sensor runs) o
 	@mkdir -p $(DAGSTER_HOME)
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+serve: setup  ## the champion model over REST (MLflow scoring server) on :5001
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$${SPIRA_DATA_DIR:-$(CURDIR)/data}/mlflow.db}" \
+	  $(VENV)/bin/mlflow models serve -m "models:/spira-respiratory-insufficiency@champion" --env-manager local -h 127.0.0.1 -p 5001
 
 clean-data:  ## remove generated data and the local Dagster instance
 	rm -rf data/landing data/lake data/raw data/warehouse.duckdb* data/reports .dagster_home
