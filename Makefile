@@ -33,8 +33,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix spira_assets spira_assets_tests benchmarks
 
 ui: setup  ## Dagster UI (webserver + daemon, so the landing-zone sensor runs) on :3000
-	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	@$(PY) -m spira_assets.instance >/dev/null  # DAGSTER_HOME with spira_assets/instance.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 serve: setup  ## the champion model over REST (MLflow scoring server) on :5001

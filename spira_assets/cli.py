@@ -83,8 +83,28 @@ def _demo_options(func: click.decorators.FC) -> click.decorators.FC:
     help="Landing folder to write (batches + noise/).",
 )
 @_demo_options
+@click.option(
+    "--age-shift",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Years added to every age: a drifted batch for the drift check.",
+)
+@click.option(
+    "--devices",
+    default="",
+    help="Comma-separated devices every participant uses (android-app, ios-app, web, "
+    "whatsapp): a drifted batch for the drift check.",
+)
 def demo_data(
-    out: Path, batches: int, participants: int, seed: int, effect_size: float, defect_rate: float
+    out: Path,
+    batches: int,
+    participants: int,
+    seed: int,
+    effect_size: float,
+    defect_rate: float,
+    age_shift: int,
+    devices: str,
 ) -> None:
     """Write a deterministic SPIRA-like demo landing zone."""
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
@@ -93,8 +113,18 @@ def demo_data(
     if existing and (existing.complete or existing.incomplete):
         raise CliError(f"{out} already contains batches; choose an empty folder")
     try:
+        device_list = tuple(d.strip() for d in devices.split(",") if d.strip())
         manifests = generate_corpus(
-            DemoSpec(out, batches, participants, seed, effect_size, defect_rate)
+            DemoSpec(
+                out,
+                batches,
+                participants,
+                seed,
+                effect_size,
+                defect_rate,
+                age_shift=age_shift,
+                devices=device_list,
+            )
         )
     except ValueError as error:
         raise CliError(str(error)) from error
@@ -225,6 +255,8 @@ def _report(run: RunOutcome, tolerated: frozenset[str] = frozenset()) -> bool:
         extra += f" failed checks: {', '.join(run.failed_checks)}"
     if run.failed_steps:
         extra += f" failed steps: {', '.join(run.failed_steps)}"
+    if run.warned_checks:
+        extra += f" warnings: {', '.join(run.warned_checks)}"
     click.echo(f"{run.label}: run {run.run_id[:8]} {state}{extra}")
     return ok
 

@@ -4,19 +4,23 @@ import dagster as dg
 
 from spira_assets.assets.evaluation import evaluation_report
 from spira_assets.assets.features import spectrogram_features
+from spira_assets.assets.monitoring import batch_drift
 from spira_assets.assets.promotion import champion
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.training import dataset_split, spira_model
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
+from spira_assets.automation import nightly_reconcile, retraining_sensor, weekly_retraining
 from spira_assets.jobs import prepare_noise_job, process_batch_job, train_model_job
 from spira_assets.resources import (
     ComputeResource,
+    DriftSettings,
     EvaluationSettings,
     FeatureSettings,
     IngestPolicy,
     MlflowTracking,
     PseudonymResource,
+    RetrainingPolicy,
     StorageResource,
     TrainingSettings,
 )
@@ -32,6 +36,8 @@ RESOURCES = {
     "compute": ComputeResource(),
     "training": TrainingSettings(),
     "evaluation": EvaluationSettings(),
+    "drift": DriftSettings(),
+    "retraining": RetrainingPolicy(),
     "mlflow_tracking": _MLFLOW,
     # dagster-mlflow's end_mlflow_on_run_finished hook looks for the key "mlflow".
     "mlflow": _MLFLOW,
@@ -43,6 +49,7 @@ defs = dg.Definitions(
         validated_metadata,
         audio_16k,
         spectrogram_features,
+        batch_drift,
         hospital_noise,
         dataset_split,
         spira_model,
@@ -50,6 +57,7 @@ defs = dg.Definitions(
         champion,
     ],
     jobs=[process_batch_job, prepare_noise_job, train_model_job],
-    sensors=[landing_zone_sensor, noise_folder_sensor],
+    sensors=[landing_zone_sensor, noise_folder_sensor, retraining_sensor],
+    schedules=[nightly_reconcile, weekly_retraining],
     resources=RESOURCES,
 )

@@ -11,11 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
-INSTANCE_YAML = """\
-# Local instance for the demo and development (SQLite storage in this folder).
-telemetry:
-  enabled: false
-"""
+INSTANCE_YAML = (Path(__file__).parent / "instance.yaml").read_text(encoding="utf-8")
+MANAGED = ("# spira_assets local instance", "# Local instance for the demo and development")
 
 
 def project_root() -> Path:
@@ -27,7 +24,9 @@ def ensure_dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or project_root() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    current = config.read_text(encoding="utf-8") if config.exists() else None
+    # a file someone edited (the first line changed) is left alone
+    if current is None or (current.startswith(MANAGED) and current != INSTANCE_YAML):
         config.write_text(INSTANCE_YAML, encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
@@ -36,3 +35,7 @@ def ensure_dagster_home() -> Path:
 def local_instance() -> dg.DagsterInstance:
     ensure_dagster_home()
     return dg.DagsterInstance.get()
+
+
+if __name__ == "__main__":  # `python -m spira_assets.instance`: prepare DAGSTER_HOME (make ui)
+    print(ensure_dagster_home())

@@ -5,7 +5,13 @@ from dagster_mlflow import end_mlflow_on_run_finished
 
 from spira_assets.partitions import collection_batch
 
-BATCH_ASSETS = ("raw_audio", "validated_metadata", "audio_16k", "spectrogram_features")
+BATCH_ASSETS = (
+    "raw_audio",
+    "validated_metadata",
+    "audio_16k",
+    "spectrogram_features",
+    "batch_drift",
+)
 SHARED_ASSETS = ("hospital_noise",)
 TRAINING_ASSETS = ("dataset_split", "spira_model", "evaluation_report", "champion")
 

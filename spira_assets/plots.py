@@ -138,3 +138,18 @@ def evaluation_figure(
     conf.set_yticks([0, 1], ["control", "patient"])
     conf.set(title=f"confusion at {threshold:.2f}", xlabel="predicted", ylabel="true")
     return _png(fig)
+
+
+def drift_figure(drift: pl.DataFrame) -> bytes:
+    """Each drift statistic as a share of its threshold (1.0 = the line); drifted in red."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1, 3]})
+    for ax, kind in zip(axes, ("metadata", "features"), strict=True):
+        part = drift.filter(pl.col("kind") == kind)
+        ratio = (part["value"] / part["threshold"]).fill_nan(0).fill_null(0).to_numpy()
+        colors = ["#c44e52" if d else "#4c72b0" for d in part["drifted"].to_list()]
+        labels = [f.replace("coefficient_", "c") for f in part["feature"].to_list()]
+        ax.bar(range(len(ratio)), ratio, color=colors)
+        ax.axhline(1.0, color="black", linewidth=1, linestyle="--")
+        ax.set_xticks(range(len(ratio)), labels, rotation=90 if kind == "features" else 30)
+        ax.set(title=f"{kind}: statistic / threshold", ylabel="ratio")
+    return _png(fig)

@@ -12,6 +12,7 @@ from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.features.augment import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
+from spira_assets.ml.drift import DriftThresholds
 from spira_assets.ml.gate import GateConfig
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import (
@@ -244,3 +245,29 @@ class EvaluationSettings(dg.ConfigurableResource):
             self.subgroup_min_auroc,
             self.max_subgroup_gap,
         )
+
+
+class DriftSettings(dg.ConfigurableResource):
+    """When a new batch counts as drifted from the champion's training data."""
+
+    psi: float = Field(default=0.25, description="PSI at or above which a category drifted.")
+    feature_shift_sd: float = Field(
+        default=0.5, description="Batch mean shift of a coefficient, in reference SDs."
+    )
+    min_rows: int = Field(default=20, description="Smaller batches are reported, never failed.")
+
+    def thresholds(self) -> DriftThresholds:
+        return DriftThresholds(self.psi, self.feature_shift_sd, self.min_rows)
+
+
+class RetrainingPolicy(dg.ConfigurableResource):
+    """When the retraining sensor starts ``train_model``, and how often a failed run is
+    retried (Dagster run retries, bounded: a failure never loops)."""
+
+    min_new_batches: int = Field(
+        default=2, description="Accepted batches since the last model that start a retraining."
+    )
+    retrain_on_drift: bool = Field(
+        default=True, description="A new batch failing its drift check starts a retraining."
+    )
+    max_retries: int = Field(default=1, description="Automatic retries of a failed training run.")

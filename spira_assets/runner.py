@@ -31,6 +31,7 @@ class RunOutcome:
     success: bool
     failed_checks: tuple[str, ...]
     failed_steps: tuple[str, ...]
+    warned_checks: tuple[str, ...] = ()  # failed checks of WARN severity (e.g. drift): signals
 
     @property
     def ok(self) -> bool:
@@ -50,15 +51,23 @@ def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
 
 
 def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = tuple(
         f"{e.asset_key.to_user_string()}:{e.check_name}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed
+        for e in failed
+        if e.severity != dg.AssetCheckSeverity.WARN
+    )
+    warned_checks = tuple(
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in failed
+        if e.severity == dg.AssetCheckSeverity.WARN
     )
     failed_steps = tuple(
         e.step_key or "?" for e in result.all_events if e.event_type_value == "STEP_FAILURE"
     )
-    return RunOutcome(label, result.run_id, result.success, failed_checks, failed_steps)
+    return RunOutcome(
+        label, result.run_id, result.success, failed_checks, failed_steps, warned_checks
+    )
 
 
 def _run_config(level: str) -> dict[str, object]:

@@ -15,6 +15,7 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from upath import UPath
 
 from spira_assets.cli import main
 from spira_assets.ml.serving import encode_audio
@@ -29,7 +30,7 @@ CHAMPION = f"models:/{REGISTERED_MODEL}@champion"
 
 def _demo_files(root: Path) -> tuple[Path, Path]:
     """One WAV and one Opus (Ogg) recording accepted by ingest."""
-    meta = Lake(root / "lake").read_table(VALIDATED_METADATA)
+    meta = Lake(UPath(root / "lake")).read_table(VALIDATED_METADATA)
     uris = sorted(meta.get_column("raw_uri").to_list())
     wav = next(root / u for u in uris if u.endswith(".wav"))
     opus = next(root / u for u in uris if u.endswith((".ogg", ".opus")))

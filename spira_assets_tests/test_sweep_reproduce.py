@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from upath import UPath
 
 from spira_assets.cli import main
 from spira_assets.ml.sweep import SweepSpecError, grid, parse_param
@@ -105,7 +106,7 @@ def test_reproduce_matches_exactly_on_cpu_and_names_missing_inputs(
     tmp_path: Path, champion_root: Path
 ) -> None:
     root = copy_data_root(champion_root, tmp_path / "data")
-    version = Lake(root / "lake").read_table(MODEL_VERSIONS).get_column("model_version")[0]
+    version = Lake(UPath(root / "lake")).read_table(MODEL_VERSIONS).get_column("model_version")[0]
     result = CliRunner().invoke(main, ["reproduce", version, "--data-dir", str(root)])
     assert result.exit_code == 0, result.output
     assert "weights: identical" in result.output

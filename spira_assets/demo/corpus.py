@@ -54,6 +54,10 @@ class DemoSpec:
     defect_rate: float = 0.05
     noise_files: int = 4
     start: datetime = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    # drift on purpose (a test of the drift checks): years added to every age, and the only
+    # devices participants use (empty: all of DEVICE_FORMATS)
+    age_shift: int = 0
+    devices: tuple[str, ...] = ()
 
 
 @dataclass
@@ -149,6 +153,10 @@ def write_batch(
     audio_of: dict[int, tuple[np.ndarray, AudioFormat]] = {}
     for p, label in enumerate(labels):
         person = _participant(rng, int(label), serial_start + p)
+        if spec.age_shift:
+            person["age"] = int(np.clip(int(str(person["age"])) + spec.age_shift, 18, 99))
+        if spec.devices:
+            person["device"] = spec.devices[p % len(spec.devices)]
         speaker = random_speaker(str(person["sex"]), rng)
         breathing = breathing_for(int(label), spec.effect_size, rng)
         fmt_choices = DEVICE_FORMATS[str(person["device"])]
@@ -281,6 +289,9 @@ def generate_corpus(spec: DemoSpec, workers: int | None = None) -> list[BatchMan
         raise ValueError("--participants must be at least 2 (one per class)")
     if not 0.0 <= spec.defect_rate <= 1.0:
         raise ValueError("--defect-rate must be between 0 and 1")
+    unknown = set(spec.devices) - set(DEVICE_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown devices {sorted(unknown)}; known: {sorted(DEVICE_FORMATS)}")
     if spec.effect_size < 0:
         raise ValueError("--effect-size must be >= 0")
     spec.out.mkdir(parents=True, exist_ok=True)

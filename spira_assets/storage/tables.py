@@ -251,6 +251,21 @@ PROMOTIONS = TableSpec(
     },
 )
 
+BATCH_DRIFT = TableSpec(
+    "batch_drift",
+    {
+        "batch_id": pl.String(),
+        "reference_model": pl.String(),  # the champion whose training batches are the reference
+        "kind": pl.String(),  # metadata or features
+        "feature": pl.String(),
+        "statistic": pl.String(),  # psi, ks_d or shift_sd
+        "value": pl.Float64(),
+        "threshold": pl.Float64(),
+        "drifted": pl.Boolean(),
+        "detail": pl.String(),
+    },
+)
+
 UNPARTITIONED = "all"
 
 ALL_TABLES: tuple[TableSpec, ...] = (
@@ -261,6 +276,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     HOSPITAL_NOISE,
     SPECTROGRAM_FEATURES,
     FEATURE_STATS,
+    BATCH_DRIFT,
     DATASET_SPLIT,
     MODEL_VERSIONS,
     EVALUATION_METRICS,

@@ -1,0 +1,124 @@
+"""Asset ``batch_drift``: each new batch against the data the current champion was trained on,
+metadata and features, with a (non-blocking) drift check that the retraining sensor reads."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from spira_assets.assets.features import spectrogram_features
+from spira_assets.assets.presentation import column_schema, image, markdown_table
+from spira_assets.ml.drift import feature_drift, metadata_drift
+from spira_assets.ml.tracking import champion_model_version
+from spira_assets.partitions import collection_batch
+from spira_assets.plots import drift_figure
+from spira_assets.resources import DriftSettings, MlflowTracking, StorageResource
+from spira_assets.storage.tables import AUDIO_16K, BATCH_DRIFT, FEATURE_STATS
+
+DRIFT_CHECK = "no_drift_from_champion_data"
+
+
+@dg.asset(
+    partitions_def=collection_batch,
+    deps=[spectrogram_features],
+    group_name="monitoring",
+    kinds={"python", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            DRIFT_CHECK,
+            asset="batch_drift",
+            description="Metadata (PSI, KS) and feature statistics (mean shift in SDs) of the "
+            "batch are within thresholds of the champion's training data. A failure starts a "
+            "retraining (retraining_sensor); it does not block the batch.",
+        )
+    ],
+    metadata={"dagster/column_schema": column_schema(BATCH_DRIFT)},
+)
+def batch_drift(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    mlflow_tracking: MlflowTracking,
+    drift: DriftSettings,
+) -> dg.MaterializeResult:
+    """Class, sex, device, utterance (PSI), age and duration (KS) and per-coefficient feature
+    means (shift in SDs) of this batch against the batches the champion was trained on."""
+    batch_id = context.partition_key
+    layout, lake = storage.layout(), storage.lake()
+    champion = champion_model_version(mlflow_tracking.resolved_uri())
+    lineage_file = Path(str(layout.root)) / "models" / str(champion) / "lineage.json"
+    if champion is None or not lineage_file.exists():
+        lake.write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.empty())
+        storage.warehouse().ensure_views()
+        reason = "no champion yet: nothing to compare with"
+        return dg.MaterializeResult(
+            metadata={"reference": reason},
+            check_results=[
+                dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True, metadata={"why": reason})
+            ],
+        )
+    lineage = json.loads(lineage_file.read_text())
+    reference_batches = sorted(lineage["batches"])
+    recordings = lake.read_table(AUDIO_16K)
+    reference = recordings.filter(pl.col("batch_id").is_in(reference_batches))
+    current = recordings.filter(pl.col("batch_id") == batch_id)
+    thresholds = drift.thresholds()
+    parts = [metadata_drift(reference, current, thresholds)]
+    stats = lake.read_table(FEATURE_STATS).filter(
+        pl.col("config_hash") == lineage["feature_config_hash"]
+    )
+    batch_stats = stats.filter(pl.col("batch_id") == batch_id)
+    if not batch_stats.is_empty():
+        parts.append(
+            feature_drift(
+                stats.filter(pl.col("batch_id").is_in(reference_batches)),
+                batch_stats,
+                thresholds,
+                current.height >= thresholds.min_rows,
+            )
+        )
+    result = pl.concat(parts).with_columns(
+        pl.lit(batch_id).alias("batch_id"), pl.lit(champion).alias("reference_model")
+    )
+    lake.write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.conform(result))
+    storage.warehouse().ensure_views()
+    drifted = result.filter(pl.col("drifted"))
+    summary = [
+        f"{r['feature']} {r['statistic']}={r['value']:.3f} (threshold {r['threshold']:.3f})"
+        + (f"; {r['detail']}" if r["detail"] else "")
+        for r in drifted.iter_rows(named=True)
+    ]
+    if summary:
+        context.log.warning(f"{batch_id} drifted from champion {champion}'s data: {summary}")
+    figure = image(drift_figure(result), "drift against the champion's training data")
+    metadata: dict[str, Any] = {
+        "reference_model": champion,
+        "reference_batches": reference_batches,
+        "recordings": current.height,
+        "drifted": len(summary),
+        "metadata_drift": markdown_table(
+            result.filter(pl.col("kind") == "metadata").select(
+                "feature", "statistic", "value", "threshold", "drifted", "detail"
+            )
+        ),
+        "max_feature_shift_sd": round(
+            max(
+                result.filter(pl.col("kind") == "features")["value"].fill_null(0.0).to_list(),
+                default=0.0,
+            ),
+            3,
+        ),
+        "figure": figure,
+    }
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=DRIFT_CHECK,
+                passed=not summary,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"drifted": dg.MetadataValue.json(summary), "figure": figure},
+            )
+        ],
+    )

@@ -1,0 +1,153 @@
+"""Continuous training: the retraining sensor, the weekly retraining and the nightly reconcile.
+
+- ``retraining_sensor`` starts ``train_model`` (split -> model -> evaluation -> gate) when
+  ``min_new_batches`` batches with features have arrived since the latest model, or when one of
+  them failed its drift check. Its run key is the set of new batches and the reason, so the same
+  situation never starts a second run; Dagster's run retries (``dagster/max_retries``) bound the
+  retries of a failed run. Nothing loops.
+- ``weekly_retraining`` runs ``train_model`` every Monday 03:00 UTC. With no new data the model
+  version is reused (same input fingerprint) and only evaluation and the gate run again.
+- ``nightly_reconcile`` materializes every registered batch whose per-batch assets are missing
+  or older than its landing folder's ``_READY`` marker (a re-delivered batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from spira_assets.batches import READY_MARKER, scan_landing
+from spira_assets.jobs import BATCH_ASSETS, process_batch_job, train_model_job
+from spira_assets.partitions import COLLECTION_BATCH
+from spira_assets.resources import RetrainingPolicy, StorageResource
+from spira_assets.storage.tables import BATCH_DRIFT, FEATURE_STATS
+
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def batches_in_latest_model(instance: dg.DagsterInstance, root: Path) -> set[str] | None:
+    """The input batches of the latest ``spira_model`` materialization (None: no model yet)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("spira_model"))
+    if event is None or event.asset_materialization is None:
+        return None
+    version = str(event.asset_materialization.metadata["model_version"].value)
+    lineage = root / "models" / version / "lineage.json"
+    return set(json.loads(lineage.read_text())["batches"]) if lineage.exists() else set()
+
+
+def retraining_reason(new: list[str], drifted: list[str], policy: RetrainingPolicy) -> str | None:
+    if new and len(new) >= policy.min_new_batches:
+        return f"{len(new)} new batches (threshold {policy.min_new_batches})"
+    if drifted and policy.retrain_on_drift:
+        return f"drift in {', '.join(drifted)}"
+    return None
+
+
+@dg.sensor(
+    job=train_model_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts train_model after enough new batches or a failed drift check.",
+)
+def retraining_sensor(
+    context: dg.SensorEvaluationContext, storage: StorageResource, retraining: RetrainingPolicy
+) -> dg.SensorResult:
+    instance = context.instance
+    if instance.get_runs_count(dg.RunsFilter(job_name=train_model_job.name, statuses=IN_PROGRESS)):
+        return dg.SensorResult(skip_reason="a train_model run is already queued or running")
+    lake = storage.lake()
+    root = Path(str(storage.layout().root))
+    with_features = set(lake.read_table(FEATURE_STATS).get_column("batch_id").to_list())
+    registered = set(instance.get_dynamic_partitions(COLLECTION_BATCH))
+    trained_on = batches_in_latest_model(instance, root) or set()
+    new = sorted((with_features & registered) - trained_on)
+    drift = lake.read_table(BATCH_DRIFT)
+    drifted = sorted(
+        set(drift.filter(pl.col("drifted") & pl.col("batch_id").is_in(new))["batch_id"].to_list())
+    )
+    reason = retraining_reason(new, drifted, retraining)
+    if reason is None:
+        return dg.SensorResult(
+            skip_reason=f"{len(new)} new batch(es) since the latest model, none drifted "
+            f"(threshold {retraining.min_new_batches})"
+        )
+    key = hashlib.sha256(json.dumps([new, drifted]).encode()).hexdigest()[:16]
+    context.log.info(f"retraining: {reason}; new batches {new}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"retrain:{key}",
+                tags={
+                    "spira/trigger": "drift" if reason.startswith("drift") else "new_batches",
+                    "spira/reason": reason[:200],
+                    "dagster/max_retries": str(retraining.max_retries),
+                },
+            )
+        ]
+    )
+
+
+weekly_retraining = dg.ScheduleDefinition(
+    name="weekly_retraining",
+    job=train_model_job,
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    tags={"spira/trigger": "weekly", "dagster/max_retries": "1"},
+    description="Retrain every Monday 03:00 UTC (reuses the model when no input changed).",
+)
+
+
+def batches_to_reconcile(instance: dg.DagsterInstance, storage: StorageResource) -> dict[str, str]:
+    """Registered, completely landed batches whose per-batch assets are missing or older than
+    their ``_READY`` marker, with the reason."""
+    landing = storage.layout().landing
+    complete = set(scan_landing(landing).complete)
+    stale: dict[str, str] = {}
+    for batch_id in sorted(set(instance.get_dynamic_partitions(COLLECTION_BATCH)) & complete):
+        ready = (landing / batch_id / READY_MARKER).stat().st_mtime
+        for asset in BATCH_ASSETS:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[batch_id]),
+                limit=1,
+            ).records
+            if not records:
+                stale[batch_id] = f"{asset} missing"
+                break
+            if records[0].timestamp < ready:
+                stale[batch_id] = f"{asset} older than the landing folder"
+                break
+    return stale
+
+
+@dg.schedule(
+    job=process_batch_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: materialize every batch whose assets are missing or stale.",
+)
+def nightly_reconcile(
+    context: dg.ScheduleEvaluationContext, storage: StorageResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    stale = batches_to_reconcile(context.instance, storage)
+    if not stale:
+        return dg.SkipReason("every registered batch is materialized and current")
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [
+        dg.RunRequest(
+            partition_key=batch_id,
+            run_key=f"reconcile:{day}:{batch_id}",
+            tags={"spira/trigger": "reconcile", "spira/reason": why},
+        )
+        for batch_id, why in stale.items()
+    ]
