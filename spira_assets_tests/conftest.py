@@ -33,6 +33,10 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("SPIRA_PSEUDONYM_KEY", TEST_KEY)
     monkeypatch.delenv("SPIRA_DATA_DIR", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
+    # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI, so a test that trains would
+    # point every later test at its store; empty means "the data root's store" and the
+    # original value comes back after each test
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
 
 
 @pytest.fixture
