@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.request
@@ -110,3 +111,50 @@ def test_ui_serves_assets_and_materializes_a_batch(webserver: tuple[int, DataLay
     runs = graphql(port, "{ runsOrError { ... on Runs { results { tags { key value } } } } }")
     tags = [{t["key"]: t["value"] for t in r["tags"]} for r in runs["runsOrError"]["results"]]  # type: ignore[index]
     assert any(t.get("dagster/sensor_name") == "landing_zone_sensor" for t in tags)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def test_asset_catalog_renders_in_headless_chromium(
+    webserver: tuple[int, DataLayout, Path],
+) -> None:
+    """Debian's chromium (installed by .ci/run) loads the UI, dismisses the first-visit
+    dialog and shows every SPIRA asset in the catalog; the screenshots are kept as artefacts."""
+    from playwright.sync_api import sync_playwright
+
+    port = webserver[0]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/assets", wait_until="networkidle", timeout=90_000)
+            for label in ("Skip", "Dismiss"):  # the first-visit dialog, when shown
+                button = page.get_by_role("button", name=label)
+                if button.count():
+                    button.first.click()
+            for asset in ("raw_audio", "spectrogram_features", "batch_drift", "champion"):
+                page.get_by_text(asset, exact=True).first.wait_for(timeout=60_000)
+            text = page.inner_text("body")
+            page.screenshot(path=str(ARTIFACTS / "asset_catalog.png"))
+            page.goto(f"http://127.0.0.1:{port}/asset-groups", wait_until="networkidle")
+            page.get_by_text("monitoring", exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
+        finally:
+            browser.close()
+    for asset in (
+        "raw_audio",
+        "validated_metadata",
+        "audio_16k",
+        "spectrogram_features",
+        "batch_drift",
+        "hospital_noise",
+        "dataset_split",
+        "spira_model",
+        "evaluation_report",
+        "champion",
+    ):
+        assert asset in text, asset
+    assert (ARTIFACTS / "asset_graph.png").stat().st_size > 10_000
