@@ -11,13 +11,21 @@ import polars as pl
 from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.presentation import column_schema, image, markdown_table
 from spira_assets.ml.drift import feature_drift, metadata_drift
-from spira_assets.ml.tracking import champion_model_version
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import drift_figure
-from spira_assets.resources import DriftSettings, MlflowTracking, StorageResource
-from spira_assets.storage.tables import AUDIO_16K, BATCH_DRIFT, FEATURE_STATS
+from spira_assets.resources import DriftSettings, StorageResource
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.tables import AUDIO_16K, BATCH_DRIFT, FEATURE_STATS, PROMOTIONS
 
 DRIFT_CHECK = "no_drift_from_champion_data"
+
+
+def current_champion_version(lake: Lake) -> str | None:
+    """The champion according to the ``promotions`` audit table (the MLflow alias only moves on
+    a passed decision). Per-batch runs read the lake, not the MLflow store: parallel batch runs
+    would otherwise race to create a fresh SQLite tracking store."""
+    passed = lake.read_table(PROMOTIONS).filter(pl.col("passed")).sort("decided_at")
+    return None if passed.is_empty() else str(passed["candidate_version"][-1])
 
 
 @dg.asset(
@@ -39,14 +47,13 @@ DRIFT_CHECK = "no_drift_from_champion_data"
 def batch_drift(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    mlflow_tracking: MlflowTracking,
     drift: DriftSettings,
 ) -> dg.MaterializeResult:
     """Class, sex, device, utterance (PSI), age and duration (KS) and per-coefficient feature
     means (shift in SDs) of this batch against the batches the champion was trained on."""
     batch_id = context.partition_key
     layout, lake = storage.layout(), storage.lake()
-    champion = champion_model_version(mlflow_tracking.resolved_uri())
+    champion = current_champion_version(lake)
     lineage_file = Path(str(layout.root)) / "models" / str(champion) / "lineage.json"
     if champion is None or not lineage_file.exists():
         lake.write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.empty())
