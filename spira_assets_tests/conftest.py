@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,27 @@ from spira_assets.privacy import Pseudonymizer
 from spira_assets.storage.raw_store import RawStore
 
 TEST_KEY = "test-key-0123456789abcdef"
+
+
+@contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables for session fixtures, which cannot
+    use monkeypatch; everything is put back afterwards, including what the code under test
+    changed (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI)."""
+    saved = {key: os.environ.get(key) for key in (*values, "MLFLOW_TRACKING_URI")}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)
@@ -127,19 +149,12 @@ def materialized_root(tmp_path_factory: pytest.TempPathFactory, clean_corpus: Pa
     from spira_assets.runner import materialize_batch, materialize_shared
 
     layout = data_root_with(tmp_path_factory.mktemp("materialized"), clean_corpus)
-    previous = os.environ.get("SPIRA_DATA_DIR")
-    os.environ["SPIRA_DATA_DIR"] = str(layout.root)
     os.environ.setdefault("SPIRA_PSEUDONYM_KEY", TEST_KEY)
-    try:
+    with environment(SPIRA_DATA_DIR=str(layout.root)):
         instance = dg.DagsterInstance.ephemeral()
         assert materialize_shared(instance).ok
         for batch in ("demo-001", "demo-002"):
             assert materialize_batch(instance, layout, batch).ok
-    finally:
-        if previous is None:
-            os.environ.pop("SPIRA_DATA_DIR", None)
-        else:
-            os.environ["SPIRA_DATA_DIR"] = previous
     return Path(str(layout.root))
 
 
@@ -157,17 +172,10 @@ def evaluation_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         workers=1,
     )
     layout = DataLayout.from_location(out.parent)
-    previous = os.environ.get("SPIRA_DATA_DIR")
-    os.environ["SPIRA_DATA_DIR"] = str(layout.root)
-    try:
+    with environment(SPIRA_DATA_DIR=str(layout.root)):
         instance = dg.DagsterInstance.ephemeral()
         assert materialize_shared(instance).ok
         assert materialize_batch(instance, layout, "demo-001").ok
-    finally:
-        if previous is None:
-            os.environ.pop("SPIRA_DATA_DIR", None)
-        else:
-            os.environ["SPIRA_DATA_DIR"] = previous
     return Path(str(layout.root))
 
 
@@ -208,20 +216,11 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, evaluation_root: Pat
     from spira_assets.runner import materialize_shared
 
     root = copy_data_root(evaluation_root, tmp_path_factory.mktemp("champion") / "data")
-    saved = {k: os.environ.get(k) for k in ("SPIRA_DATA_DIR", "MLFLOW_TRACKING_URI")}
-    os.environ["SPIRA_DATA_DIR"] = str(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
+    with environment(SPIRA_DATA_DIR=str(root), MLFLOW_TRACKING_URI=None):
         outcome = materialize_shared(
             dg.DagsterInstance.ephemeral(),
             TRAINING_ASSETS,
             resources={"training": SMALL_TRAINING, "evaluation": LENIENT_GATE},
         )
         assert outcome.ok, outcome
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return root

@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -49,10 +49,9 @@ def server(
         yield process
     finally:
         try:
-            os.killpg(process.pid, signal.SIGTERM)
+            with suppress(ProcessLookupError):  # already gone
+                os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=20)
-        except ProcessLookupError:
-            pass
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=20)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -19,32 +18,15 @@ from spira_assets.ml.tracking import REGISTERED_MODEL
 from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.warehouse import Warehouse
+from spira_assets_tests.conftest import LENIENT_GATE, SMALL_TRAINING, copy_data_root
 
-TRAINING = {
-    "seeds": [42],
-    "max_epochs": 3,
-    "warmup_steps": 5,
-    "batch_size": 16,
-    "dropout": 0.3,
-    "validation_share": 0.3,
-    "test_share": 0.4,
-}
-LENIENT = {
-    "bootstrap_resamples": 100,
-    "min_auroc": 0.0,
-    "min_sensitivity": 0.0,
-    "subgroup_min_auroc": 0.0,
-    "max_subgroup_gap": 1.0,
-    "max_drop_vs_champion": 1.0,
-}
+TRAINING = SMALL_TRAINING
+LENIENT = LENIENT_GATE
 
 
 @pytest.fixture
 def root(tmp_path: Path, evaluation_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    copy = tmp_path / "data"
-    shutil.copytree(evaluation_root, copy)
-    for stale in ("warehouse.duckdb", "warehouse.duckdb.wal"):
-        (copy / stale).unlink(missing_ok=True)
+    copy = copy_data_root(evaluation_root, tmp_path / "data")
     monkeypatch.setenv("SPIRA_DATA_DIR", str(copy))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return copy
