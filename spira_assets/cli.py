@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from spira_assets.batches import InvalidBatchIdError, scan_landing
+from spira_assets.deployment import EXECUTORS, Executor
 from spira_assets.layout import DataLayout, as_upath, default_data_dir
 
 if TYPE_CHECKING:
@@ -216,8 +217,16 @@ def import_spira_command(
     help="Comma-separated assets (default: every per-batch asset). Shared assets such as "
     "hospital_noise are materialized in their own run first.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="in_process",
+    show_default=True,
+    help="in_process: every step in this process; multiprocess: one process per step, as "
+    "runs launched by the daemon (several batches at once against a PostgreSQL instance).",
+)
 @DATA_DIR_OPTION
-def materialize(batch_id: str, select: str, data_dir: str | None) -> None:
+def materialize(batch_id: str, select: str, executor: Executor, data_dir: str | None) -> None:
     """Register the batch partition if new and materialize its per-batch assets."""
     layout = _layout(data_dir)
     names = tuple(s.strip() for s in select.split(",") if s.strip())
@@ -229,9 +238,9 @@ def materialize(batch_id: str, select: str, data_dir: str | None) -> None:
         raise CliError(str(error)) from error
     failed = []
     if shared:
-        failed += _run_shared(layout, shared)
+        failed += _run_shared(layout, shared, executor=executor)
     if per_batch or not shared:
-        failed += _run_batches(layout, [batch_id], per_batch)
+        failed += _run_batches(layout, [batch_id], per_batch, executor=executor)
     if failed:
         raise CliError(f"{', '.join(failed)} did not materialize cleanly (see the run in the UI)")
 
@@ -267,15 +276,25 @@ def _run_shared(
     resources: dict[str, object] | None = None,
     log_level: str = "WARNING",
     tolerated: frozenset[str] = frozenset(),
+    executor: Executor = "in_process",
 ) -> list[str]:
     from spira_assets.runner import materialize_shared
 
-    run = materialize_shared(_instance(layout), select, log_level, resources)
+    run = materialize_shared(
+        _instance(layout),
+        select,
+        log_level,
+        resources,
+        executor=executor,
+    )
     return [] if _report(run, tolerated) else [run.label]
 
 
 def _run_batches(
-    layout: DataLayout, batch_ids: list[str], select: tuple[str, ...] = ()
+    layout: DataLayout,
+    batch_ids: list[str],
+    select: tuple[str, ...] = (),
+    executor: Executor = "in_process",
 ) -> list[str]:
     from spira_assets.runner import MaterializeError, materialize_batch
 
@@ -283,7 +302,13 @@ def _run_batches(
     failed = []
     for batch_id in batch_ids:
         try:
-            run = materialize_batch(instance, layout, batch_id, select)
+            run = materialize_batch(
+                instance,
+                layout,
+                batch_id,
+                select,
+                executor=executor,
+            )
         except (MaterializeError, InvalidBatchIdError) as error:
             raise CliError(str(error)) from error
         if not _report(run):

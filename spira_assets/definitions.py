@@ -11,7 +11,7 @@ from spira_assets.assets.training import dataset_split, spira_model
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.automation import nightly_reconcile, retraining_sensor, weekly_retraining
-from spira_assets.jobs import prepare_noise_job, process_batch_job, train_model_job
+from spira_assets.jobs import DEPLOYMENT, prepare_noise_job, process_batch_job, train_model_job
 from spira_assets.resources import (
     ComputeResource,
     DriftSettings,
@@ -31,7 +31,7 @@ _MLFLOW = MlflowTracking()
 RESOURCES = {
     "storage": StorageResource(),
     "pseudonyms": PseudonymResource(),
-    "policy": IngestPolicy(),
+    "policy": IngestPolicy(decode_workers=DEPLOYMENT.decode_workers),
     "features": FeatureSettings(),
     "compute": ComputeResource(),
     "training": TrainingSettings(),

@@ -3,7 +3,10 @@
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from spira_assets.deployment import current_deployment
 from spira_assets.partitions import collection_batch
+
+DEPLOYMENT = current_deployment()  # SPIRA_DEPLOYMENT: local (default) or k8s
 
 BATCH_ASSETS = (
     "raw_audio",
@@ -20,12 +23,14 @@ process_batch_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*BATCH_ASSETS),
     partitions_def=collection_batch,
     description="Every per-batch asset (and its checks) for one collection batch.",
+    executor_def=DEPLOYMENT.batch_executor,
 )
 
 prepare_noise_job = dg.define_asset_job(
     name="prepare_noise",
     selection=dg.AssetSelection.assets(*SHARED_ASSETS),
     description="The hospital-noise set used for augmentation.",
+    executor_def=DEPLOYMENT.batch_executor,
 )
 
 train_model_job = dg.define_asset_job(
@@ -34,4 +39,5 @@ train_model_job = dg.define_asset_job(
     description="Patient-grouped split over every batch, SpiraConv (one model per seed), its "
     "evaluation on held-out participants and the promotion gate.",
     hooks={end_mlflow_on_run_finished},
+    executor_def=DEPLOYMENT.training_executor,
 )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.execution.execution_result import ExecutionResult
 
 from spira_assets.batches import READY_MARKER, require_valid_batch_id
 from spira_assets.definitions import defs
+from spira_assets.deployment import EXECUTORS, Executor
 from spira_assets.jobs import (
     BATCH_ASSETS,
     SHARED_ASSETS,
@@ -18,6 +21,55 @@ from spira_assets.jobs import (
 )
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
+
+
+# Zero-argument builders: ``dg.reconstructable`` rebuilds a job in each step process by name.
+def process_batch_job_def() -> dg.JobDefinition:
+    return defs.resolve_job_def(process_batch_job.name)
+
+
+def prepare_noise_job_def() -> dg.JobDefinition:
+    return defs.resolve_job_def(prepare_noise_job.name)
+
+
+def train_model_job_def() -> dg.JobDefinition:
+    return defs.resolve_job_def(train_model_job.name)
+
+
+def _execute(
+    build: Callable[[], dg.JobDefinition],
+    instance: dg.DagsterInstance,
+    executor: Executor,
+    selection: list[dg.AssetKey] | None,
+    run_config: dict[str, object],
+    partition: str | None = None,
+) -> ExecutionResult:
+    """Run a job in this process, or with its executor (one process per step).
+
+    ``in_process`` is quick for one batch at a time; ``multiprocess`` uses the deployment's
+    executor (``deployment.py``), the way runs launched by the daemon execute, so several
+    batches can run at once against one instance (PostgreSQL)."""
+    if executor not in EXECUTORS:
+        raise MaterializeError(f"executor {executor!r}: expected one of {list(EXECUTORS)}")
+    tags = {"spira/launched_by": "cli"}
+    if executor == "multiprocess":
+        if partition is not None:
+            tags["dagster/partition"] = partition
+        return dg.execute_job(
+            dg.reconstructable(build),
+            instance=instance,
+            tags=tags,
+            asset_selection=selection,
+            run_config=run_config,
+        )
+    return build().execute_in_process(
+        partition_key=partition,
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=selection,
+        tags=tags,
+        run_config=run_config,
+    )
 
 
 class MaterializeError(RuntimeError):
@@ -50,7 +102,7 @@ def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
     return True
 
 
-def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
+def _outcome(label: str, result: ExecutionResult) -> RunOutcome:
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = tuple(
         f"{e.asset_key.to_user_string()}:{e.check_name}"
@@ -96,24 +148,20 @@ def materialize_shared(
     select: tuple[str, ...] = SHARED_ASSETS,
     console_log_level: str = "WARNING",
     resources: dict[str, object] | None = None,
+    executor: Executor = "in_process",
 ) -> RunOutcome:
     """Assets over all batches: the noise set, then the split and the model, in that order.
     ``resources`` overrides resource configuration of the training run (e.g. fewer epochs)."""
     outcome = None
-    for job_def, names in ((prepare_noise_job, SHARED_ASSETS), (train_model_job, TRAINING_ASSETS)):
+    jobs = ((prepare_noise_job_def, SHARED_ASSETS), (train_model_job_def, TRAINING_ASSETS))
+    for build, names in jobs:
         chosen = [name for name in select if name in names]
         if not chosen:
             continue
         config: dict[str, object] = _run_config(console_log_level)
-        if resources and job_def is train_model_job:
+        if resources and build is train_model_job_def:
             config["resources"] = {key: {"config": value} for key, value in resources.items()}
-        result = defs.resolve_job_def(job_def.name).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            asset_selection=[dg.AssetKey(name) for name in chosen],
-            tags={"spira/launched_by": "cli"},
-            run_config=config,
-        )
+        result = _execute(build, instance, executor, [dg.AssetKey(n) for n in chosen], config)
         outcome = _outcome(",".join(chosen), result)
         if not outcome.ok:
             return outcome
@@ -128,6 +176,7 @@ def materialize_batch(
     batch_id: str,
     select: tuple[str, ...] = (),
     console_log_level: str = "WARNING",
+    executor: Executor = "in_process",
 ) -> RunOutcome:
     """Register the batch if new and materialize its per-batch assets (``select``: a subset)."""
     require_valid_batch_id(batch_id)
@@ -140,13 +189,13 @@ def materialize_batch(
     if shared:
         raise MaterializeError(f"{list(shared)} are not per-batch assets")
     register_batch(instance, batch_id)
-    job = defs.resolve_job_def(process_batch_job.name)
-    result = job.execute_in_process(
-        partition_key=batch_id,
-        instance=instance,
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey(name) for name in per_batch] if per_batch else None,
-        tags={"spira/launched_by": "cli"},
-        run_config=_run_config(console_log_level),
+    selection = [dg.AssetKey(name) for name in per_batch] if per_batch else None
+    result = _execute(
+        process_batch_job_def,
+        instance,
+        executor,
+        selection,
+        _run_config(console_log_level),
+        partition=batch_id,
     )
     return _outcome(batch_id, result)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.train import TrainConfig
+from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 WEIGHTS, CONFIG, TORCHSCRIPT, LINEAGE, SUMMARY = (
     "weights.pt",
@@ -47,7 +47,8 @@ def save_model_version(
     summary: dict[str, Any],
 ) -> Path:
     """Write every artefact to a temporary folder and rename it into place (all or nothing)."""
-    tmp = directory.with_name(f".{directory.name}.{uuid.uuid4().hex}.tmp")
+    remove_stale_staging(directory.parent, directory.name)
+    tmp = staging_path(directory)
     tmp.mkdir(parents=True)
     try:
         torch.save(state, tmp / WEIGHTS)

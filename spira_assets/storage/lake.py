@@ -8,12 +8,11 @@ a single DuckDB file (one writer per file) could not offer.
 
 from __future__ import annotations
 
-import uuid
-
 import polars as pl
 from upath import UPath
 
 from spira_assets.batches import is_valid_batch_id, require_valid_batch_id
+from spira_assets.storage.staging import remove_stale_staging, staging_path
 from spira_assets.storage.tables import TableSpec
 
 SCHEMA_FILE = "_schema.parquet"
@@ -22,7 +21,8 @@ SCHEMA_FILE = "_schema.parquet"
 def _write_atomically(frame: pl.DataFrame, target: UPath) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.protocol in ("", "file", "local"):
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        remove_stale_staging(target.parent, target.name)
+        tmp = staging_path(target)
         try:
             frame.write_parquet(str(tmp))
             tmp.replace(target)

@@ -7,9 +7,10 @@ re-run brings them) and makes every downstream artefact traceable to exact bytes
 from __future__ import annotations
 
 import shutil
-import uuid
 
 from upath import UPath
+
+from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 
 class RawStore:
@@ -27,7 +28,8 @@ class RawStore:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        remove_stale_staging(target.parent, target.name)
+        tmp = staging_path(target)
         with source.open("rb") as src, tmp.open("wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 20)
         tmp.replace(target)

@@ -10,12 +10,13 @@ copying, which is what makes an epoch over stored features cheap.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 import numpy.typing as npt
+
+from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 
 class ShardWriter:
@@ -25,7 +26,9 @@ class ShardWriter:
         self.row_width = row_width
         self.rows = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        # leftovers of killed writers of any version of this shard (``<name>@<token>``)
+        remove_stale_staging(path.parent, path.name.partition("@")[0] + "@")
+        self._tmp = staging_path(path)
         self._handle = self._tmp.open("wb")
         self._committed = False
 
