@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from spira_assets.batches import READY_MARKER, scan_landing
 from spira_assets.jobs import BATCH_ASSETS, process_batch_job, train_model_job
+from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.resources import RetrainingPolicy, StorageResource
 from spira_assets.storage.tables import BATCH_DRIFT, FEATURE_STATS
@@ -34,13 +34,13 @@ IN_PROGRESS = [
 ]
 
 
-def batches_in_latest_model(instance: dg.DagsterInstance, root: Path) -> set[str] | None:
+def batches_in_latest_model(instance: dg.DagsterInstance, layout: DataLayout) -> set[str] | None:
     """The input batches of the latest ``spira_model`` materialization (None: no model yet)."""
     event = instance.get_latest_materialization_event(dg.AssetKey("spira_model"))
     if event is None or event.asset_materialization is None:
         return None
     version = str(event.asset_materialization.metadata["model_version"].value)
-    lineage = root / "models" / version / "lineage.json"
+    lineage = layout.fetch_if_present(f"models/{version}") / "lineage.json"
     return set(json.loads(lineage.read_text())["batches"]) if lineage.exists() else set()
 
 
@@ -65,10 +65,9 @@ def retraining_sensor(
     if instance.get_runs_count(dg.RunsFilter(job_name=train_model_job.name, statuses=IN_PROGRESS)):
         return dg.SensorResult(skip_reason="a train_model run is already queued or running")
     lake = storage.lake()
-    root = Path(str(storage.layout().root))
     with_features = set(lake.read_table(FEATURE_STATS).get_column("batch_id").to_list())
     registered = set(instance.get_dynamic_partitions(COLLECTION_BATCH))
-    trained_on = batches_in_latest_model(instance, root) or set()
+    trained_on = batches_in_latest_model(instance, storage.layout()) or set()
     new = sorted((with_features & registered) - trained_on)
     drift = lake.read_table(BATCH_DRIFT)
     drifted = sorted(

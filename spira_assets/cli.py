@@ -32,6 +32,17 @@ def _layout(data_dir: str | None) -> DataLayout:
     return DataLayout.from_location(data_dir or default_data_dir())
 
 
+def _local_root(layout: DataLayout) -> Path:
+    """The data root as a local folder; commands that generate data, score files or read
+    models need one (with object storage, run them where a mirror is, or in a run)."""
+    if layout.is_remote:
+        raise CliError(
+            f"{layout.root} is in object storage: this command needs a local data root "
+            "(use --data-dir with a local folder)"
+        )
+    return layout.local_root
+
+
 DATA_DIR_OPTION = click.option(
     "--data-dir",
     envvar="SPIRA_DATA_DIR",
@@ -185,7 +196,7 @@ def import_spira_command(
     into a landing batch."""
     from spira_assets.importers.spira_layout import ImportOptions, SpiraImportError, import_spira
 
-    target = landing or Path(str(_layout(data_dir).landing))
+    target = landing or _local_root(_layout(data_dir)) / "landing"
     try:
         report = import_spira(
             src,
@@ -356,7 +367,7 @@ def demo(
     from spira_assets.summary import summarize
 
     layout = _layout(data_dir)
-    landing = Path(str(layout.landing))
+    landing = _local_root(layout) / "landing"
     scan = scan_landing(layout.landing)
     if not scan.complete:
         click.echo(f"generating demo corpus in {landing} ...")
@@ -438,7 +449,7 @@ def _print_model(layout: DataLayout) -> None:
         f"{m['val_auroc_std']:.3f}), loss {m['val_loss']:.3f}"
     )
     click.echo(f"model files: {m['directory']}")
-    uri = default_tracking_uri(Path(str(layout.root)))
+    uri = default_tracking_uri(layout.local_root)
     click.echo(f"MLflow: mlflow ui --backend-store-uri {uri}")
     _print_evaluation(layout)
 
@@ -471,7 +482,7 @@ def _print_evaluation(layout: DataLayout) -> None:
         f"gate: {'PASSED' if last['passed'] else 'FAILED'} ({reasons}); "
         f"{len(decisions)} decision(s) in the promotions table"
     )
-    reports = Path(str(layout.reports)) / version
+    reports = layout.local_root / "reports" / version
     click.echo(f"report: {reports / 'evaluation.html'}")
     click.echo(f"model card: {reports / 'model_card.html'}")
 
@@ -493,7 +504,7 @@ def predict(files: tuple[Path, ...], device: str, as_json: bool, data_dir: str |
     from spira_assets.ml.tracking import champion_model_version, default_tracking_uri
 
     layout = _layout(data_dir)
-    root = Path(str(layout.root))
+    root = _local_root(layout)
     version = champion_model_version(default_tracking_uri(root))
     if version is None or not (root / "models" / version).exists():
         raise CliError("no champion model yet: run `spira demo` (or materialize `champion`) first")

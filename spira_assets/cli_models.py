@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
-from spira_assets.cli import DATA_DIR_OPTION, CliError, _layout, _run_shared, main
+from spira_assets.cli import DATA_DIR_OPTION, CliError, _layout, _local_root, _run_shared, main
 
 
 @main.command()
@@ -69,7 +68,7 @@ def sweep(
     from spira_assets.storage.tables import DATASET_SPLIT, UNPARTITIONED
 
     layout = _layout(data_dir)
-    root = Path(str(layout.root))
+    root = _local_root(layout)
     try:
         grid = dict(parse_param(p) for p in params)
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -172,7 +171,7 @@ def reproduce(
     from spira_assets.resources import EvaluationSettings
 
     layout = _layout(data_dir)
-    root = Path(str(layout.root))
+    root = _local_root(layout)
     allowed = tolerance if tolerance is not None else (0.0 if device == "cpu" else 1e-3)
     click.echo(f"reproducing model version {model_version} on {device} ...")
     try:
@@ -202,7 +201,7 @@ def reproduce(
         click.echo(
             f"{m['condition']:<10}{m['metric']:<13}{m['original']:>10.4f}{m['reproduced']:>12.4f}"
         )
-    report = Path(str(layout.reports)) / model_version / "reproduction.json"
+    report = layout.local_root / "reports" / model_version / "reproduction.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     stamped = {**result.as_dict(), "reproduced_at": datetime.now(UTC).isoformat()}
     report.write_text(json.dumps(stamped, indent=2, default=str))

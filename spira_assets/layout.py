@@ -6,7 +6,10 @@ the root can later be an object-store URL (``s3://bucket/spira``) without touchi
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,9 @@ from upath import UPath
 
 DATA_DIR_ENV = "SPIRA_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
+WAREHOUSE_ENV = "SPIRA_WAREHOUSE_PATH"  # the DuckDB catalog file (default: under the data root)
+CACHE_ENV = "SPIRA_CACHE_DIR"  # local copies of shards and model folders for a remote root
+LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 def default_data_dir() -> str:
@@ -45,10 +51,104 @@ class DataLayout:
     """
 
     root: UPath
+    cache_dir: Path | None = None  # SPIRA_CACHE_DIR
+    warehouse_file: UPath | None = None  # SPIRA_WAREHOUSE_PATH
 
     @classmethod
     def from_location(cls, location: str | os.PathLike[str] | None = None) -> DataLayout:
-        return cls(as_upath(location if location is not None else default_data_dir()))
+        root = as_upath(location if location is not None else default_data_dir())
+        cache = os.environ.get(CACHE_ENV, "").strip()
+        warehouse = os.environ.get(WAREHOUSE_ENV, "").strip()
+        return cls(
+            root,
+            Path(cache).expanduser().resolve() if cache else None,
+            as_upath(warehouse) if warehouse else None,
+        )
+
+    # -- a root in object storage (s3://, gs://, ...) ---------------------------------------
+    # Tables (Parquet), the raw store and the landing zone are read and written through the
+    # root's filesystem directly. Shards are memory-mapped and models are loaded by torch, so
+    # those live in a local mirror (``local_root``): writers ``publish`` what they made, readers
+    # ``fetch`` what they need. Both are no-ops for a local root, where the mirror is the root.
+    # Everything mirrored is immutable once written (content-token shard names, one folder per
+    # model version), so a file present in the mirror is never stale.
+
+    @property
+    def is_remote(self) -> bool:
+        return self.root.protocol not in LOCAL_PROTOCOLS
+
+    @property
+    def local_root(self) -> Path:
+        if not self.is_remote:
+            return Path(str(self.root))
+        if self.cache_dir is not None:
+            return self.cache_dir
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / "spira-cache" / digest
+
+    def publish(self, relative: str) -> None:
+        """Upload a file or folder written under ``local_root`` to the same place in the root."""
+        if not self.is_remote:
+            return
+        source = self.local(relative)
+        if source.is_file():
+            pairs = [(source, self.root / relative)]
+        else:
+            pairs = [
+                (file, self.root / relative / file.relative_to(source).as_posix())
+                for file in sorted(source.rglob("*"))
+                if file.is_file()
+            ]
+        for file, target in pairs:
+            self.root.fs.put_file(str(file), target.path)
+
+    def fetch(self, relative: str) -> Path:
+        """The local copy of a file or folder of the root, downloaded on first use."""
+        local = self.local(relative)
+        if not self.is_remote or local.exists():
+            return local
+        remote = self.root / relative
+        if not remote.exists():
+            raise FileNotFoundError(f"{remote} does not exist")
+        staging = local.with_name(f".{local.name}.{os.getpid()}.download")
+        if remote.is_dir():
+            for path in self.root.fs.find(remote.path):
+                target = staging / path[len(remote.path) :].lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.root.fs.get_file(path, str(target))
+        else:
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            self.root.fs.get_file(remote.path, str(staging))
+        try:
+            staging.replace(local)  # atomic; a folder another process placed first wins
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+        return local
+
+    def remove_superseded(self, relative: str) -> list[str]:
+        """Delete the other versions (``<name>@<token>``) of a shard, in the mirror and the root."""
+        from spira_assets.storage.shards import remove_superseded
+
+        removed = [path.name for path in remove_superseded(self.local(relative))]
+        if self.is_remote:
+            current = self.root / relative
+            stem = current.name.partition("@")[0]
+            for other in current.parent.glob(f"{stem}@*{current.suffix}"):
+                if other.name != current.name:
+                    other.unlink()
+                    removed.append(other.name)
+        return sorted(set(removed))
+
+    def fetch_if_present(self, relative: str) -> Path:
+        """Like ``fetch``, but a path that does not exist in the root is simply not fetched."""
+        try:
+            return self.fetch(relative)
+        except FileNotFoundError:
+            return self.local(relative)
+
+    def fetch_many(self, relatives: list[str]) -> None:
+        for relative in sorted(set(relatives)):
+            self.fetch(relative)
 
     @property
     def landing(self) -> UPath:
@@ -86,12 +186,16 @@ class DataLayout:
         return f"features/{config_hash}/{require_valid_batch_id(batch_id)}@{token}.f32"
 
     def local(self, relative: str) -> Path:
-        """A local filesystem path for a relative location (shards are memory-mapped)."""
-        return Path(str(self.root / relative))
+        """The local path of a relative location (in the mirror for a remote root)."""
+        return self.local_root / relative
 
     @property
     def warehouse(self) -> UPath:
-        return self.root / "warehouse.duckdb"
+        """The DuckDB catalog: ``SPIRA_WAREHOUSE_PATH``, else ``warehouse.duckdb`` under the
+        root (under the local mirror for a remote root: DuckDB writes a local file)."""
+        if self.warehouse_file is not None:
+            return self.warehouse_file
+        return UPath(self.local_root / "warehouse.duckdb")
 
     @property
     def reports(self) -> UPath:

@@ -1,5 +1,6 @@
 """Dagster resources: typed configuration around the core's storage, keys and rules."""
 
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -188,10 +189,21 @@ class MlflowTracking(dg.ConfigurableResource):
     data_dir: str = Field(default="", description="Data root (empty: $SPIRA_DATA_DIR or ./data).")
 
     def _root(self) -> Path:
-        return Path(str(DataLayout.from_location(self.data_dir or None).root))
+        return DataLayout.from_location(self.data_dir or None).local_root
 
     def resolved_uri(self) -> str:
-        return self.tracking_uri or default_tracking_uri(self._root())
+        if self.tracking_uri:
+            return self.tracking_uri
+        if (
+            DataLayout.from_location(self.data_dir or None).is_remote
+            and not os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+        ):
+            # a SQLite file in one pod's local mirror would give every pod its own registry
+            raise ValueError(
+                "a data root in object storage needs a shared MLflow tracking server: "
+                "set MLFLOW_TRACKING_URI"
+            )
+        return default_tracking_uri(self._root())
 
     def start(self, dagster_run_id: str) -> str:
         """Start (or resume) the MLflow run of this Dagster run; returns its id."""

@@ -21,7 +21,12 @@ from spira_assets.ml.artifacts import CONFIG, load_model
 from spira_assets.ml.data import WindowSet
 from spira_assets.ml.evaluation import aggregate, metric_table, subgroup_table
 from spira_assets.ml.inference import THRESHOLD_FILE
-from spira_assets.ml.inputs import noise_bank, recordings_with_split, windows_by_split
+from spira_assets.ml.inputs import (
+    local_shards,
+    noise_bank,
+    recordings_with_split,
+    windows_by_split,
+)
 from spira_assets.ml.report import table, with_ci, write_pair
 from spira_assets.ml.train import (
     feature_pipeline,
@@ -160,11 +165,11 @@ def evaluation_report(
     report; the current champion is evaluated on the same test set for the gate."""
     version = latest_version(context, "spira_model")
     layout, lake = storage.layout(), storage.lake()
-    root = Path(str(layout.root))
     device = compute.torch_device()
     recordings = recordings_with_split(lake)
+    root = local_shards(layout, recordings)  # the local root (a mirror for object storage)
     bank = noise_bank(lake, layout, device)
-    candidate_dir = root / "models" / version
+    candidate_dir = layout.fetch(f"models/{version}")
     sets, pipeline = _model_inputs(candidate_dir, recordings, root, bank, device)
     if len(sets["test"]) == 0:
         raise dg.Failure("the test split is empty: add batches or raise test_share")
@@ -172,8 +177,8 @@ def evaluation_report(
         candidate_dir, sets, pipeline, device, evaluation, "candidate", version
     )
     champion = current_champion(mlflow_tracking)
-    if champion is not None and champion[1] != version and (root / "models" / champion[1]).exists():
-        champion_dir = root / "models" / champion[1]
+    champion_dir = layout.fetch_if_present(f"models/{champion[1]}") if champion else None
+    if champion is not None and champion[1] != version and champion_dir and champion_dir.exists():
         # the champion sees the same recordings through its own window and feature settings
         champion_sets, champion_pipeline = _model_inputs(
             champion_dir, recordings, root, bank, device
@@ -235,6 +240,7 @@ def evaluation_report(
         + "".join(f"![{k}]({k.replace('/', '_')}.png)\n\n" for k in figures)
     )
     md, html = write_pair(reports, "evaluation", markdown, f"Evaluation {version}")
+    layout.publish(f"reports/{version}")
     runs = lake.read_part(MODEL_VERSIONS, version)
     with _model_run(mlflow_tracking, runs.get_column("mlflow_run_id")[0]):
         mlflow.log_artifacts(str(reports), artifact_path="evaluation")

@@ -18,7 +18,7 @@ from spira_assets.features.windows import instances
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import feature_examples
 from spira_assets.resources import ComputeResource, FeatureSettings, StorageResource
-from spira_assets.storage.shards import ShardWriter, open_shard, remove_superseded
+from spira_assets.storage.shards import ShardWriter, open_shard
 from spira_assets.storage.tables import AUDIO_16K, FEATURE_STATS, SPECTROGRAM_FEATURES
 
 
@@ -65,7 +65,7 @@ def spectrogram_features(
     shard = layout.feature_shard(config_hash, batch_id, token)
     spans = list(index.select("sample_offset", "samples").iter_rows())
     samples = (
-        open_shard(layout.local(index.get_column("shard")[0]), np.int16)
+        open_shard(layout.fetch(index.get_column("shard")[0]), np.int16)
         if index.height
         else np.zeros(0, np.int16)
     )
@@ -97,10 +97,11 @@ def spectrogram_features(
         ),
         pl.lit(shard).alias("shard"),
     )
+    layout.publish(shard)  # before the index that points to it
     lake.write_part(SPECTROGRAM_FEATURES, batch_id, table, sub=config_hash)
     statistics = stats_frame(batch_id, config_hash, stats)
     lake.write_part(FEATURE_STATS, batch_id, statistics, sub=config_hash)
-    remove_superseded(layout.local(shard))
+    layout.remove_superseded(shard)
     storage.warehouse().ensure_views()
 
     elapsed = time.perf_counter() - started

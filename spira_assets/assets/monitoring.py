@@ -2,7 +2,6 @@
 metadata and features, with a (non-blocking) drift check that the retraining sensor reads."""
 
 import json
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -54,7 +53,7 @@ def batch_drift(
     batch_id = context.partition_key
     layout, lake = storage.layout(), storage.lake()
     champion = current_champion_version(lake)
-    lineage_file = Path(str(layout.root)) / "models" / str(champion) / "lineage.json"
+    lineage_file = layout.fetch_if_present(f"models/{champion}") / "lineage.json"
     if champion is None or not lineage_file.exists():
         lake.write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.empty())
         storage.warehouse().ensure_views()

@@ -143,7 +143,8 @@ def champion(
     moves; every decision is appended to ``promotions``; a model card is written."""
     version = latest_version(context, "evaluation_report")
     layout, lake = storage.layout(), storage.lake()
-    root = Path(str(layout.root))
+    layout.fetch(f"models/{version}")  # the card reads the model's lineage
+    root = layout.local_root
     metrics = lake.read_part(EVALUATION_METRICS, version)
     subgroups = lake.read_part(EVALUATION_SUBGROUPS, version)
     candidate = _clean(metrics, "candidate")
@@ -210,6 +211,7 @@ def champion(
         previous[1] if previous else "none (first model)",
     )
     md, html = write_pair(root / "reports" / version, "model_card", card, f"Model card {version}")
+    layout.publish(f"reports/{version}")
     history = lake.read_table(PROMOTIONS).sort("decided_at")
     metadata: dict[str, Any] = {
         "candidate_version": version,

@@ -18,7 +18,12 @@ from spira_assets.assets.presentation import column_schema, image, markdown_tabl
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.ml.artifacts import load_model, model_config, save_model_version
 from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
-from spira_assets.ml.inputs import noise_bank, recordings_with_split, windows_by_split
+from spira_assets.ml.inputs import (
+    local_shards,
+    noise_bank,
+    recordings_with_split,
+    windows_by_split,
+)
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
 from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
 from spira_assets.ml.split import SPLITS, assign_splits, leaked_participants
@@ -46,8 +51,20 @@ from spira_assets.storage.tables import (
 )
 
 LEAK_CHECK = "no_participant_in_two_splits"
+# On Kubernetes (SPIRA_DEPLOYMENT=k8s) the training step is a pod of its own: one GPU, room for
+# the features of every batch in memory, and a toleration for the usual GPU-node taint.
 GPU_TAGS = {
-    "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}
+    "dagster-k8s/config": {
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": "4", "memory": "16Gi"},
+                "limits": {"nvidia.com/gpu": "1", "memory": "32Gi"},
+            }
+        },
+        "pod_spec_config": {
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        },
+    }
 }
 
 
@@ -137,7 +154,7 @@ def spira_model(
         "code_version": code_version(),
     }
     version = fingerprint(inputs)
-    directory = Path(str(layout.root / "models" / version))
+    directory = layout.fetch_if_present(f"models/{version}")
     summary_file = directory / "summary.json"
     previous = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     if previous.get("registered_version"):  # complete: saved, logged and registered
@@ -149,7 +166,7 @@ def spira_model(
         )
 
     windows = windows_by_split(
-        recordings, Path(str(layout.root)), train_config.window_s, train_config.step_s
+        recordings, local_shards(layout, recordings), train_config.window_s, train_config.step_s
     )
     bank = noise_bank(lake, layout, device)
     context.log.info(
@@ -263,6 +280,7 @@ def spira_model(
     )
     summary["registered_version"] = registered
     (directory / "summary.json").write_text(json.dumps(summary, indent=2))
+    layout.publish(f"models/{version}")  # to object storage when the root is remote
     lake.write_part(
         MODEL_VERSIONS,
         version,
@@ -283,7 +301,7 @@ def spira_model(
                 "code_version": [inputs["code_version"]],
                 "mlflow_run_id": [run_id],
                 "registered_version": [registered],
-                "directory": [str(directory)],
+                "directory": [str(layout.root / "models" / version)],
             },
             schema=MODEL_VERSIONS.schema,
         ),

@@ -24,7 +24,6 @@ from spira_assets.features.waveforms import write_waveform_shard
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, StorageResource
-from spira_assets.storage.shards import remove_superseded
 from spira_assets.storage.tables import (
     AUDIO_16K,
     HOSPITAL_NOISE,
@@ -70,8 +69,9 @@ def audio_16k(
         pl.Series("duration_s", [n / TARGET_RATE for _, n in spans], dtype=pl.Float64),
         pl.lit(shard).alias("shard"),
     )
+    layout.publish(shard)  # before the index that points to it
     lake.write_part(AUDIO_16K, batch_id, table)
-    removed = remove_superseded(layout.local(shard))
+    removed = layout.remove_superseded(shard)
     storage.warehouse().ensure_views()
     elapsed = time.perf_counter() - started
     audio_s = float(table.get_column("duration_s").sum() or 0.0)
@@ -150,6 +150,7 @@ def hospital_noise(
         },
         schema=HOSPITAL_NOISE.schema,
     )
+    layout.publish(shard)
     lake.write_part(HOSPITAL_NOISE, UNPARTITIONED, table)
     lake.write_part(
         QUARANTINE,
@@ -157,7 +158,7 @@ def hospital_noise(
         quarantine_frame(UNPARTITIONED, "hospital_noise", rejections, datetime.now(UTC)),
         sub="hospital_noise",
     )
-    remove_superseded(layout.local(shard))
+    layout.remove_superseded(shard)
     storage.warehouse().ensure_views()
     if not accepted:
         context.log.warning(f"no usable noise in {folder}: noise insertion will be unavailable")

@@ -24,6 +24,13 @@ def recordings_with_split(lake: Lake) -> pl.DataFrame:
     return lake.read_table(AUDIO_16K).join(split, on="participant")
 
 
+def local_shards(layout: DataLayout, recordings: pl.DataFrame) -> Path:
+    """Make every shard the recordings point to local (a no-op for a local root); returns the
+    folder their ``shard`` paths are relative to."""
+    layout.fetch_many(recordings.get_column("shard").unique().to_list())
+    return layout.local_root
+
+
 def windows_by_split(
     recordings: pl.DataFrame,
     root: Path,
@@ -46,4 +53,4 @@ def noise_bank(
         if noise.is_empty():
             return None
         shard = str(noise.get_column("shard")[0])
-    return NoiseBank.from_int16(open_shard(layout.local(shard), np.int16), device)
+    return NoiseBank.from_int16(open_shard(layout.fetch(shard), np.int16), device)

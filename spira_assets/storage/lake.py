@@ -34,6 +34,13 @@ def _write_atomically(frame: pl.DataFrame, target: UPath) -> None:
             frame.write_parquet(handle)
 
 
+def _read(path: UPath) -> pl.DataFrame:
+    if path.protocol in ("", "file", "local"):
+        return pl.read_parquet(str(path))
+    with path.open("rb") as handle:  # through fsspec: the root's credentials and endpoint
+        return pl.read_parquet(handle)
+
+
 class Lake:
     """Reads and writes table parts under ``root/<table>/[<stage>/]<batch_id>.parquet``."""
 
@@ -80,7 +87,7 @@ class Lake:
             raise FileNotFoundError(
                 f"{spec.name} has no data for batch {batch_id} ({path}); materialize it first"
             )
-        return spec.conform(pl.read_parquet(str(path)))
+        return spec.conform(_read(path))
 
     def has_part(self, spec: TableSpec, batch_id: str, sub: str | None = None) -> bool:
         return self.part_path(spec, batch_id, sub).exists()
@@ -96,4 +103,4 @@ class Lake:
         files = self.part_files(spec)
         if not files:
             return spec.empty()
-        return pl.concat([spec.conform(pl.read_parquet(str(f))) for f in files])
+        return pl.concat([spec.conform(_read(f)) for f in files])

@@ -28,6 +28,10 @@ class RawStore:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.protocol not in ("", "file", "local"):  # object stores: a PUT is atomic
+            with source.open("rb") as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 20)
+            return target
         remove_stale_staging(target.parent, target.name)
         tmp = staging_path(target)
         with source.open("rb") as src, tmp.open("wb") as dst:

@@ -4,6 +4,11 @@ Writers never open the DuckDB file: they write Parquet parts (see ``lake``). The
 written only to (re)create views, which select from a glob and therefore see new batches
 without being touched again. DuckDB allows one writing process per file, so every connection
 here retries briefly on a lock instead of failing the run.
+
+The catalog holds nothing but views, so it is cheap to recreate: each process (or pod) may keep
+its own file (``SPIRA_WAREHOUSE_PATH``) over one shared lake. A lake in object storage is read
+through the lake's own fsspec filesystem, registered with each connection (no DuckDB extension
+has to be downloaded).
 """
 
 from __future__ import annotations
@@ -62,11 +67,18 @@ class Warehouse:
             f"read_parquet('{literal}', union_by_name = true)"
         )
 
+    @contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connect(self.path, read_only=read_only) as con:
+            if self.lake.root.protocol not in ("", "file", "local"):
+                con.register_filesystem(self.lake.root.fs)
+            yield con
+
     def _catalog_current(self, tables: Iterable[TableSpec]) -> bool:
         if not self.path.exists():
             return False
         try:
-            with connect(self.path, read_only=True) as con:
+            with self._connect(read_only=True) as con:
                 names = {
                     r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()
                 }
@@ -84,7 +96,7 @@ class Warehouse:
         if self._catalog_current(tables):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with connect(self.path, read_only=False) as con:
+        with self._connect(read_only=False) as con:
             for spec in tables:
                 con.execute(self._view_sql(spec))
             con.execute("CREATE OR REPLACE TABLE _catalog (version INTEGER, lake VARCHAR)")
@@ -95,5 +107,5 @@ class Warehouse:
     def query(self, sql: str, parameters: list[object] | None = None) -> pl.DataFrame:
         """Run a read-only query and return a polars frame."""
         self.ensure_views()
-        with connect(self.path, read_only=True) as con:
+        with self._connect(read_only=True) as con:
             return con.execute(sql, parameters or []).pl()
