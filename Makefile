@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint format ui serve clean-data
+.PHONY: setup system-deps demo test lint format ui serve clean-data
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,19 @@ lint: setup  ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff format --check spira_assets spira_assets_tests benchmarks
 	$(VENV)/bin/mypy
 
-test: lint  ## lint, type check, then the whole test suite
+# Debian packages the tests start for real: chromium (UI test) and postgresql (instance tests).
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt)"; SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: lint system-deps  ## lint, type check, then the whole test suite
 	$(PY) -m pytest
 
 format: setup
