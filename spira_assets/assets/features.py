@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from spira_assets.assets.presentation import column_schema, data_version, image, markdown_table
+from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.assets.waveforms import audio_16k
 from spira_assets.features.config import FeatureConfig, WindowConfig
 from spira_assets.features.extract import FeatureExtractor, FeatureStats
@@ -44,6 +45,7 @@ def stats_frame(batch_id: str, config_hash: str, stats: FeatureStats) -> pl.Data
     group_name="features",
     kinds={"torch", "numpy", "parquet"},
     metadata={"dagster/column_schema": column_schema(SPECTROGRAM_FEATURES)},
+    backfill_policy=SINGLE_RUN,
 )
 def spectrogram_features(
     context: dg.AssetExecutionContext,
@@ -53,8 +55,20 @@ def spectrogram_features(
 ) -> dg.MaterializeResult:
     """Features of every recording in ``audio_16k`` with the configured transform on the
     configured device, stored as float32 frames under ``features/<config_hash>/``, with an index
-    (frame offset, frames, 4 s/1 s windows) and per-coefficient statistics for drift checks."""
-    batch_id = context.partition_key
+    (frame offset, frames, 4 s/1 s windows) and per-coefficient statistics for drift checks.
+    A backfill does a range of batches in one run."""
+    return per_batch(
+        context, lambda batch_id: _features(context, batch_id, storage, features, compute)
+    )
+
+
+def _features(
+    context: dg.AssetExecutionContext,
+    batch_id: str,
+    storage: StorageResource,
+    features: FeatureSettings,
+    compute: ComputeResource,
+) -> dg.MaterializeResult:
     started = time.perf_counter()
     config: FeatureConfig = features.config()
     config_hash = config.config_hash()

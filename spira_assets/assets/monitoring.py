@@ -9,6 +9,7 @@ import polars as pl
 
 from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.presentation import column_schema, image, markdown_table
+from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.ml.drift import feature_drift, metadata_drift
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import drift_figure
@@ -42,6 +43,7 @@ def current_champion_version(lake: Lake) -> str | None:
         )
     ],
     metadata={"dagster/column_schema": column_schema(BATCH_DRIFT)},
+    backfill_policy=SINGLE_RUN,
 )
 def batch_drift(
     context: dg.AssetExecutionContext,
@@ -49,8 +51,14 @@ def batch_drift(
     drift: DriftSettings,
 ) -> dg.MaterializeResult:
     """Class, sex, device, utterance (PSI), age and duration (KS) and per-coefficient feature
-    means (shift in SDs) of this batch against the batches the champion was trained on."""
-    batch_id = context.partition_key
+    means (shift in SDs) of this batch against the batches the champion was trained on. A
+    backfill does a range of batches in one run."""
+    return per_batch(context, lambda batch_id: _batch_drift(context, batch_id, storage, drift))
+
+
+def _batch_drift(
+    context: dg.AssetExecutionContext, batch_id: str, storage: StorageResource, drift: DriftSettings
+) -> dg.MaterializeResult:
     layout, lake = storage.layout(), storage.lake()
     champion = current_champion_version(lake)
     lineage_file = layout.fetch_if_present(f"models/{champion}") / "lineage.json"

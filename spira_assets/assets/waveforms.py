@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets.presentation import column_schema, data_version, markdown_table
+from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.audio.quality import (
     SUPPORTED_SUFFIXES,
@@ -41,14 +42,21 @@ RESAMPLER_VERSION = "torchaudio-sinc-hann-6"
     group_name="features",
     kinds={"torch", "numpy", "parquet"},
     metadata={"dagster/column_schema": column_schema(AUDIO_16K)},
+    backfill_policy=SINGLE_RUN,
 )
 def audio_16k(
     context: dg.AssetExecutionContext, storage: StorageResource, policy: IngestPolicy
 ) -> dg.MaterializeResult:
     """Every accepted recording of the batch decoded, downmixed to mono and resampled to
     16 kHz (torchaudio), appended to one memory-mappable int16 shard per batch; the index
-    (offset, length, pseudonym, label, utterance) goes to the ``audio_16k`` table."""
-    batch_id = context.partition_key
+    (offset, length, pseudonym, label, utterance) goes to the ``audio_16k`` table. A backfill
+    does a range of batches in one run."""
+    return per_batch(context, lambda batch_id: _audio_16k(context, batch_id, storage, policy))
+
+
+def _audio_16k(
+    context: dg.AssetExecutionContext, batch_id: str, storage: StorageResource, policy: IngestPolicy
+) -> dg.MaterializeResult:
     started = time.perf_counter()
     layout, lake = storage.layout(), storage.lake()
     metadata = lake.read_part(VALIDATED_METADATA, batch_id).sort("audio_sha256")
