@@ -3,6 +3,7 @@ own process group, wait until they answer, and stop the whole group at the end e
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -57,3 +58,18 @@ def server(
             process.wait(timeout=20)
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+def graphql(port: int, query: str, variables: dict[str, object] | None = None) -> dict[str, object]:
+    """One query against a running webserver's GraphQL API; fails on GraphQL errors."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload: dict[str, object] = json.load(response)
+    assert "errors" not in payload, payload
+    data = payload["data"]
+    assert isinstance(data, dict)
+    return data
