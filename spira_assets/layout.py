@@ -28,6 +28,11 @@ def default_data_dir() -> str:
     return value or DEFAULT_DATA_DIR
 
 
+def is_local(path: UPath) -> bool:
+    """A path on this machine's filesystem (not an object-store URL)."""
+    return path.protocol in LOCAL_PROTOCOLS
+
+
 def as_upath(location: str | os.PathLike[str]) -> UPath:
     """A UPath for a local path or URL; local relative paths become absolute."""
     text = os.fspath(location)
@@ -75,7 +80,7 @@ class DataLayout:
 
     @property
     def is_remote(self) -> bool:
-        return self.root.protocol not in LOCAL_PROTOCOLS
+        return not is_local(self.root)
 
     @property
     def local_root(self) -> Path:

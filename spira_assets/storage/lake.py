@@ -12,6 +12,7 @@ import polars as pl
 from upath import UPath
 
 from spira_assets.batches import is_valid_batch_id, require_valid_batch_id
+from spira_assets.layout import is_local
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 from spira_assets.storage.tables import TableSpec
 
@@ -20,7 +21,7 @@ SCHEMA_FILE = "_schema.parquet"
 
 def _write_atomically(frame: pl.DataFrame, target: UPath) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.protocol in ("", "file", "local"):
+    if is_local(target):
         remove_stale_staging(target.parent, target.name)
         tmp = staging_path(target)
         try:
@@ -35,7 +36,7 @@ def _write_atomically(frame: pl.DataFrame, target: UPath) -> None:
 
 
 def _read(path: UPath) -> pl.DataFrame:
-    if path.protocol in ("", "file", "local"):
+    if is_local(path):
         return pl.read_parquet(str(path))
     with path.open("rb") as handle:  # through fsspec: the root's credentials and endpoint
         return pl.read_parquet(handle)

@@ -10,6 +10,7 @@ import shutil
 
 from upath import UPath
 
+from spira_assets.layout import is_local
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 
@@ -28,7 +29,7 @@ class RawStore:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.protocol not in ("", "file", "local"):  # object stores: a PUT is atomic
+        if not is_local(target):  # object stores: a PUT is atomic
             with source.open("rb") as src, target.open("wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
             return target

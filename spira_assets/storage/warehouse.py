@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 from upath import UPath
 
+from spira_assets.layout import is_local
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import ALL_TABLES, TableSpec
 
@@ -70,7 +71,7 @@ class Warehouse:
     @contextmanager
     def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         with connect(self.path, read_only=read_only) as con:
-            if self.lake.root.protocol not in ("", "file", "local"):
+            if not is_local(self.lake.root):
                 con.register_filesystem(self.lake.root.fs)
             yield con
 
