@@ -52,5 +52,6 @@ serve: setup  ## the champion model over REST (MLflow scoring server) on :5001
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$${SPIRA_DATA_DIR:-$(CURDIR)/data}/mlflow.db}" \
 	  $(VENV)/bin/mlflow models serve -m "models:/spira-respiratory-insufficiency@champion" --env-manager local -h 127.0.0.1 -p 5001
 
-clean-data:  ## remove generated data and the local Dagster instance
-	rm -rf data/landing data/lake data/raw data/warehouse.duckdb* data/reports .dagster_home
+clean-data:  ## remove everything generated under data/ (landing, lake, models, MLflow store) and the local Dagster instance
+	find data -mindepth 1 -maxdepth 1 ! -name README.md ! -name .gitignore -exec rm -rf {} +
+	rm -rf .dagster_home

@@ -4,15 +4,25 @@ The checks are declared as blocking ``check_specs`` on each asset (partition-awa
 are still a preview feature in Dagster 1.13), and evaluated from what was actually written.
 """
 
+from collections.abc import Iterable
+from datetime import datetime
+
 import dagster as dg
 import pandera.errors
 import pandera.polars as pa
 
 from spira_assets.assets.presentation import markdown_table
+from spira_assets.ingest.gates import (
+    STORED_SCHEMA,
+    CheckOutcome,
+    blocked_batches,
+    describe_blocked,
+    record_outcomes,
+)
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import TableSpec
 
-SCHEMA_CHECK = "stored_table_matches_schema"
+SCHEMA_CHECK = STORED_SCHEMA
 
 
 def schema_check_spec(asset: str) -> dg.AssetCheckSpec:
@@ -43,3 +53,37 @@ def stored_schema_result(
         passed=True,
         metadata={"rows": frame.height, "model": model.__name__},
     )
+
+
+def record_checks(
+    lake: Lake, batch_id: str, asset: str, results: Iterable[dg.AssetCheckResult], at: datetime
+) -> None:
+    """Keep the outcome of every blocking check of an ingest asset in ``batch_checks``, so
+    the block outlives the run (``require_open`` reads it)."""
+    record_outcomes(
+        lake,
+        batch_id,
+        asset,
+        [
+            CheckOutcome(
+                str(r.check_name),
+                bool(r.passed),
+                r.description or "",
+                r.severity == dg.AssetCheckSeverity.ERROR,
+            )
+            for r in results
+        ],
+        at,
+    )
+
+
+def require_open(lake: Lake, batch_ids: Iterable[str]) -> None:
+    """Fail the step, naming the check, when any batch failed a blocking ingest check (or has
+    none recorded): whatever started the run, a blocked batch goes no further."""
+    blocked = blocked_batches(lake, batch_ids)
+    if blocked:
+        raise dg.Failure(
+            description=describe_blocked(blocked)
+            + ". Fix the batch upload and re-materialize raw_audio and validated_metadata.",
+            metadata={"blocked_batches": dg.MetadataValue.json(blocked)},
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
 from datetime import datetime
@@ -166,8 +167,22 @@ def demo_data(
 @click.option(
     "--participant-pattern",
     default=None,
-    help="Regex whose first group extracts the participant id from a file path "
-    "(default: the file name without extension).",
+    help="Regex whose first group extracts the speaker's id from a file path, e.g. "
+    "'([^/_]+)_[^/]*$' for <id>_<k>.wav. Needed unless the lists have a participant column "
+    "or --participant-map is given.",
+)
+@click.option(
+    "--participant-map",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV with columns file_path,participant_id saying who spoke each listed file.",
+)
+@click.option(
+    "--one-participant-per-file",
+    is_flag=True,
+    help="Treat each file as its own participant (alone, or for files the pattern or map does "
+    "not cover). One voice may then reach two splits: the batch records it and every report "
+    "says speaker independence is not guaranteed.",
 )
 @click.option(
     "--utterance",
@@ -188,34 +203,53 @@ def import_spira_command(
     landing: Path | None,
     patient_spo2: int | None,
     participant_pattern: str | None,
+    participant_map: Path | None,
+    one_participant_per_file: bool,
     default_utterance: str | None,
     collected_at: datetime | None,
     data_dir: str | None,
 ) -> None:
     """Turn a dataset in SPIRA's published layout (patients.csv, controls.csv, noises.csv)
-    into a landing batch."""
-    from spira_assets.importers.spira_layout import ImportOptions, SpiraImportError, import_spira
+    into a landing batch. Paths in the lists must stay inside SRC; the speakers must be
+    grouped (participant column, --participant-map or --participant-pattern)."""
+    from spira_assets.importers.spira_layout import (
+        REPORT_FILE,
+        ImportOptions,
+        SpiraImportError,
+        import_spira,
+    )
+    from spira_assets.ingest.provenance import PER_FILE
 
     target = landing or _local_root(_layout(data_dir)) / "landing"
+    options = ImportOptions(
+        patient_spo2,
+        participant_pattern,
+        default_utterance,
+        collected_at,
+        participant_map,
+        one_participant_per_file,
+    )
     try:
-        report = import_spira(
-            src,
-            batch_id,
-            target,
-            ImportOptions(patient_spo2, participant_pattern, default_utterance, collected_at),
-        )
+        report = import_spira(src, batch_id, target, options)
     except (SpiraImportError, InvalidBatchIdError) as error:
         raise CliError(str(error)) from error
-    report_file = target / batch_id / "_import_report.txt"
-    report_file.write_text(
-        "\n".join(report.problems) + ("\n" if report.problems else ""), encoding="utf-8"
-    )
+    except re.error as error:
+        raise CliError(
+            f"--participant-pattern is not a valid regular expression: {error}"
+        ) from error
+    report_file = target / batch_id / REPORT_FILE
     for problem in report.problems:
         click.echo(f"not converted: {problem}")
     click.echo(
-        f"{batch_id}: {report.converted} recordings, {report.noise_files} noise files, "
-        f"{len(report.problems)} rows not converted (listed in {report_file})"
+        f"{batch_id}: {report.converted} recordings grouped by {report.grouping}, "
+        f"{report.noise_files} noise files, {len(report.rejections)} rows not converted "
+        f"(listed in {report_file}; quarantine stage 'import' once ingested)"
     )
+    if report.per_file:
+        click.echo(
+            f"warning: {report.per_file} recordings are grouped {PER_FILE}: speaker "
+            "independence is not guaranteed for them, and every report will say so"
+        )
     if report.converted == 0:
         raise CliError("no row could be converted")
 
@@ -501,11 +535,14 @@ def predict(files: tuple[Path, ...], device: str, as_json: bool, data_dir: str |
     """Score audio files with the champion model: probability of respiratory insufficiency and
     the decision at the threshold chosen on validation data, per file."""
     from spira_assets.ml.inference import score_files
-    from spira_assets.ml.tracking import champion_model_version, default_tracking_uri
+    from spira_assets.ml.tracking import RegistryError, champion_model_version, default_tracking_uri
 
     layout = _layout(data_dir)
     root = _local_root(layout)
-    version = champion_model_version(default_tracking_uri(root))
+    try:
+        version = champion_model_version(default_tracking_uri(root))
+    except RegistryError as error:
+        raise CliError(str(error)) from error
     if version is None or not (root / "models" / version).exists():
         raise CliError("no champion model yet: run `spira demo` (or materialize `champion`) first")
     scores = score_files(list(files), root / "models" / version, device)
@@ -528,6 +565,44 @@ def _print_scores(version: str, scores: list[FileScore]) -> None:
         else:
             decision = "respiratory insufficiency" if s.decision else "no insufficiency"
             click.echo(f"{s.probability:>11.4f}  {decision:<26}  {s.path}")
+
+
+@main.command("quarantine-paths")
+@click.option("--batch", "batch_id", required=True, help="Batch whose withheld names to show.")
+@DATA_DIR_OPTION
+def quarantine_paths(batch_id: str, data_dir: str | None) -> None:
+    """Show the real file names behind '[name withheld <tag>]' quarantine items of a batch.
+
+    When a batch's metadata.csv is missing or unreadable, its file names (which may contain
+    identifiers) are withheld from every table. This command recomputes each file's keyed tag
+    inside the raw zone and prints the names on this terminal only; nothing is stored."""
+    import re as regex
+
+    import polars as pl
+
+    from spira_assets.ingest.raw_audio import list_batch_files
+    from spira_assets.privacy import Pseudonymizer, load_pseudonym_key, printable
+    from spira_assets.storage.lake import Lake
+    from spira_assets.storage.tables import QUARANTINE
+
+    layout = _layout(data_dir)
+    try:
+        folder = layout.batch_dir(batch_id)
+    except InvalidBatchIdError as error:
+        raise CliError(str(error)) from error
+    if not folder.is_dir():
+        raise CliError(f"batch {batch_id}: no landing folder {folder}")
+    quarantine = Lake(layout.lake).read_table(QUARANTINE).filter(pl.col("batch_id") == batch_id)
+    withheld = regex.compile(r"\[name withheld ([0-9a-f]{10})\]")
+    tags = {m.group(1) for item in quarantine.get_column("item") if (m := withheld.search(item))}
+    if not tags:
+        click.echo(f"batch {batch_id}: no withheld names in its quarantine records")
+        return
+    pseudonymizer = Pseudonymizer(load_pseudonym_key())
+    for file in list_batch_files(folder):
+        tag = pseudonymizer.path_key(file.relative_path)[:10]
+        if tag in tags:
+            click.echo(f"{tag}  {printable(file.relative_path)}")
 
 
 @main.command()

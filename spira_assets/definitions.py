@@ -7,7 +7,8 @@ from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.monitoring import batch_drift
 from spira_assets.assets.promotion import champion
 from spira_assets.assets.raw_audio import raw_audio
-from spira_assets.assets.training import dataset_split, spira_model
+from spira_assets.assets.split import dataset_split
+from spira_assets.assets.training import spira_model
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.automation import nightly_reconcile, retraining_sensor, weekly_retraining

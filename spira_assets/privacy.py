@@ -14,13 +14,25 @@ import hmac
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 KEY_ENV = "SPIRA_PSEUDONYM_KEY"
 MIN_KEY_LENGTH = 16
 REDACTED = "[redacted]"
+# Bump when the way an identifier becomes a pseudonym changes: the key id changes with it, so
+# batches pseudonymized the old way can never be silently mixed with new ones (dataset_split
+# refuses a split over different key ids).
+PSEUDONYM_SCHEME = "v2-nfc-trim-casefold"
+
+
+def normalize_identifier(value: str) -> str:
+    """The canonical spelling of an identifier before it is hashed: Unicode NFC, surrounding
+    space removed, inner runs of white space collapsed to one space, case folded. ``" ab\u00e7 "``,
+    ``"AB\u00c7"`` and ``"abc\u0327"`` (c + combining cedilla) are one person."""
+    return " ".join(unicodedata.normalize("NFC", value).split()).casefold()
 
 
 class PseudonymKeyError(RuntimeError):
@@ -61,29 +73,47 @@ class Pseudonymizer:
 
     @property
     def key_id(self) -> str:
-        return hashlib.sha256(b"spira-key-id:" + self.key.encode()).hexdigest()[:12]
+        """Names the key and the pseudonym scheme together, without revealing the key."""
+        material = f"spira-key-id:{PSEUDONYM_SCHEME}:".encode() + self.key.encode()
+        return hashlib.sha256(material).hexdigest()[:12]
 
-    def _digest(self, domain: str, value: str) -> str:
-        message = f"{domain}:{value.strip()}".encode()
+    def _digest(self, domain: str, value: bytes) -> str:
+        message = f"{domain}:".encode() + value
         return hmac.new(self.key.encode(), message, hashlib.sha256).hexdigest()
 
     def participant(self, participant_id: str) -> str:
-        return "P-" + self._digest("participant", participant_id)[:16]
+        normalized = normalize_identifier(participant_id)
+        return "P-" + self._digest("participant", normalized.encode())[:16]
 
     def path_key(self, relative_path: str) -> str:
-        """A join key for a file path that may itself contain identifiers."""
-        return self._digest("path", relative_path)[:32]
+        """A join key for a file path that may itself contain identifiers. Paths are taken
+        in NFC (a name uploaded from macOS arrives decomposed, the CSV usually composed) and
+        otherwise byte for byte (a name that is not UTF-8 arrives with surrogate escapes)."""
+        composed = unicodedata.normalize("NFC", relative_path.strip())
+        return self._digest("path", os.fsencode(composed))[:32]
+
+
+def printable(text: str) -> str:
+    """``text`` safe to store and show: bytes of a file name that are not UTF-8 (surrogate
+    escapes) and control characters become backslash escapes."""
+    decoded = os.fsencode(text).decode("utf-8", "backslashreplace") if text else text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in decoded)
 
 
 @dataclass(frozen=True)
 class Redactor:
     """Replaces known identifier values inside free text (file names, error details).
 
-    Values are matched as whole tokens so a short id such as ``12`` does not mangle ``x123``.
-    Participant ids become their pseudonym; other identifiers become ``[redacted]``.
+    Values are matched as whole tokens, ignoring case, so a short id such as ``12`` does not
+    mangle ``x123``. Participant ids become their pseudonym; other identifiers ``[redacted]``.
+
+    When the batch's identifiers are not known (its ``metadata.csv`` is missing or cannot be
+    read), substitution cannot be trusted, so ``path`` withholds every file name entirely
+    (``withheld``): redaction never depends on the metadata being parseable.
     """
 
     replacements: tuple[tuple[re.Pattern[str], str], ...] = ()
+    withheld: Pseudonymizer | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -102,12 +132,32 @@ class Redactor:
         ordered = sorted(pairs.items(), key=lambda item: -len(item[0]))
         return cls(
             tuple(
-                (re.compile(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"), repl)
+                (
+                    re.compile(
+                        rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", re.IGNORECASE
+                    ),
+                    repl,
+                )
                 for value, repl in ordered
             )
         )
 
+    @classmethod
+    def withholding(cls, pseudonymizer: Pseudonymizer) -> Redactor:
+        """For a batch whose identifiers are unknown: file names are never shown."""
+        return cls((), pseudonymizer)
+
     def __call__(self, text: str) -> str:
         for pattern, replacement in self.replacements:
             text = pattern.sub(replacement, text)
-        return text
+        return printable(text)
+
+    def path(self, relative_path: str) -> str:
+        """A file path as it may be stored or shown: known identifiers replaced, or, when the
+        identifiers are unknown, the whole path withheld but for its extension and a short
+        keyed tag (``spira quarantine-paths`` maps tags back inside the raw zone)."""
+        if self.withheld is None:
+            return self(relative_path)
+        suffix = PurePosixPath(relative_path).suffix
+        suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""
+        return f"[name withheld {self.withheld.path_key(relative_path)[:10]}]{suffix}"

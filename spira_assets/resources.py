@@ -245,7 +245,11 @@ class EvaluationSettings(dg.ConfigurableResource):
     noisy_seed: int = Field(default=1, description="Seed family of the fixed noisy test set.")
     min_auroc: float = _GATE.min_auroc
     min_sensitivity: float = _GATE.min_sensitivity
-    max_drop_vs_champion: float = _GATE.max_drop_vs_champion
+    non_inferiority_margin: float = Field(
+        default=_GATE.non_inferiority_margin,
+        description="Largest AUROC loss against any champion, past or present, that the lower "
+        "95% bound of the paired difference may show.",
+    )
     subgroup_min_auroc: float = _GATE.subgroup_min_auroc
     max_subgroup_gap: float = _GATE.max_subgroup_gap
 
@@ -253,7 +257,7 @@ class EvaluationSettings(dg.ConfigurableResource):
         return GateConfig(
             self.min_auroc,
             self.min_sensitivity,
-            self.max_drop_vs_champion,
+            self.non_inferiority_margin,
             self.subgroup_min_auroc,
             self.max_subgroup_gap,
         )

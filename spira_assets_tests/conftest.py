@@ -118,7 +118,7 @@ def run_core_stages(
         workers=1,
     )
     meta = validate_metadata(
-        batch_id, source.metadata_bytes, raw.table, pseudonymizer, redactor, now
+        batch_id, source.metadata_bytes, raw.table, pseudonymizer, redactor, now, source.provenance
     )
     return raw, meta
 
@@ -194,7 +194,7 @@ LENIENT_GATE = {
     "min_sensitivity": 0.0,
     "subgroup_min_auroc": 0.0,
     "max_subgroup_gap": 1.0,
-    "max_drop_vs_champion": 1.0,
+    "non_inferiority_margin": 1.0,
 }
 
 

@@ -1,39 +1,23 @@
-"""Assets ``evaluation_report`` and ``champion``: the candidate on held-out participants (clean
-and with fixed-seed hospital noise), the promotion gate, the MLflow alias and the model card."""
+"""Asset ``evaluation_report``: the model version trained in this run, on the test participants
+recorded in its own lineage (clean, and with its own hospital noise), with a blocking check that
+none of them was seen in training."""
 
-import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import mlflow
-import numpy as np
 import polars as pl
 import torch
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from spira_assets.assets.presentation import image, markdown_table
 from spira_assets.assets.training import spira_model
-from spira_assets.features.config import FeatureConfig
-from spira_assets.ml.artifacts import CONFIG, load_model
-from spira_assets.ml.data import WindowSet
+from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.ml.evaluation import aggregate, metric_table, subgroup_table
-from spira_assets.ml.inference import THRESHOLD_FILE
-from spira_assets.ml.inputs import (
-    local_shards,
-    noise_bank,
-    recordings_with_split,
-    windows_by_split,
-)
+from spira_assets.ml.inputs import local_shards
 from spira_assets.ml.report import table, with_ci, write_pair
-from spira_assets.ml.train import (
-    feature_pipeline,
-    train_config_from,
-    validation_threshold,
-    window_scores,
-)
+from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
+from spira_assets.ml.split import test_set_leaks
 from spira_assets.plots import evaluation_figure
 from spira_assets.resources import (
     ComputeResource,
@@ -41,117 +25,86 @@ from spira_assets.resources import (
     MlflowTracking,
     StorageResource,
 )
-from spira_assets.storage.tables import (
-    EVALUATION_METRICS,
-    EVALUATION_SUBGROUPS,
-    MODEL_VERSIONS,
-)
+from spira_assets.storage.tables import AUDIO_16K, EVALUATION_METRICS, EVALUATION_SUBGROUPS
 
-SUBGROUPS = ("sex", "age_band", "device", "utterance", "batch_id")
-GATE_CHECK = "promotion_gate"
-CHAMPION_ALIAS = "champion"
+LEAK_CHECK = "test_set_unseen_in_training"
 
 
-def latest_version(context: dg.AssetExecutionContext, asset: str) -> str:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
-    if event is None or event.asset_materialization is None:
+def model_version_of_run(context: dg.AssetExecutionContext, asset: str) -> str:
+    """The model version ``asset`` materialized in *this* run: two overlapping training runs
+    never judge each other's model. A run without that step (re-evaluating) takes the latest,
+    and says so."""
+    records = context.instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
+    for record in records:
+        materialization = record.asset_materialization
+        if record.run_id == context.run_id and materialization is not None:
+            return str(materialization.metadata["model_version"].value)
+    if not records or records[0].asset_materialization is None:
         raise dg.Failure(f"{asset} has not been materialized yet")
-    return str(event.asset_materialization.metadata["model_version"].value)
-
-
-def current_champion(tracking: MlflowTracking) -> tuple[str, str] | None:
-    """(registered version, model version) holding the ``champion`` alias, if any."""
-    client = MlflowClient(tracking.resolved_uri())
-    try:
-        version = client.get_model_version_by_alias(tracking.registered_model, CHAMPION_ALIAS)
-    except MlflowException:
-        return None
-    return str(version.version), client.get_run(str(version.run_id)).data.params["model_version"]
-
-
-def _frame(windows: WindowSet, scores: np.ndarray) -> pl.DataFrame:
-    rec = windows.recordings.with_columns(
-        pl.when(pl.col("age") < 40)
-        .then(pl.lit("18-39"))
-        .when(pl.col("age") < 60)
-        .then(pl.lit("40-59"))
-        .otherwise(pl.lit("60+"))
-        .alias("age_band")
-    )
-    take = rec.select("participant", "audio_sha256", "label", *SUBGROUPS)[windows.recording]
-    return take.rename({"audio_sha256": "recording"}).with_columns(pl.Series("score", scores))
-
-
-def _model_inputs(
-    directory: Path, recordings: pl.DataFrame, root: Path, bank: Any, device: torch.device
-) -> tuple[dict[str, WindowSet], Any]:
-    """Validation and test windows and the feature pipeline as the model was trained with them
-    (its recorded window length, hop, feature and noise configuration)."""
-    config = json.loads((directory / CONFIG).read_text())
-    train_config = train_config_from(config["train"])
-    sets = windows_by_split(
-        recordings, root, train_config.window_s, train_config.step_s, ("validation", "test")
-    )
-    features = FeatureConfig(**config["features"])
-    pipeline = feature_pipeline(features, bank, train_config.augment, config["frames"], device)
-    return sets, pipeline
-
-
-def _evaluate(
-    directory: Path,
-    sets: dict[str, WindowSet],
-    pipeline: Any,
-    device: torch.device,
-    settings: EvaluationSettings,
-    role: str,
-    version: str,
-) -> tuple[pl.DataFrame, dict[str, pl.DataFrame], float]:
-    model = load_model(directory).to(device)
-    recorded = directory / THRESHOLD_FILE
-    if recorded.exists():  # chosen on validation when the model was trained
-        threshold = float(json.loads(recorded.read_text())["threshold"])
-    else:  # a model version from before thresholds were recorded at training time
-        threshold = validation_threshold(model, sets["validation"], pipeline, device, 64)
-        recorded.write_text(
-            json.dumps({"threshold": threshold, "chosen_on": "validation recordings (Youden's J)"})
-        )
-    frames: dict[str, pl.DataFrame] = {}
-    rows = []
-    conditions = {"clean": None, "noisy": settings.noisy_seed}
-    for condition, seed in conditions.items():
-        if seed is not None and pipeline.config.k_control + pipeline.config.k_patient == 0:
-            continue
-        windows = _frame(
-            sets["test"], window_scores(model, sets["test"], pipeline, device, 64, noisy_seed=seed)
-        )
-        for level in ("recording", "participant"):
-            scored = aggregate(windows, level)
-            frames[f"{condition}/{level}"] = scored
-            rows.append(
-                metric_table(scored, threshold, settings.bootstrap_resamples).with_columns(
-                    pl.lit(version).alias("batch_id"),
-                    pl.lit(version).alias("model_version"),
-                    pl.lit(role).alias("role"),
-                    pl.lit(condition).alias("condition"),
-                    pl.lit(level).alias("level"),
-                    pl.lit(threshold).alias("threshold"),
-                )
-            )
-    return EVALUATION_METRICS.conform(pl.concat(rows)), frames, threshold
+    version = str(records[0].asset_materialization.metadata["model_version"].value)
+    context.log.info(f"{asset} was not materialized in this run: using its latest, {version}")
+    return version
 
 
 def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
-    """The model's MLflow run: already active when training ran in this process, else resumed."""
+    """The model's MLflow run, resumed (or already active when training ran in this process)."""
     mlflow.set_tracking_uri(tracking.resolved_uri())
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
-        return nullcontext()
+        return active
     if active is not None:
         mlflow.end_run()
     return mlflow.start_run(run_id=run_id)
 
 
-@dg.asset(deps=[spira_model], group_name="evaluation", kinds={"pytorch", "mlflow", "duckdb"})
+def _evaluate(
+    candidate: ModelUnderTest,
+    test: pl.DataFrame,
+    root: Path,
+    bank: Any,
+    device: torch.device,
+    settings: EvaluationSettings,
+) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    pipeline = candidate.pipeline(bank, device)
+    conditions: dict[str, int | None] = {"clean": None}
+    if bank is not None and pipeline.config.k_control + pipeline.config.k_patient > 0:
+        conditions["noisy"] = settings.noisy_seed
+    frames: dict[str, pl.DataFrame] = {}
+    rows = []
+    for condition, seed in conditions.items():
+        windows = candidate.score(test, root, pipeline, device, noisy_seed=seed)
+        for level in ("recording", "participant"):
+            scored = aggregate(windows, level)
+            frames[f"{condition}/{level}"] = scored
+            rows.append(
+                metric_table(
+                    scored, candidate.threshold, settings.bootstrap_resamples
+                ).with_columns(
+                    pl.lit(candidate.version).alias("batch_id"),
+                    pl.lit(candidate.version).alias("model_version"),
+                    pl.lit("candidate").alias("role"),
+                    pl.lit(condition).alias("condition"),
+                    pl.lit(level).alias("level"),
+                    pl.lit(candidate.threshold).alias("threshold"),
+                )
+            )
+    return EVALUATION_METRICS.conform(pl.concat(rows)), frames
+
+
+@dg.asset(
+    deps=[spira_model, audio_16k, hospital_noise],
+    group_name="evaluation",
+    kinds={"pytorch", "mlflow", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            LEAK_CHECK,
+            asset="evaluation_report",
+            blocking=True,
+            description="No test recording of the model (by participant or by audio content) "
+            "is in the model's own training or validation data, as recorded with the model.",
+        )
+    ],
+)
 def evaluation_report(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
@@ -159,39 +112,47 @@ def evaluation_report(
     evaluation: EvaluationSettings,
     mlflow_tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
-    """The candidate (latest ``spira_model``) on the held-out test participants, clean and with
-    fixed-seed hospital noise: metrics with participant-bootstrap 95% CIs per recording and per
-    participant, threshold chosen on validation, subgroup metrics, images, a Markdown/HTML
-    report; the current champion is evaluated on the same test set for the gate."""
-    version = latest_version(context, "spira_model")
+    """The model version trained in this run on the test participants of its own recorded
+    split, clean and with its own hospital noise (fixed seeds): metrics with
+    participant-bootstrap 95% CIs per recording and per participant at the threshold chosen
+    on validation, subgroup metrics, figures, a Markdown/HTML report. Comparison with the
+    champions is the gate's (``champion``)."""
+    version = model_version_of_run(context, "spira_model")
     layout, lake = storage.layout(), storage.lake()
     device = compute.torch_device()
-    recordings = recordings_with_split(lake)
-    root = local_shards(layout, recordings)  # the local root (a mirror for object storage)
-    bank = noise_bank(lake, layout, device)
-    candidate_dir = layout.fetch(f"models/{version}")
-    sets, pipeline = _model_inputs(candidate_dir, recordings, root, bank, device)
-    if len(sets["test"]) == 0:
-        raise dg.Failure("the test split is empty: add batches or raise test_share")
-    metrics, frames, threshold = _evaluate(
-        candidate_dir, sets, pipeline, device, evaluation, "candidate", version
-    )
-    champion = current_champion(mlflow_tracking)
-    champion_dir = layout.fetch_if_present(f"models/{champion[1]}") if champion else None
-    if champion is not None and champion[1] != version and champion_dir and champion_dir.exists():
-        # the champion sees the same recordings through its own window and feature settings
-        champion_sets, champion_pipeline = _model_inputs(
-            champion_dir, recordings, root, bank, device
+    try:
+        candidate = ModelUnderTest.load(layout, lake, version)
+    except ModelNotEvaluable as error:
+        raise dg.Failure(str(error)) from error
+    leaks = test_set_leaks(candidate.split)
+    if leaks:
+        context.log.error(f"model {version} would be tested on what it trained on: {leaks}")
+        return dg.MaterializeResult(
+            metadata={"model_version": version, "leaks": dg.MetadataValue.json(leaks)},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=LEAK_CHECK,
+                    passed=False,
+                    metadata={"leaks": dg.MetadataValue.json(leaks)},
+                    description=f"{len(leaks)} test recordings of {version} were seen in training",
+                )
+            ],
+            data_version=dg.DataVersion(f"{version}-leaking"),
         )
-        champion_metrics, _, _ = _evaluate(
-            champion_dir, champion_sets, champion_pipeline, device, evaluation, "champion", version
+    test = candidate.test_recordings(lake.read_table(AUDIO_16K))
+    recorded = candidate.split.filter(pl.col("split") == "test").height
+    if test.is_empty():
+        raise dg.Failure(
+            f"model {version} has no test recordings left: add batches or raise test_share"
         )
-        metrics = pl.concat([metrics, champion_metrics])
+    root = local_shards(layout, test)
+    bank = candidate.noise(lake, layout, device)
+    metrics, frames = _evaluate(candidate, test, root, bank, device, evaluation)
     clean = frames["clean/recording"]
     subgroups = subgroup_table(
         clean,
         SUBGROUPS,
-        threshold,
+        candidate.threshold,
         evaluation.min_subgroup_participants,
         evaluation.min_subgroup_per_class,
     ).with_columns(pl.lit(version).alias("batch_id"), pl.lit(version).alias("model_version"))
@@ -199,7 +160,7 @@ def evaluation_report(
     lake.write_part(EVALUATION_SUBGROUPS, version, EVALUATION_SUBGROUPS.conform(subgroups))
     storage.warehouse().ensure_views()
 
-    reports = root / "reports" / version
+    reports = layout.local_root / "reports" / version
     reports.mkdir(parents=True, exist_ok=True)
     figures = {}
     for key, frame in frames.items():
@@ -207,20 +168,31 @@ def evaluation_report(
             png = evaluation_figure(
                 frame.get_column("label").to_numpy(),
                 frame.get_column("score").to_numpy(),
-                threshold,
+                candidate.threshold,
                 key,
             )
-            name = key.replace("/", "_") + ".png"
-            (reports / name).write_bytes(png)
+            (reports / (key.replace("/", "_") + ".png")).write_bytes(png)
             figures[key] = png
-    candidate = metrics.filter(pl.col("role") == "candidate")
+    noise_note = (
+        "with the hospital noise the model was trained with (fixed seed per window)"
+        if "noisy/recording" in frames
+        else "(no noisy condition: the model was trained without noise, or its noise data "
+        "version is gone)"
+    )
+    people = clean.get_column("participant").n_unique()
+    speaker = candidate.lineage.get("speaker_independence", "guaranteed")
     markdown = (
         f"# Evaluation of model {version}\n\n"
-        f"Test set: {clean.height} recordings of {clean.get_column('participant').n_unique()} "
-        f"participants never seen in training. Decision threshold {threshold:.3f}, chosen on "
-        f"validation recordings (Youden's J). 95% CIs resample participants "
-        f"({evaluation.bootstrap_resamples} draws).\n\n## Metrics\n\n"
-        + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
+        f"Test set: the model's own recorded test split, {clean.height} recordings of {people} "
+        f"participants ({recorded} recorded; {recorded - clean.height} no longer in the store), "
+        "none of them in its training or validation data (checked). Clean, and "
+        f"{noise_note}. Decision threshold {candidate.threshold:.3f}, chosen on validation "
+        f"recordings (Youden's J). 95% CIs resample participants "
+        f"({evaluation.bootstrap_resamples} draws). Speaker independence: {speaker}.\n\n"
+        "The comparison with the champion and with every past champion (paired differences on "
+        "participants unseen by both) is in the model card written by the promotion gate.\n\n"
+        "## Metrics\n\n"
+        + table(with_ci(metrics))
         + "\n## Subgroups (clean, per recording)\n\n"
         + table(
             subgroups.select(
@@ -241,10 +213,9 @@ def evaluation_report(
     )
     md, html = write_pair(reports, "evaluation", markdown, f"Evaluation {version}")
     layout.publish(f"reports/{version}")
-    runs = lake.read_part(MODEL_VERSIONS, version)
-    with _model_run(mlflow_tracking, runs.get_column("mlflow_run_id")[0]):
+    with _model_run(mlflow_tracking, str(candidate.lineage["mlflow_run_id"])):
         mlflow.log_artifacts(str(reports), artifact_path="evaluation")
-        for row in candidate.filter(pl.col("level") == "recording").iter_rows(named=True):
+        for row in metrics.filter(pl.col("level") == "recording").iter_rows(named=True):
             mlflow.log_metric(f"test_{row['condition']}_{row['metric']}", row["value"])
     # Nothing logs to the model's run after this step; finish it here so that a refusal by the
     # promotion gate (a failed blocking check downstream) does not mark training as FAILED.
@@ -252,23 +223,34 @@ def evaluation_report(
         mlflow.end_run()
     value = {
         (r["condition"], r["metric"]): r["value"]
-        for r in candidate.filter(pl.col("level") == "recording").iter_rows(named=True)
+        for r in metrics.filter(pl.col("level") == "recording").iter_rows(named=True)
     }
     metadata: dict[str, Any] = {
         "model_version": version,
-        "threshold": round(threshold, 4),
+        "threshold": round(candidate.threshold, 4),
         "test_recordings": clean.height,
+        "test_participants": people,
+        "speaker_independence": speaker,
         "test_auroc_clean": round(value[("clean", "auroc")], 4),
         "test_accuracy_clean": round(value[("clean", "accuracy")], 4),
         "test_sensitivity_clean": round(value[("clean", "sensitivity")], 4),
         "report": dg.MetadataValue.path(str(html)),
         "report_markdown": dg.MetadataValue.path(str(md)),
-        "metrics": markdown_table(with_ci(candidate)),
-        "champion_compared": champion[1] if champion else "none",
+        "metrics": markdown_table(with_ci(metrics)),
     }
     if ("noisy", "auroc") in value:
         metadata["test_auroc_noisy"] = round(value[("noisy", "auroc")], 4)
         metadata["test_accuracy_noisy"] = round(value[("noisy", "accuracy")], 4)
     for key, png in figures.items():
         metadata[f"figure_{key.split('/')[0]}"] = image(png, key)
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=LEAK_CHECK,
+                passed=True,
+                description=f"{people} test participants of {version}, none seen in training",
+            )
+        ],
+        data_version=dg.DataVersion(version),
+    )

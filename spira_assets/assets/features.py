@@ -13,6 +13,7 @@ import polars as pl
 from spira_assets.assets.presentation import column_schema, data_version, image, markdown_table
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.assets.waveforms import audio_16k
+from spira_assets.checks import require_open
 from spira_assets.features.config import FeatureConfig, WindowConfig
 from spira_assets.features.extract import FeatureExtractor, FeatureStats
 from spira_assets.features.windows import instances
@@ -56,7 +57,8 @@ def spectrogram_features(
     """Features of every recording in ``audio_16k`` with the configured transform on the
     configured device, stored as float32 frames under ``features/<config_hash>/``, with an index
     (frame offset, frames, 4 s/1 s windows) and per-coefficient statistics for drift checks.
-    A backfill does a range of batches in one run."""
+    A backfill does a range of batches in one run; blocked batches are refused."""
+    require_open(storage.lake(), context.partition_keys)
     return per_batch(
         context, lambda batch_id: _features(context, batch_id, storage, features, compute)
     )

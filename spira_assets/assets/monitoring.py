@@ -10,22 +10,15 @@ import polars as pl
 from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.presentation import column_schema, image, markdown_table
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
+from spira_assets.checks import require_open
+from spira_assets.ml.champions import current_champion_in_audit
 from spira_assets.ml.drift import feature_drift, metadata_drift
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import drift_figure
 from spira_assets.resources import DriftSettings, StorageResource
-from spira_assets.storage.lake import Lake
-from spira_assets.storage.tables import AUDIO_16K, BATCH_DRIFT, FEATURE_STATS, PROMOTIONS
+from spira_assets.storage.tables import AUDIO_16K, BATCH_DRIFT, FEATURE_STATS
 
 DRIFT_CHECK = "no_drift_from_champion_data"
-
-
-def current_champion_version(lake: Lake) -> str | None:
-    """The champion according to the ``promotions`` audit table (the MLflow alias only moves on
-    a passed decision). Per-batch runs read the lake, not the MLflow store: parallel batch runs
-    would otherwise race to create a fresh SQLite tracking store."""
-    passed = lake.read_table(PROMOTIONS).filter(pl.col("passed")).sort("decided_at")
-    return None if passed.is_empty() else str(passed["candidate_version"][-1])
 
 
 @dg.asset(
@@ -52,7 +45,8 @@ def batch_drift(
 ) -> dg.MaterializeResult:
     """Class, sex, device, utterance (PSI), age and duration (KS) and per-coefficient feature
     means (shift in SDs) of this batch against the batches the champion was trained on. A
-    backfill does a range of batches in one run."""
+    backfill does a range of batches in one run; blocked batches are refused."""
+    require_open(storage.lake(), context.partition_keys)
     return per_batch(context, lambda batch_id: _batch_drift(context, batch_id, storage, drift))
 
 
@@ -60,7 +54,9 @@ def _batch_drift(
     context: dg.AssetExecutionContext, batch_id: str, storage: StorageResource, drift: DriftSettings
 ) -> dg.MaterializeResult:
     layout, lake = storage.layout(), storage.lake()
-    champion = current_champion_version(lake)
+    # the audit table, not the MLflow store: parallel batch runs would otherwise race to
+    # create a fresh SQLite tracking store
+    champion = current_champion_in_audit(lake)
     lineage_file = layout.fetch_if_present(f"models/{champion}") / "lineage.json"
     if champion is None or not lineage_file.exists():
         lake.write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.empty())

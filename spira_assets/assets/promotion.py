@@ -3,123 +3,72 @@ the ``promotions`` audit table and the model card."""
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 from mlflow.tracking import MlflowClient
 
-from spira_assets.assets.evaluation import (
-    CHAMPION_ALIAS,
-    GATE_CHECK,
-    current_champion,
-    evaluation_report,
-    latest_version,
-)
+from spira_assets.assets.evaluation import evaluation_report, model_version_of_run
 from spira_assets.assets.presentation import markdown_table
-from spira_assets.ml.gate import GateDecision, decide
-from spira_assets.ml.inputs import recordings_with_split
+from spira_assets.assets.split import dataset_split
+from spira_assets.assets.waveforms import audio_16k
+from spira_assets.ml.artifacts import SUMMARY
+from spira_assets.ml.champions import resolve_champion
+from spira_assets.ml.comparison import Comparison, compare, comparisons_frame
+from spira_assets.ml.gate import decide
+from spira_assets.ml.inputs import local_shards, recordings_with_split, with_split
 from spira_assets.ml.lineage import code_version
-from spira_assets.ml.report import LIMITATIONS, table, with_ci, write_pair
-from spira_assets.resources import EvaluationSettings, MlflowTracking, StorageResource
+from spira_assets.ml.model_card import criteria_table, model_card
+from spira_assets.ml.report import write_pair
+from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
+from spira_assets.ml.split import test_set_leaks
+from spira_assets.ml.tracking import CHAMPION_ALIAS
+from spira_assets.resources import (
+    ComputeResource,
+    EvaluationSettings,
+    MlflowTracking,
+    StorageResource,
+)
 from spira_assets.storage.tables import (
+    AUDIO_16K,
+    EVALUATION_COMPARISONS,
     EVALUATION_METRICS,
     EVALUATION_SUBGROUPS,
-    MODEL_VERSIONS,
     PROMOTIONS,
 )
 
+GATE_CHECK = "promotion_gate"
 
-def _clean(metrics: pl.DataFrame, role: str) -> dict[str, float] | None:
+
+def _clean(metrics: pl.DataFrame) -> dict[str, float]:
     rows = metrics.filter(
-        (pl.col("role") == role)
+        (pl.col("role") == "candidate")
         & (pl.col("condition") == "clean")
         & (pl.col("level") == "recording")
     )
-    return dict(rows.select("metric", "value").rows()) if rows.height else None
+    return dict(rows.select("metric", "value").rows())
 
 
-def model_card(
-    version: str,
-    root: Path,
-    metrics: pl.DataFrame,
-    subgroups: pl.DataFrame,
-    composition: pl.DataFrame,
-    by_batch: pl.DataFrame,
-    decision: GateDecision,
-    champion: str,
-) -> str:
-    lineage = json.loads((root / "models" / version / "lineage.json").read_text())
-    threshold = metrics.get_column("threshold")[0]
-    verdict = "PASSED" if decision.passed else "FAILED"
-    return (
-        f"# Model card: SpiraConv {version}\n\n"
-        "## Intended use\n\nPre-screening support for respiratory insufficiency (SpO2 < 92 %) "
-        "from short Brazilian-Portuguese voice recordings (consent phrase, sustained vowel, "
-        "nursery rhyme, sentence), to prioritise a pulse-oximetry measurement. It outputs a "
-        f"probability; the decision threshold is {threshold:.3f}.\n\n"
-        "## Out of scope\n\nDiagnosis; replacing oximetry; other languages or utterances; "
-        "children; estimating SpO2; respiratory insufficiency of causes absent from training "
-        "data; any use on audio from the synthetic demo generator presented as clinical "
-        "evidence.\n\n"
-        "## Data\n\nParticipants by split and class (patients = 1):\n\n"
-        + table(composition)
-        + "\nRecordings by batch and split:\n\n"
-        + table(by_batch)
-        + "\n## Metrics (test participants, 95% CI by participant bootstrap)\n\n"
-        + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
-        + "\n## Subgroups (clean test recordings)\n\n"
-        + table(
-            subgroups.select(
-                "subgroup",
-                "value",
-                "participants",
-                "positives",
-                "negatives",
-                "judgeable",
-                "sensitivity",
-                "specificity",
-                "auroc",
-            )
-        )
-        + "\n## Limitations\n\n"
-        + LIMITATIONS
-        + "\n\n"
-        "## Lineage\n\n"
-        + table(
-            pl.DataFrame(
-                {
-                    "input": [
-                        "batches (shard of each)",
-                        "noise",
-                        "feature config",
-                        "code version",
-                        "seeds",
-                        "best seed",
-                        "device",
-                        "MLflow run",
-                    ],
-                    "value": [
-                        json.dumps(lineage["batches"]),
-                        json.dumps(lineage["noise"]),
-                        lineage["feature_config_hash"],
-                        lineage["code_version"],
-                        json.dumps(lineage["seeds"]),
-                        str(lineage["best_seed"]),
-                        lineage["device"],
-                        lineage["mlflow_run_id"],
-                    ],
-                }
-            )
-        )
-        + f"\n## Promotion gate\n\n**{verdict}** against champion {champion}.\n\n"
-        + "".join(f"- {r}\n" for r in decision.reasons or ["every floor and comparison met"])
+def _compared_with(comparisons: list[Comparison]) -> str:
+    return json.dumps(
+        [
+            {
+                "reference": c.reference_version,
+                "role": c.role,
+                "participants": c.participants,
+                "difference": c.difference,
+                "ci_low": c.ci_low,
+                "ci_high": c.ci_high,
+                "error": c.error,
+            }
+            for c in comparisons
+        ]
     )
 
 
 @dg.asset(
-    deps=[evaluation_report],
+    deps=[evaluation_report, dataset_split, audio_16k],
     group_name="evaluation",
     kinds={"mlflow", "duckdb"},
     check_specs=[
@@ -127,44 +76,70 @@ def model_card(
             GATE_CHECK,
             asset="champion",
             blocking=True,
-            description="The candidate meets floors, the champion and subgroup gaps.",
+            description="The candidate meets the floors on its own test set, is non-inferior "
+            "(paired bootstrap, lower 95% bound above -margin) to the champion and to every past "
+            "champion on participants unseen by both, and no judgeable subgroup falls short. A "
+            "champion that cannot be evaluated fails the gate.",
         )
     ],
 )
 def champion(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
+    compute: ComputeResource,
     evaluation: EvaluationSettings,
     mlflow_tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
-    """Decide whether the evaluated candidate becomes champion: absolute floors, not worse than
-    the current champion on the same test set beyond a margin, no judgeable subgroup below its
-    floor or too far from the overall figure. On pass the registered model's ``champion`` alias
-    moves; every decision is appended to ``promotions``; a model card is written."""
-    version = latest_version(context, "evaluation_report")
+    """Decide whether the model evaluated in this run becomes champion: floors on its own test
+    set, non-inferiority against the champion and every past champion (each scored now, on the
+    participants neither saw), subgroup floors and gaps. On pass the registered model's
+    ``champion`` alias moves; every decision is appended to ``promotions``; a model card with
+    the paired differences and every criterion is written."""
+    version = model_version_of_run(context, "evaluation_report")
     layout, lake = storage.layout(), storage.lake()
-    layout.fetch(f"models/{version}")  # the card reads the model's lineage
-    root = layout.local_root
+    device = compute.torch_device()
+    try:
+        candidate = ModelUnderTest.load(layout, lake, version)
+    except ModelNotEvaluable as error:
+        raise dg.Failure(str(error)) from error
+    if not lake.has_part(EVALUATION_METRICS, version):
+        raise dg.Failure(f"model {version} has no evaluation yet: materialize evaluation_report")
     metrics = lake.read_part(EVALUATION_METRICS, version)
     subgroups = lake.read_part(EVALUATION_SUBGROUPS, version)
-    candidate = _clean(metrics, "candidate")
-    assert candidate is not None
-    previous = current_champion(mlflow_tracking)
-    champion_metrics = _clean(metrics, "champion")
-    registered = lake.read_part(MODEL_VERSIONS, version).get_column("registered_version")[0]
-    decision = decide(candidate, champion_metrics, subgroups, evaluation.gate())
-    # every clean test recording falls in exactly one collection batch
-    test_recordings = int(
-        subgroups.filter(pl.col("subgroup") == "batch_id").get_column("rows").sum()
-    )
-    now = datetime.now(UTC)
-    already = previous is not None and previous[1] == version
-    if decision.passed and not already:
-        MlflowClient(mlflow_tracking.resolved_uri()).set_registered_model_alias(
-            mlflow_tracking.registered_model, CHAMPION_ALIAS, registered
+    uri = mlflow_tracking.resolved_uri()
+    state = resolve_champion(lake, uri, mlflow_tracking.registered_model)
+    pool = recordings_with_split(lake)
+    root = local_shards(layout, pool)
+    comparisons = []
+    for reference, role in state.references(version):
+        context.log.info(f"comparing {version} with {role} {reference}")
+        comparisons.append(
+            compare(
+                candidate,
+                reference,
+                role,
+                pool,
+                root,
+                layout,
+                lake,
+                device,
+                evaluation.bootstrap_resamples,
+            )
         )
-    holder = version if decision.passed else (previous[1] if previous else "none")
+    margin = evaluation.gate().non_inferiority_margin
+    decision = decide(_clean(metrics), comparisons, subgroups, evaluation.gate(), state.error)
+    leaks = test_set_leaks(candidate.split)
+    if leaks:  # evaluation_report's check blocks its own run; this blocks every other
+        decision.passed = False
+        decision.reasons.append(f"the model's test set overlaps its training data: {leaks[:5]}")
+    summary = json.loads((candidate.directory / SUMMARY).read_text())
+    registered = str(summary.get("registered_version", ""))
+    now = datetime.now(UTC)
+    already = state.current == version
+    head = next((c for c in comparisons if c.role == "champion"), None)
     decision_id = f"{now:%Y%m%dT%H%M%S%fZ}-{version[:8]}"
+    test = candidate.test_recordings(lake.read_table(AUDIO_16K))
+    lake.write_part(EVALUATION_COMPARISONS, version, comparisons_frame(version, comparisons))
     lake.write_part(
         PROMOTIONS,
         decision_id,
@@ -174,23 +149,33 @@ def champion(
                 "decided_at": [now],
                 "candidate_version": [version],
                 "candidate_registered": [registered],
-                "champion_version": [previous[1] if previous else None],
+                "champion_version": [state.current],
                 "passed": [decision.passed],
                 "reasons": [
                     json.dumps(decision.reasons or (["already champion"] if already else []))
                 ],
-                "candidate_auroc": [candidate["auroc"]],
-                "candidate_sensitivity": [candidate["sensitivity"]],
-                "champion_auroc": [champion_metrics["auroc"] if champion_metrics else None],
-                "test_recordings": [test_recordings],
+                "candidate_auroc": [_clean(metrics).get("auroc")],
+                "candidate_sensitivity": [_clean(metrics).get("sensitivity")],
+                "champion_auroc": [head.reference_auroc if head and not head.error else None],
+                "auroc_difference": [head.difference if head and not head.error else None],
+                "difference_ci_low": [head.ci_low if head and not head.error else None],
+                "difference_ci_high": [head.ci_high if head and not head.error else None],
+                "compared_with": [_compared_with(comparisons)],
+                "test_recordings": [test.height],
                 "code_version": [code_version()],
             },
             schema=PROMOTIONS.schema,
         ),
     )
     storage.warehouse().ensure_views()
+    # the audit row first: if moving the alias fails, the next gate sees the disagreement
+    if decision.passed and not already:
+        MlflowClient(uri).set_registered_model_alias(
+            mlflow_tracking.registered_model, CHAMPION_ALIAS, registered
+        )
+    holder = version if decision.passed else (state.current or "none")
 
-    recordings = recordings_with_split(lake)
+    recordings = with_split(lake.read_table(AUDIO_16K), candidate.split)
     composition = (
         recordings.group_by("split", "label")
         .agg(
@@ -202,15 +187,18 @@ def champion(
     by_batch = recordings.group_by("batch_id", "split").len("recordings").sort("batch_id", "split")
     card = model_card(
         version,
-        root,
+        candidate.lineage,
         metrics,
         subgroups,
         composition,
         by_batch,
         decision,
-        previous[1] if previous else "none (first model)",
+        comparisons,
+        state.current or "none (first model)",
+        margin,
     )
-    md, html = write_pair(root / "reports" / version, "model_card", card, f"Model card {version}")
+    reports = layout.local_root / "reports" / version
+    md, html = write_pair(reports, "model_card", card, f"Model card {version}")
     layout.publish(f"reports/{version}")
     history = lake.read_table(PROMOTIONS).sort("decided_at")
     metadata: dict[str, Any] = {
@@ -218,8 +206,10 @@ def champion(
         "decision": "passed" if decision.passed else "failed",
         "reasons": "; ".join(decision.reasons) or "none",
         "champion_version": holder,
+        "compared_with": len(comparisons),
         "model_card": dg.MetadataValue.path(str(html)),
         "model_card_markdown": dg.MetadataValue.path(str(md)),
+        "gate_criteria": markdown_table(criteria_table(decision)),
         "promotion_history": markdown_table(
             history.select(
                 "decided_at",
@@ -227,11 +217,19 @@ def champion(
                 "champion_version",
                 "passed",
                 "candidate_auroc",
-                "champion_auroc",
+                "auroc_difference",
+                "difference_ci_low",
                 "reasons",
             )
         ),
     }
+    check_metadata: dict[str, Any] = {"candidate_auroc": _clean(metrics).get("auroc")}
+    if head is not None and not head.error:
+        check_metadata |= {
+            "auroc_difference_vs_champion": head.difference,
+            "difference_ci_low": head.ci_low,
+            "difference_ci_high": head.ci_high,
+        }
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[
@@ -239,10 +237,7 @@ def champion(
                 check_name=GATE_CHECK,
                 passed=decision.passed,
                 description="; ".join(decision.reasons) or "candidate promoted",
-                metadata={
-                    "candidate_auroc": candidate["auroc"],
-                    "champion_auroc": champion_metrics["auroc"] if champion_metrics else -1.0,
-                },
+                metadata=check_metadata,
             )
         ],
         data_version=dg.DataVersion(holder),

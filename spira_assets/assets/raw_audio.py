@@ -14,17 +14,52 @@ from spira_assets.assets.presentation import (
     markdown_table,
     quarantine_summary,
 )
-from spira_assets.checks import schema_check_spec, stored_schema_result
+from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
-from spira_assets.ingest.quarantine import counts_by_rule
-from spira_assets.ingest.raw_audio import STAGE, ingest_raw_audio
+from spira_assets.ingest.gates import QUARANTINE_SHARE
+from spira_assets.ingest.provenance import IMPORT_STAGE
+from spira_assets.ingest.quarantine import Rejection, counts_by_rule, quarantine_frame
+from spira_assets.ingest.raw_audio import STAGE, FirstOccurrence, ingest_raw_audio
 from spira_assets.ingest.schemas import RawAudioTable
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import raw_audio_overview
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
+from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO
 
-QUARANTINE_CHECK = "quarantine_share_within_limit"
+QUARANTINE_CHECK = QUARANTINE_SHARE
+
+
+def first_occurrences(lake: Lake, batch_id: str) -> dict[str, FirstOccurrence]:
+    """Audio accepted by other batches, by content hash: the earliest ingestion of each."""
+    accepted = (
+        lake.read_table(RAW_AUDIO)
+        .filter(pl.col("accepted") & (pl.col("batch_id") != batch_id))
+        .sort("ingested_at", "batch_id")
+        .unique("audio_sha256", keep="first", maintain_order=True)
+    )
+    return {
+        sha: FirstOccurrence(batch, shown)
+        for sha, batch, shown in accepted.select(
+            "audio_sha256", "batch_id", "source_path"
+        ).iter_rows()
+    }
+
+
+def import_quarantine(batch_id: str, source: BatchSource, now: datetime) -> pl.DataFrame:
+    """The rows ``spira import-spira`` refused (stage ``import``), from the batch's import
+    record: visible in the UI and in SQL, not only in a text file."""
+    rejections = [Rejection(r.item, r.rule, r.detail) for r in source.provenance.rejections]
+    if source.provenance_error:
+        rejections.append(
+            Rejection(
+                "_import.json",
+                "import_record_unreadable",
+                f"{source.provenance_error}; every row of the batch is treated as grouped one "
+                "participant per file (speaker independence not guaranteed)",
+            )
+        )
+    return quarantine_frame(batch_id, IMPORT_STAGE, rejections, now)
 
 
 @dg.asset(
@@ -54,6 +89,7 @@ def raw_audio(
         raise dg.Failure(str(error)) from error
     pseudonymizer = pseudonyms.pseudonymizer()
     rules = policy.audio_rules()
+    lake = storage.lake()
     result = ingest_raw_audio(
         batch_id,
         source.directory,
@@ -64,10 +100,13 @@ def raw_audio(
         datetime.now(UTC),
         workers=policy.decode_workers,
         progress=lambda done, total: context.log.info(f"{batch_id}: judged {done}/{total} files"),
+        elsewhere=first_occurrences(lake, batch_id),
     )
-    lake = storage.lake()
+    now = datetime.now(UTC)
+    imported = import_quarantine(batch_id, source, now)
     lake.write_part(RAW_AUDIO, batch_id, result.table)
     lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
+    lake.write_part(QUARANTINE, batch_id, imported, sub=IMPORT_STAGE)
     storage.warehouse().ensure_views()
 
     quarantined = result.files_in - result.accepted
@@ -98,6 +137,8 @@ def raw_audio(
             else f"{share:.1%} of files quarantined (limit {policy.max_quarantine_share:.0%})"
         ),
     )
+    checks = [check, stored_schema_result(lake, RAW_AUDIO, RawAudioTable, batch_id)]
+    record_checks(lake, batch_id, "raw_audio", checks, now)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.table.height,
@@ -112,8 +153,14 @@ def raw_audio(
             "quarantine": markdown_table(quarantine_summary(result.quarantine)),
             "overview": image(raw_audio_overview(result.table), "raw audio overview"),
             "quality_rules": asdict(rules),
+            "import_rejections": imported.height,
+            **(
+                {"import_quarantine": markdown_table(quarantine_summary(imported))}
+                if imported.height
+                else {}
+            ),
         },
-        check_results=[check, stored_schema_result(lake, RAW_AUDIO, RawAudioTable, batch_id)],
+        check_results=checks,
         data_version=data_version(
             [
                 asdict(rules),

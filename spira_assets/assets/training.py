@@ -1,5 +1,5 @@
-"""Assets ``dataset_split`` and ``spira_model``: patient-grouped splits over every batch, and
-SpiraConv trained on them (one model per seed, best kept), tracked and registered in MLflow."""
+"""Asset ``spira_model``: SpiraConv trained on the verified split (one model per seed, best
+kept), saved with the split it was trained on, tracked and registered in MLflow."""
 
 import json
 import time
@@ -14,19 +14,25 @@ import numpy as np
 import polars as pl
 
 import spira_assets
-from spira_assets.assets.presentation import column_schema, image, markdown_table
+from spira_assets.assets.presentation import column_schema, image
+from spira_assets.assets.split import dataset_split
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
-from spira_assets.ml.artifacts import load_model, model_config, save_model_version
-from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
-from spira_assets.ml.inputs import (
-    local_shards,
-    noise_bank,
-    recordings_with_split,
-    windows_by_split,
+from spira_assets.ingest.gates import blocked_batches, describe_blocked
+from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
+from spira_assets.ml.artifacts import (
+    LINEAGE,
+    SUMMARY,
+    WEIGHTS,
+    build_model,
+    model_config,
+    save_model_version,
 )
+from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
+from spira_assets.ml.inputs import local_shards, noise_bank, windows_by_split, with_split
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
 from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
-from spira_assets.ml.split import SPLITS, assign_splits, leaked_participants
+from spira_assets.ml.split import SplitConfig, key_ids_by_batch, split_problems
+from spira_assets.ml.tracking import has_registered_version
 from spira_assets.ml.train import (
     EpochLog,
     TrainResult,
@@ -42,6 +48,7 @@ from spira_assets.resources import (
     StorageResource,
     TrainingSettings,
 )
+from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import (
     AUDIO_16K,
     DATASET_SPLIT,
@@ -50,7 +57,6 @@ from spira_assets.storage.tables import (
     UNPARTITIONED,
 )
 
-LEAK_CHECK = "no_participant_in_two_splits"
 # On Kubernetes (SPIRA_DEPLOYMENT=k8s) the training step is a pod of its own: one GPU, room for
 # the features of every batch in memory, and a toleration for the usual GPU-node taint.
 GPU_TAGS = {
@@ -66,54 +72,81 @@ GPU_TAGS = {
         },
     }
 }
+SPLIT_ROW_COLUMNS = ("source_batch", "audio_sha256", "participant", "split")
 
 
-@dg.asset(
-    deps=[audio_16k],
-    group_name="training",
-    kinds={"python", "parquet"},
-    check_specs=[dg.AssetCheckSpec(LEAK_CHECK, asset="dataset_split", blocking=True)],
-    metadata={"dagster/column_schema": column_schema(DATASET_SPLIT)},
-)
-def dataset_split(
-    context: dg.AssetExecutionContext, storage: StorageResource, training: TrainingSettings
-) -> dg.MaterializeResult:
-    """Every participant of every batch assigned to train / validation / test by a salted hash
-    of its pseudonym: stable as batches arrive, never one voice in two splits."""
-    lake = storage.lake()
-    recordings = lake.read_table(AUDIO_16K)
-    assignments = assign_splits(recordings, training.split_config()).with_columns(
-        pl.lit(UNPARTITIONED).alias("batch_id")
-    )
-    lake.write_part(DATASET_SPLIT, UNPARTITIONED, assignments)
-    storage.warehouse().ensure_views()
-    stored = lake.read_part(DATASET_SPLIT, UNPARTITIONED)
-    per_recording = recordings.join(stored.select("participant", "split"), on="participant")
-    leaks = sorted(set(leaked_participants(stored)) | set(leaked_participants(per_recording)))
-    counts = (
-        stored.group_by("split", "label").agg(pl.len().alias("participants")).sort("split", "label")
-    )
-    context.log.info(f"split of {stored.height} participants: {counts.rows()}")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": stored.height,
-            "participants_by_split_and_label": markdown_table(counts),
-            "recordings_by_split": {
-                s: int(per_recording.filter(pl.col("split") == s).height) for s in SPLITS
-            },
+def verified_split(lake: Lake, config: SplitConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The stored split and its 16 kHz recordings, re-checked before anything trains on them:
+    ``dataset_split``'s blocking checks stop only their own run, and the table may have been
+    edited or a batch blocked since. Raises a Failure naming every problem."""
+    if not lake.has_part(DATASET_SPLIT, UNPARTITIONED):
+        raise dg.Failure("dataset_split has not been materialized yet")
+    split = lake.read_part(DATASET_SPLIT, UNPARTITIONED)
+    recordings = with_split(lake.read_table(AUDIO_16K), split)
+    problems = split_problems(split, config)
+    keys = key_ids_by_batch(recordings)
+    if len(keys) > 1:
+        problems.append(f"batches pseudonymized under different keys: {keys}")
+    blocked = blocked_batches(lake, split.get_column("source_batch").unique().to_list())
+    if blocked:
+        problems.append(describe_blocked(blocked))
+    if recordings.height != split.height:
+        problems.append(
+            f"{split.height - recordings.height} recordings of the split are no longer in audio_16k"
+        )
+    if problems:
+        raise dg.Failure(
+            description="refusing to train on dataset_split: "
+            + "; ".join(problems[:20])
+            + ". Re-materialize dataset_split (and the named batches).",
+            metadata={"problems": dg.MetadataValue.json(problems)},
+        )
+    return split, recordings
+
+
+def speaker_independence(split: pl.DataFrame) -> str:
+    not_safe = split.filter(pl.col("speaker_grouping").is_in(sorted(NOT_SPEAKER_SAFE))).height
+    return SPEAKER_WARNING.format(n=not_safe) if not_safe else "guaranteed"
+
+
+def _version_row(
+    layout_root: str, summary: dict[str, Any], lineage: dict[str, Any]
+) -> pl.DataFrame:
+    """The ``model_versions`` row of a saved version, from its own files (so a reused version
+    restores it when the lake was cleared)."""
+    version = summary["model_version"]
+    return pl.DataFrame(
+        {
+            "batch_id": [version],
+            "model_version": [version],
+            "trained_at": [datetime.fromisoformat(lineage["trained_at"])],
+            "best_seed": [summary["best_seed"]],
+            "seeds": [json.dumps(lineage["seeds"])],
+            "val_loss": [summary["val_loss"]],
+            "val_auroc": [summary["val_auroc"]],
+            "val_auroc_mean": [summary["val_auroc_mean"]],
+            "val_auroc_std": [summary["val_auroc_std"]],
+            "best_epoch": [summary["best_epoch"]],
+            "device": [summary["device"]],
+            "feature_config_hash": [lineage["feature_config_hash"]],
+            "code_version": [lineage["code_version"]],
+            "mlflow_run_id": [summary["mlflow_run_id"]],
+            "registered_version": [summary["registered_version"]],
+            "directory": [f"{layout_root}/models/{version}"],
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=LEAK_CHECK,
-                passed=not leaks,
-                metadata={"leaked_participants": len(leaks)},
-                description="participants found in more than one split" if leaks else "none",
-            )
-        ],
-        data_version=dg.DataVersion(
-            fingerprint({"split": stored.select("participant", "split").rows()})
-        ),
+        schema=MODEL_VERSIONS.schema,
     )
+
+
+def _mlflow_link(uri: str, run_id: str) -> dict[str, Any]:
+    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    if uri.startswith(("http://", "https://")):
+        return {
+            "mlflow_run": dg.MetadataValue.url(
+                f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+            )
+        }
+    return {"mlflow_ui": dg.MetadataValue.text(f"mlflow ui --backend-store-uri {uri}")}
 
 
 @dg.asset(
@@ -132,14 +165,16 @@ def spira_model(
     compute: ComputeResource,
     mlflow_tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
-    """SpiraConv trained on the train split of every batch (one model per seed, the best by
-    validation loss kept), on the configured device with on-the-fly noise insertion; saved with
-    its TorchScript export and lineage, logged and registered in MLflow. An unchanged input set
-    reuses the existing version instead of retraining."""
+    """SpiraConv trained on the train split of every open batch (one model per seed, the best
+    by validation loss kept), on the configured device with on-the-fly noise insertion; saved
+    with its TorchScript export, lineage and the split it was trained on, logged and
+    registered in MLflow. The split is verified first (no leak, one pseudonym key, no blocked
+    batch). An unchanged input set reuses the existing version instead of retraining, and
+    restores its rows and registration if they are gone."""
     layout, lake = storage.layout(), storage.lake()
     feature_config, train_config = features.config(), training.train_config()
     device = compute.torch_device()
-    recordings = recordings_with_split(lake)
+    split, recordings = verified_split(lake, training.split_config())
     batch_versions = dict(
         recordings.group_by("batch_id").agg(pl.col("shard").first()).sort("batch_id").rows()
     )
@@ -150,21 +185,128 @@ def spira_model(
         "feature_config_hash": feature_config.config_hash(),
         "train_config": asdict(train_config),
         "split": asdict(training.split_config()),
+        "split_rows": fingerprint(
+            {"rows": split.select(SPLIT_ROW_COLUMNS).sort(SPLIT_ROW_COLUMNS).rows()}
+        ),
         "seeds": list(training.seeds),
         "code_version": code_version(),
     }
     version = fingerprint(inputs)
     directory = layout.fetch_if_present(f"models/{version}")
-    summary_file = directory / "summary.json"
-    previous = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    if previous.get("registered_version"):  # complete: saved, logged and registered
-        summary = previous
+    uri = mlflow_tracking.resolved_uri()
+    saved = all((directory / f).exists() for f in (WEIGHTS, SUMMARY, LINEAGE, THRESHOLD_FILE))
+    summary: dict[str, Any] = json.loads((directory / SUMMARY).read_text()) if saved else {}
+    params = {
+        "model_version": version,
+        "device": str(device),
+        "code_version": inputs["code_version"],
+        "feature_config_hash": inputs["feature_config_hash"],
+        "seeds": list(training.seeds),
+        **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "augment"},
+        **{f"augment.{k}": v for k, v in asdict(train_config.augment).items()},
+        **{f"features.{k}": v for k, v in asdict(feature_config).items()},
+    }
+    if (
+        saved
+        and summary.get("registered_version")
+        and has_registered_version(
+            uri, summary["registered_version"], version, mlflow_tracking.registered_model
+        )
+    ):
         context.log.info(f"inputs unchanged: reusing model version {version}")
+        lineage = json.loads((directory / LINEAGE).read_text())
+        lake.write_part(MODEL_VERSIONS, version, _version_row(str(layout.root), summary, lineage))
+        storage.warehouse().ensure_views()
         return dg.MaterializeResult(
-            metadata={"model_version": version, "reused": True, **_summary_metadata(summary)},
+            metadata={
+                "model_version": version,
+                "reused": True,
+                "speaker_independence": speaker_independence(split),
+                **_summary_metadata(summary),
+            },
             data_version=dg.DataVersion(version),
         )
+    run_id = mlflow_tracking.start(context.run_id)
+    mlflow.log_params(params)
+    if saved:
+        context.log.warning(
+            f"model version {version} is saved but not registered in {uri}: registering it"
+        )
+        lineage = json.loads((directory / LINEAGE).read_text())
+        mlflow.log_param(
+            "threshold", json.loads((directory / THRESHOLD_FILE).read_text())["threshold"]
+        )
+    else:
+        summary, lineage = _train(
+            context,
+            directory,
+            version,
+            inputs,
+            split,
+            recordings,
+            layout,
+            lake,
+            features,
+            training,
+            device,
+            run_id,
+        )
+    lineage["mlflow_run_id"] = run_id
+    (directory / LINEAGE).write_text(json.dumps(lineage, indent=2, default=str))
+    mlflow.log_artifacts(str(directory), artifact_path="spira_model")
+    context.log.info("logging and registering the MLflow pyfunc model")
+    info = log_pyfunc(
+        directory,
+        mlflow_tracking.registered_model,
+        Path(spira_assets.__file__).parent,
+        pinned_requirements(PIP_PACKAGES),
+    )
+    registered = str(info.registered_model_version or "")
+    mlflow.log_metrics(
+        {
+            "val_auroc_mean": summary["val_auroc_mean"],
+            "val_auroc_std": summary["val_auroc_std"],
+            "best_val_loss": summary["val_loss"],
+        }
+    )
+    summary["registered_version"] = registered
+    summary["mlflow_run_id"] = run_id
+    (directory / SUMMARY).write_text(json.dumps(summary, indent=2))
+    layout.publish(f"models/{version}")  # to object storage when the root is remote
+    lake.write_part(MODEL_VERSIONS, version, _version_row(str(layout.root), summary, lineage))
+    storage.warehouse().ensure_views()
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "reused": False,
+            "mlflow_tracking_uri": uri,
+            "mlflow_run_id": run_id,
+            **_mlflow_link(uri, run_id),
+            "registered_model": f"{mlflow_tracking.registered_model} v{registered}",
+            "speaker_independence": speaker_independence(split),
+            **_summary_metadata(summary),
+        },
+        data_version=dg.DataVersion(version),
+    )
 
+
+def _train(
+    context: dg.AssetExecutionContext,
+    directory: Path,
+    version: str,
+    inputs: dict[str, Any],
+    split: pl.DataFrame,
+    recordings: pl.DataFrame,
+    layout: Any,
+    lake: Lake,
+    features: FeatureSettings,
+    training: TrainingSettings,
+    device: Any,
+    run_id: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train every seed (a nested MLflow run each), keep the best, save the version with its
+    split and threshold; returns (summary, lineage)."""
+    feature_config, train_config = features.config(), training.train_config()
     windows = windows_by_split(
         recordings, local_shards(layout, recordings), train_config.window_s, train_config.step_s
     )
@@ -172,19 +314,6 @@ def spira_model(
     context.log.info(
         f"training on {device}: {len(windows['train'])} train / "
         f"{len(windows['validation'])} validation windows, seeds {list(training.seeds)}"
-    )
-    run_id = mlflow_tracking.start(context.run_id)
-    mlflow.log_params(
-        {
-            "model_version": version,
-            "device": str(device),
-            "code_version": inputs["code_version"],
-            "feature_config_hash": inputs["feature_config_hash"],
-            "seeds": list(training.seeds),
-            **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "augment"},
-            **{f"augment.{k}": v for k, v in asdict(train_config.augment).items()},
-            **{f"features.{k}": v for k, v in asdict(feature_config).items()},
-        }
     )
     results: list[TrainResult] = []
     started = time.perf_counter()
@@ -223,6 +352,8 @@ def spira_model(
     lineage = {
         **inputs,
         "model_version": version,
+        "split_file": "split.parquet",
+        "speaker_independence": speaker_independence(split),
         "packages": package_versions(),
         "device": str(device),
         "best_seed": best.seed,
@@ -248,88 +379,21 @@ def spira_model(
             for r in results
         },
     }
-    save_model_version(directory, best.state_dict, config, lineage, summary)
+    network = build_model(config)
+    network.load_state_dict(best.state_dict)
     pipeline = feature_pipeline(feature_config, bank, train_config.augment, frames, device)
     threshold = validation_threshold(
-        load_model(directory).to(device),
+        network.to(device).eval(),
         windows["validation"],
         pipeline,
         device,
         train_config.eval_batch_size,
     )
-    (directory / THRESHOLD_FILE).write_text(
-        json.dumps({"threshold": threshold, "chosen_on": THRESHOLD_CHOICE})
-    )
     summary["threshold"] = threshold
+    chosen = {"threshold": threshold, "chosen_on": THRESHOLD_CHOICE}
+    save_model_version(directory, best.state_dict, config, lineage, summary, split, chosen)
     mlflow.log_param("threshold", threshold)
-    mlflow.log_artifacts(str(directory), artifact_path="spira_model")
-    context.log.info("logging and registering the MLflow pyfunc model")
-    info = log_pyfunc(
-        directory,
-        mlflow_tracking.registered_model,
-        Path(spira_assets.__file__).parent,
-        pinned_requirements(PIP_PACKAGES),
-    )
-    registered = str(info.registered_model_version or "")
-    mlflow.log_metrics(
-        {
-            "val_auroc_mean": summary["val_auroc_mean"],
-            "val_auroc_std": summary["val_auroc_std"],
-            "best_val_loss": best.best_val_loss,
-        }
-    )
-    summary["registered_version"] = registered
-    (directory / "summary.json").write_text(json.dumps(summary, indent=2))
-    layout.publish(f"models/{version}")  # to object storage when the root is remote
-    lake.write_part(
-        MODEL_VERSIONS,
-        version,
-        pl.DataFrame(
-            {
-                "batch_id": [version],
-                "model_version": [version],
-                "trained_at": [datetime.now(UTC)],
-                "best_seed": [best.seed],
-                "seeds": [json.dumps(list(training.seeds))],
-                "val_loss": [best.best_val_loss],
-                "val_auroc": [best.best.val_auroc],
-                "val_auroc_mean": [summary["val_auroc_mean"]],
-                "val_auroc_std": [summary["val_auroc_std"]],
-                "best_epoch": [best.best_epoch],
-                "device": [str(device)],
-                "feature_config_hash": [inputs["feature_config_hash"]],
-                "code_version": [inputs["code_version"]],
-                "mlflow_run_id": [run_id],
-                "registered_version": [registered],
-                "directory": [str(layout.root / "models" / version)],
-            },
-            schema=MODEL_VERSIONS.schema,
-        ),
-    )
-    storage.warehouse().ensure_views()
-    uri = mlflow_tracking.resolved_uri()
-    experiment_id = mlflow.get_run(run_id).info.experiment_id
-    link: dict[str, Any] = (
-        {
-            "mlflow_run": dg.MetadataValue.url(
-                f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-            )
-        }
-        if uri.startswith(("http://", "https://"))
-        else {"mlflow_ui": dg.MetadataValue.text(f"mlflow ui --backend-store-uri {uri}")}
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "model_version": version,
-            "reused": False,
-            "mlflow_tracking_uri": uri,
-            "mlflow_run_id": run_id,
-            **link,
-            "registered_model": f"{mlflow_tracking.registered_model} v{registered}",
-            **_summary_metadata(summary),
-        },
-        data_version=dg.DataVersion(version),
-    )
+    return summary, lineage
 
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:

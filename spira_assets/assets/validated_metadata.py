@@ -17,9 +17,11 @@ from spira_assets.assets.presentation import (
     quarantine_summary,
 )
 from spira_assets.assets.raw_audio import raw_audio
-from spira_assets.checks import schema_check_spec, stored_schema_result
+from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
+from spira_assets.ingest.gates import BOTH_CLASSES, QUARANTINE_SHARE
 from spira_assets.ingest.metadata import STAGE, validate_metadata
+from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
 from spira_assets.ingest.quarantine import counts_by_rule
 from spira_assets.ingest.schemas import VALIDATION_VERSION, ValidatedMetadataTable
 from spira_assets.partitions import collection_batch
@@ -27,8 +29,8 @@ from spira_assets.plots import class_balance
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
 from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, VALIDATED_METADATA
 
-QUARANTINE_CHECK = "quarantine_share_within_limit"
-CLASSES_CHECK = "both_classes_present"
+QUARANTINE_CHECK = QUARANTINE_SHARE
+CLASSES_CHECK = BOTH_CLASSES
 
 
 @dg.asset(
@@ -62,13 +64,15 @@ def validated_metadata(
     lake = storage.lake()
     raw = lake.read_part(RAW_AUDIO, batch_id)
     pseudonymizer = pseudonyms.pseudonymizer()
+    now = datetime.now(UTC)
     result = validate_metadata(
         batch_id,
         source.metadata_bytes,
         raw,
         pseudonymizer,
         source.redactor(pseudonymizer),
-        datetime.now(UTC),
+        now,
+        source.provenance,
     )
     lake.write_part(VALIDATED_METADATA, batch_id, result.table)
     lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
@@ -85,6 +89,10 @@ def validated_metadata(
         ("patients" if label == 1 else "controls"): int(n)
         for label, n in table.group_by("label").len().iter_rows()
     }
+    groupings = dict(table.group_by("speaker_grouping").len().sort("speaker_grouping").rows())
+    not_safe = sum(n for g, n in groupings.items() if g in NOT_SPEAKER_SAFE)
+    if not_safe:
+        context.log.warning(f"{batch_id}: {SPEAKER_WARNING.format(n=not_safe)}")
     if result.unknown_columns:
         context.log.warning(
             f"{batch_id}: columns {list(result.unknown_columns)} are not in the contract and "
@@ -106,6 +114,10 @@ def validated_metadata(
         "participants_by_class": per_class,
         "accepted_duration_s": round(float(table.get_column("duration_s").sum() or 0.0), 2),
         "pseudonym_key_id": pseudonymizer.key_id,
+        "speaker_grouping": groupings,
+        "speaker_independence": (
+            SPEAKER_WARNING.format(n=not_safe) if not_safe else "guaranteed by participant ids"
+        ),
         "seconds": round(time.perf_counter() - started, 2),
         "quarantine": markdown_table(quarantine_summary(result.quarantine)),
     }
@@ -124,15 +136,21 @@ def validated_metadata(
             check_name=CLASSES_CHECK,
             passed=recordings.get("patients", 0) > 0 and recordings.get("controls", 0) > 0,
             metadata=recordings,
-            description="accepted recordings of patients (1) and controls (0)",
+            description=(
+                f"batch {batch_id}: {recordings.get('patients', 0)} accepted patient "
+                f"recordings (label 1) and {recordings.get('controls', 0)} accepted control "
+                "recordings (label 0); both classes are needed"
+            ),
         ),
         stored_schema_result(lake, VALIDATED_METADATA, ValidatedMetadataTable, batch_id),
     ]
+    record_checks(lake, batch_id, "validated_metadata", checks, now)
     metadata_hash = hashlib.sha256(source.metadata_bytes or b"").hexdigest()
     version_inputs = [
         metadata_hash,
         pseudonymizer.key_id,
         VALIDATION_VERSION,
+        source.provenance.to_json(),
         sorted(raw.select("path_key", "audio_sha256", "accepted").iter_rows()),
     ]
     return dg.MaterializeResult(

@@ -20,6 +20,7 @@ from spira_assets.audio.quality import (
 )
 from spira_assets.audio.resample import MonoResampler
 from spira_assets.batches import is_control_file
+from spira_assets.checks import require_open
 from spira_assets.features.config import TARGET_RATE
 from spira_assets.features.waveforms import write_waveform_shard
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
@@ -50,7 +51,9 @@ def audio_16k(
     """Every accepted recording of the batch decoded, downmixed to mono and resampled to
     16 kHz (torchaudio), appended to one memory-mappable int16 shard per batch; the index
     (offset, length, pseudonym, label, utterance) goes to the ``audio_16k`` table. A backfill
-    does a range of batches in one run."""
+    does a range of batches in one run. A batch that failed a blocking ingest check is
+    refused, whatever started the run."""
+    require_open(storage.lake(), context.partition_keys)
     return per_batch(context, lambda batch_id: _audio_16k(context, batch_id, storage, policy))
 
 
@@ -70,7 +73,16 @@ def _audio_16k(
         progress=lambda done, total: context.log.info(f"{batch_id}: resampled {done}/{total}"),
     )
     table = metadata.select(
-        "batch_id", "audio_sha256", "participant", "label", "sex", "age", "device", "utterance"
+        "batch_id",
+        "audio_sha256",
+        "participant",
+        "label",
+        "sex",
+        "age",
+        "device",
+        "utterance",
+        "pseudonym_key_id",
+        "speaker_grouping",
     ).with_columns(
         pl.Series("sample_offset", [o for o, _ in spans], dtype=pl.Int64),
         pl.Series("samples", [n for _, n in spans], dtype=pl.Int64),
@@ -158,7 +170,7 @@ def hospital_noise(
         },
         schema=HOSPITAL_NOISE.schema,
     )
-    layout.publish(shard)
+    layout.publish(shard)  # earlier noise shards stay: models name theirs in their lineage
     lake.write_part(HOSPITAL_NOISE, UNPARTITIONED, table)
     lake.write_part(
         QUARANTINE,
@@ -166,7 +178,6 @@ def hospital_noise(
         quarantine_frame(UNPARTITIONED, "hospital_noise", rejections, datetime.now(UTC)),
         sub="hospital_noise",
     )
-    layout.remove_superseded(shard)
     storage.warehouse().ensure_views()
     if not accepted:
         context.log.warning(f"no usable noise in {folder}: noise insertion will be unavailable")

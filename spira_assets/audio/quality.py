@@ -71,7 +71,8 @@ def _dbfs(value: float) -> float:
 def measure(data: bytes, rules: AudioQualityRules) -> AudioStats:
     """Decode ``data`` (a whole audio file) and measure it.
 
-    Raises AudioDecodeError with rule ``empty_file``, ``undecodable`` or ``truncated``.
+    Raises AudioDecodeError with rule ``empty_file``, ``undecodable``, ``truncated`` or
+    ``non_finite`` (a float file with NaN or infinite samples: it would be stored as zeros).
     """
     if not data:
         raise AudioDecodeError(Finding("empty_file", "the file has 0 bytes; re-upload it"))
@@ -100,6 +101,15 @@ def measure(data: bytes, rules: AudioQualityRules) -> AudioStats:
                 block = handle.read(frame_len * BLOCK_FRAMES, dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
+                if not np.isfinite(block).all():
+                    first = decoded + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+                    raise AudioDecodeError(
+                        Finding(
+                            "non_finite",
+                            f"samples are NaN or infinite (first at {first / rate:.3f} s); the "
+                            "file holds no usable signal there: re-export the recording",
+                        )
+                    )
                 decoded += block.shape[0]
                 magnitude = np.abs(block).max(axis=1)
                 peak = max(peak, float(magnitude.max()))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from upath import UPath
 
 from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
 from spira_assets.ingest.metadata_csv import identifier_values
+from spira_assets.ingest.provenance import PER_FILE, PROVENANCE_FILE, BatchProvenance
 from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, Redactor
 
@@ -21,6 +22,8 @@ class BatchSource:
     batch_id: str
     directory: UPath
     metadata_bytes: bytes | None
+    provenance: BatchProvenance = field(default_factory=BatchProvenance)
+    provenance_error: str | None = None  # an import record that could not be read
 
     @classmethod
     def open(cls, layout: DataLayout, batch_id: str) -> BatchSource:
@@ -33,10 +36,31 @@ class BatchSource:
                 f"batch {batch_id}: no {READY_MARKER} marker yet, the upload is incomplete"
             )
         metadata = directory / METADATA_FILE
-        return cls(batch_id, directory, metadata.read_bytes() if metadata.exists() else None)
+        provenance, error = _provenance(directory)
+        return cls(
+            batch_id,
+            directory,
+            metadata.read_bytes() if metadata.exists() else None,
+            provenance,
+            error,
+        )
 
     def redactor(self, pseudonymizer: Pseudonymizer) -> Redactor:
-        if self.metadata_bytes is None:
-            return Redactor()
-        participants, others = identifier_values(self.metadata_bytes)
-        return Redactor.build(pseudonymizer, participants, others)
+        """Identifiers of the batch replaced by pseudonyms; when they cannot be known (no or
+        unreadable metadata.csv), file names are withheld altogether."""
+        known = identifier_values(self.metadata_bytes) if self.metadata_bytes else None
+        if known is None:
+            return Redactor.withholding(pseudonymizer)
+        return Redactor.build(pseudonymizer, *known)
+
+
+def _provenance(directory: UPath) -> tuple[BatchProvenance, str | None]:
+    """The batch's import record; an unreadable one is reported, and its rows are then
+    treated as grouped one participant per file (the conservative reading)."""
+    record = directory / PROVENANCE_FILE
+    if not record.exists():
+        return BatchProvenance(), None
+    try:
+        return BatchProvenance.from_json(record.read_text(encoding="utf-8")), None
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        return BatchProvenance(grouping=PER_FILE), str(error)

@@ -22,9 +22,10 @@ from spira_assets.ingest.metadata_csv import (
     MetadataFileError,
     parse_metadata_csv,
 )
+from spira_assets.ingest.provenance import BatchProvenance
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
 from spira_assets.ingest.schemas import MetadataRecord
-from spira_assets.privacy import Pseudonymizer, Redactor
+from spira_assets.privacy import Pseudonymizer, Redactor, normalize_identifier
 from spira_assets.storage.tables import UTC_TIME, VALIDATED_METADATA
 
 STAGE = "validated_metadata"
@@ -58,18 +59,44 @@ def _rule_for_check(check: str) -> str:
     return check
 
 
+def shape(value: object) -> str:
+    """What a rejected text value looks like, without quoting it: a value typed into the wrong
+    column can be a name, a phone number or a note, and quarantine records leave the raw zone."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    text = str(value)
+    kinds = [
+        name
+        for name, present in (
+            ("letters", any(c.isalpha() for c in text)),
+            ("digits", any(c.isdigit() for c in text)),
+            ("spaces", any(c.isspace() for c in text)),
+            ("other characters", any(not (c.isalnum() or c.isspace()) for c in text)),
+        )
+        if present
+    ]
+    return f"a {len(text)}-character text ({', '.join(kinds) or 'nothing printable'})"
+
+
 def _describe(column: str, value: object, check: str) -> str:
-    shown = "(identifier)" if column in PHI_COLUMNS else repr(value)
+    if column in PHI_COLUMNS:
+        subject = f"{column} (an identifier, not shown)"
+    elif isinstance(value, bool | int | float):
+        subject = f"{column}={value!r}"
+    else:
+        subject = f"{column} ({shape(value)})"
     if check.startswith("not_nullable"):
         return f"{column} is required but empty"
     if check.startswith("in_range"):
         bounds = check[len("in_range") :].strip("()").replace(", ", "..")
-        return f"{column}={shown} is outside {bounds}"
+        return f"{subject} is outside {bounds}"
     if check.startswith("isin"):
-        return f"{column}={shown} is not one of {check[len('isin') :].strip('()')}"
+        return f"{subject} is not one of {check[len('isin') :].strip('()')}"
     if check.startswith("str_matches"):
-        return f"{column}={shown} does not match {check[len('str_matches') :].strip('()')}"
-    return f"{column}={shown} fails {check}"
+        return f"{subject} does not match {check[len('str_matches') :].strip('()')}"
+    return f"{subject} fails {check}"
 
 
 def _parse_timestamp(text: str | None) -> datetime | None:
@@ -125,7 +152,7 @@ def _typed(parsed: MetadataCsv, now: datetime, out: _Collector) -> pl.DataFrame:
     for column in INT_COLUMNS:
         bad = typed.filter(pl.col(column).is_not_null() & pl.col(f"__{column}").is_null())
         for row, value in bad.select(ROW_NUMBER, column).iter_rows():
-            out.add(row, column, "invalid_type", f"{column}={value!r} is not a whole number")
+            out.add(row, column, "invalid_type", f"{column} is {shape(value)}, not a whole number")
     stamps = [_parse_timestamp(v) for v in frame.get_column("collected_at").to_list()]
     for row, raw, stamp in zip(
         frame.get_column(ROW_NUMBER), frame.get_column("collected_at"), stamps, strict=True
@@ -135,12 +162,15 @@ def _typed(parsed: MetadataCsv, now: datetime, out: _Collector) -> pl.DataFrame:
                 row,
                 "collected_at",
                 "invalid_timestamp",
-                f"collected_at={raw!r} is not an ISO 8601 timestamp "
+                f"collected_at is {shape(raw)}, not an ISO 8601 timestamp "
                 "(e.g. 2024-05-03T10:22:00-03:00)",
             )
         elif stamp is not None and stamp > now + FUTURE_TOLERANCE:
             out.add(
-                row, "collected_at", "timestamp_in_future", f"collected_at={raw!r} is in the future"
+                row,
+                "collected_at",
+                "timestamp_in_future",
+                f"collected_at {stamp:%Y-%m-%d %H:%M} UTC is in the future",
             )
     typed = typed.with_columns(
         [pl.col(f"__{c}").alias(c) for c in INT_COLUMNS]
@@ -188,8 +218,12 @@ def validate_metadata(
     pseudonymizer: Pseudonymizer,
     redactor: Redactor,
     now: datetime,
+    provenance: BatchProvenance | None = None,
 ) -> MetadataResult:
+    """``provenance``: the batch's import record, if it was imported (how speakers were
+    grouped); a batch from the collection app carries its own participant ids."""
     out = _Collector()
+    provenance = provenance or BatchProvenance()
 
     def finish_without_rows(rule: str, detail: str, rows_in: int = 0) -> MetadataResult:
         out.add(None, None, rule, detail)
@@ -239,6 +273,12 @@ def validate_metadata(
 
     typed = _typed(parsed, now, out)
     _validate_records(typed, out)
+    # one person, one spelling: the duplicate and consistency rules compare canonical ids
+    typed = typed.with_columns(
+        pl.col("participant_id")
+        .map_elements(normalize_identifier, return_dtype=pl.String)
+        .alias("__pid")
+    )
 
     paths = [normalize_audio_path(v) for v in typed.get_column("audio_path").to_list()]
     typed = typed.with_columns(pl.Series("__path", paths, dtype=pl.String))
@@ -250,7 +290,7 @@ def validate_metadata(
                 row,
                 "audio_path",
                 "unsafe_path",
-                f"audio_path={redactor(raw_path)!r} is absolute or leaves the batch folder; "
+                f"audio_path {redactor.path(raw_path)} is absolute or leaves the batch folder; "
                 "use a path relative to the batch",
             )
 
@@ -269,7 +309,7 @@ def validate_metadata(
     orphans = _report_orphans(raw_audio, referenced, out)
 
     accepted = joined.filter(~pl.col(ROW_NUMBER).is_in(sorted(out.rows)))
-    table = _pseudonymized(batch_id, accepted, pseudonymizer)
+    table = _pseudonymized(batch_id, accepted, pseudonymizer, provenance)
     return MetadataResult(
         table=table,
         quarantine=quarantine_frame(batch_id, STAGE, out.items, now),
@@ -297,7 +337,7 @@ def _reject_duplicates(typed: pl.DataFrame, out: _Collector) -> None:
     seen: dict[tuple[str, str], int] = {}
     paths: dict[str, int] = {}
     for row, participant, utterance, path in live.select(
-        ROW_NUMBER, "participant_id", "utterance", "__path"
+        ROW_NUMBER, "__pid", "utterance", "__path"
     ).iter_rows():
         first = seen.setdefault((participant, utterance), row)
         if first != row:
@@ -321,13 +361,13 @@ def _reject_duplicates(typed: pl.DataFrame, out: _Collector) -> None:
 def _reject_inconsistent_participants(typed: pl.DataFrame, out: _Collector) -> None:
     live = _live(typed, out)
     conflicts = (
-        live.group_by("participant_id")
+        live.group_by("__pid")
         .agg(pl.col("label").n_unique().alias("labels"), pl.col("sex").n_unique().alias("sexes"))
         .filter((pl.col("labels") > 1) | (pl.col("sexes") > 1))
     )
     if conflicts.is_empty():
         return
-    bad = live.filter(pl.col("participant_id").is_in(conflicts.get_column("participant_id")))
+    bad = live.filter(pl.col("__pid").is_in(conflicts.get_column("__pid")))
     for (row,) in bad.select(ROW_NUMBER).iter_rows():
         out.add(
             row,
@@ -364,14 +404,14 @@ def _check_audio(
                 row,
                 "audio_path",
                 "audio_missing",
-                f"audio file {redactor(path)!r} is not in the batch",
+                f"audio file {redactor.path(path)} is not in the batch",
             )
         elif not accepted:
             out.add(
                 row,
                 "audio_path",
                 "audio_rejected",
-                f"audio file {redactor(path)!r} was quarantined by raw_audio ({rule})",
+                f"audio file {redactor.path(path)} was quarantined by raw_audio ({rule})",
             )
     return joined
 
@@ -392,14 +432,19 @@ def _report_orphans(raw_audio: pl.DataFrame, referenced: set[str], out: _Collect
 
 
 def _pseudonymized(
-    batch_id: str, accepted: pl.DataFrame, pseudonymizer: Pseudonymizer
+    batch_id: str,
+    accepted: pl.DataFrame,
+    pseudonymizer: Pseudonymizer,
+    provenance: BatchProvenance,
 ) -> pl.DataFrame:
     if accepted.is_empty():
         return VALIDATED_METADATA.empty()
     participants = [pseudonymizer.participant(p) for p in accepted.get_column("participant_id")]
+    groupings = [provenance.grouping_of(p) for p in accepted.get_column("__path")]
     frame = accepted.with_columns(
         pl.lit(batch_id).alias("batch_id"),
         pl.Series("participant", participants, dtype=pl.String),
         pl.lit(pseudonymizer.key_id).alias("pseudonym_key_id"),
+        pl.Series("speaker_grouping", groupings, dtype=pl.String),
     ).drop(list(PHI_COLUMNS))
     return VALIDATED_METADATA.conform(frame).sort(ROW_NUMBER)

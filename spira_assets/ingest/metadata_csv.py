@@ -44,6 +44,7 @@ class MetadataCsv:
     header: tuple[str, ...]
     frame: pl.DataFrame  # all String, stripped, empty -> null, plus row_number
     malformed: tuple[tuple[int, int], ...]  # (row_number, fields found)
+    ragged_cells: tuple[str, ...] = ()  # every non-empty cell of the malformed records
 
     @property
     def rows_in(self) -> int:
@@ -87,26 +88,33 @@ def parse_metadata_csv(data: bytes) -> MetadataCsv:
     good: list[list[str | None]] = []
     numbers: list[int] = []
     malformed: list[tuple[int, int]] = []
+    ragged: list[str] = []
     for offset, record in enumerate(records[1:], start=2):
         if not any(cell.strip() for cell in record):
             continue  # blank line: not a record
         if len(record) != len(header):
             malformed.append((offset, len(record)))
+            ragged += [cell.strip() for cell in record if cell.strip()]
             continue
         good.append([cell.strip() or None for cell in record])
         numbers.append(offset)
     columns = {name: [row[i] for row in good] for i, name in enumerate(header)}
     frame = pl.DataFrame(columns, schema=dict.fromkeys(header, pl.String))
     frame = frame.with_columns(pl.Series(ROW_NUMBER, numbers, dtype=pl.Int64))
-    return MetadataCsv(header, frame, tuple(malformed))
+    return MetadataCsv(header, frame, tuple(malformed), tuple(ragged))
 
 
-def identifier_values(data: bytes) -> tuple[list[str], list[str]]:
-    """Participant ids and other identifiers in a metadata file, read leniently (for redaction)."""
+def identifier_values(data: bytes) -> tuple[list[str], list[str]] | None:
+    """Participant ids and other identifiers in a metadata file, read leniently (for
+    redaction); None when the identifiers cannot be known (the file cannot be split into
+    records or has no ``participant_id`` column). Every cell of a ragged record counts as an
+    identifier, since its columns cannot be told apart."""
     try:
         parsed = parse_metadata_csv(data)
     except MetadataFileError:
-        return [], []
+        return None
+    if "participant_id" not in parsed.header:
+        return None
     frame = parsed.frame
 
     def values(column: str) -> list[str]:
@@ -114,4 +122,6 @@ def identifier_values(data: bytes) -> tuple[list[str], list[str]]:
             return []
         return [v for v in frame.get_column(column).to_list() if v]
 
-    return values("participant_id"), values("hospital_record") + values("phone")
+    return values("participant_id"), values("hospital_record") + values("phone") + list(
+        parsed.ragged_cells
+    )

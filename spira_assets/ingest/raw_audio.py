@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import polars as pl
 from upath import UPath
@@ -25,7 +26,8 @@ from spira_assets.audio.quality import (
 )
 from spira_assets.batches import METADATA_FILE, is_control_file
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
-from spira_assets.privacy import Pseudonymizer, Redactor
+from spira_assets.layout import is_local
+from spira_assets.privacy import Pseudonymizer, Redactor, printable
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.tables import RAW_AUDIO
 
@@ -35,9 +37,9 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class BatchFile:
-    relative_path: str
+    relative_path: str  # may carry surrogate escapes when the name is not UTF-8
     path: UPath
-    escapes_batch: bool = False
+    fault: Finding | None = None  # found while listing: the file is not read
 
 
 @dataclass(frozen=True)
@@ -72,26 +74,83 @@ class RawAudioResult:
         return sum(o.stats.duration_s for o in self.outcomes if o.accepted and o.stats)
 
 
+@dataclass(frozen=True)
+class FirstOccurrence:
+    """Where accepted content was first seen in another batch (for duplicate detection)."""
+
+    batch_id: str
+    shown_path: str
+
+
+def _name_fault(name: str) -> Finding | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return Finding(
+            "undecodable_name",
+            "the file name is not valid UTF-8, so no metadata.csv row can refer to it; rename "
+            "the file (letters, digits, '.', '_', '-') and upload it again",
+        )
+    if any(not c.isprintable() for c in name):
+        return Finding(
+            "unsafe_name",
+            "the file name contains control characters (a line break, tab or similar); rename "
+            "the file and upload it again",
+        )
+    return None
+
+
+def _local_fault(entry: UPath, root_real: str) -> Finding | None:
+    """Links, link targets and special files of a local batch folder (never followed or read
+    when they are unsafe)."""
+    path = Path(str(entry))
+    if path.is_symlink():
+        target = os.path.realpath(path)
+        if os.path.commonpath([root_real, target]) != root_real:
+            return Finding(
+                "unsafe_link", "a link pointing outside the batch folder is not followed"
+            )
+        if not path.exists():
+            return Finding("dangling_link", "a link whose target does not exist; upload the file")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return Finding("vanished", "the file disappeared while the batch was read; upload it again")
+    except OSError as error:
+        return Finding("unreadable", f"cannot be inspected ({error.strerror or error})")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return Finding("not_a_file", "a device, pipe or socket, not an audio file; remove it")
+    return None
+
+
 def list_batch_files(batch_dir: UPath) -> list[BatchFile]:
     """Every content file of the batch (recursively), except metadata.csv and control files.
 
-    A symbolic link whose target lies outside the batch folder is listed but flagged.
+    Nothing that could escape the batch or block the reader is followed or read: links leaving
+    the folder, dangling links, special files, unreadable folders and names that are not UTF-8
+    are listed with their fault, so each becomes one quarantine record and the batch goes on.
     """
-    root_real = os.path.realpath(str(batch_dir)) if batch_dir.protocol in ("", "file") else None
+    root_real = os.path.realpath(str(batch_dir)) if is_local(batch_dir) else None
     found: list[BatchFile] = []
 
     def walk(directory: UPath, prefix: PurePosixPath) -> None:
-        for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        try:
+            entries = sorted(directory.iterdir(), key=lambda p: os.fsencode(p.name))
+        except OSError as error:
+            unlisted = Finding("unreadable", f"folder cannot be listed ({error.strerror or error})")
+            found.append(BatchFile(str(prefix) or ".", directory, unlisted))
+            return
+        for entry in entries:
             name = entry.name
             if is_control_file(name):
                 continue
             relative = prefix / name
-            if root_real is not None and entry.is_symlink():
-                target = os.path.realpath(str(entry))
-                if os.path.commonpath([root_real, target]) != root_real:
-                    found.append(BatchFile(str(relative), entry, escapes_batch=True))
-                    continue
-            if entry.is_dir():
+            fault = _name_fault(name)
+            if fault is None and root_real is not None:
+                fault = _local_fault(entry, root_real)
+            if fault is not None:
+                found.append(BatchFile(str(relative), entry, fault))
+            elif entry.is_dir():
                 walk(entry, relative)
             elif str(relative) != METADATA_FILE:
                 found.append(BatchFile(str(relative), entry))
@@ -100,24 +159,47 @@ def list_batch_files(batch_dir: UPath) -> list[BatchFile]:
     return found
 
 
-def inspect_file(file: BatchFile, rules: AudioQualityRules) -> FileOutcome:
-    if file.escapes_batch:
-        finding = Finding("unsafe_link", "a link pointing outside the batch folder is not followed")
-        return FileOutcome(file, None, 0, None, (finding,))
+def _read(file: BatchFile) -> bytes | Finding:
+    try:
+        return file.path.read_bytes()
+    except FileNotFoundError:
+        return Finding("vanished", "the file disappeared while the batch was read; upload it again")
+    except IsADirectoryError:
+        return Finding("unreadable", "a folder where a file was listed; upload the file again")
+    except OSError as error:  # permissions, I/O errors, a remote store refusing the read
+        return Finding("unreadable", f"cannot be read ({error.strerror or error})")
+
+
+def inspect_file(
+    file: BatchFile, rules: AudioQualityRules, store: RawStore | None = None
+) -> FileOutcome:
+    """Read a file once, measure and judge it; accepted bytes go to ``store`` from that same
+    read, so the stored copy is exactly what was hashed and judged."""
+    if file.fault is not None:
+        return FileOutcome(file, None, 0, None, (file.fault,))
     suffix = PurePosixPath(file.relative_path).suffix.lower()
-    data = file.path.read_bytes()
+    data = _read(file)
+    if isinstance(data, Finding):
+        return FileOutcome(file, None, 0, None, (data,))
     sha = hashlib.sha256(data).hexdigest()
     if suffix not in SUPPORTED_SUFFIXES:
         finding = Finding(
             "unsupported_format",
-            f"extension {suffix or '(none)'} is not one of {sorted(SUPPORTED_SUFFIXES)}",
+            f"extension {printable(suffix) or '(none)'} is not one of {sorted(SUPPORTED_SUFFIXES)}",
         )
         return FileOutcome(file, sha, len(data), None, (finding,))
     try:
         stats = measure(data, rules)
     except AudioDecodeError as error:
         return FileOutcome(file, sha, len(data), None, (error.finding,))
-    return FileOutcome(file, sha, len(data), stats, tuple(judge(stats, rules)))
+    findings = tuple(judge(stats, rules))
+    if store is not None and not findings:
+        store.put_bytes(data, sha, suffix)
+    return FileOutcome(file, sha, len(data), stats, findings)
+
+
+def _duplicate(outcome: FileOutcome, finding: Finding) -> FileOutcome:
+    return FileOutcome(outcome.file, outcome.sha256, outcome.size_bytes, outcome.stats, (finding,))
 
 
 def ingest_raw_audio(
@@ -130,39 +212,59 @@ def ingest_raw_audio(
     now: datetime,
     workers: int = 2,
     progress: ProgressCallback | None = None,
+    elsewhere: Mapping[str, FirstOccurrence] | None = None,
 ) -> RawAudioResult:
-    """Decode and judge every file of one batch; copy accepted audio to the raw store."""
+    """Decode and judge every file of one batch; copy accepted audio to the raw store.
+
+    ``elsewhere`` maps the content hash of audio accepted by other batches to its first
+    occurrence: the same recording uploaded again in a later batch is quarantined, never
+    counted twice (one voice must not reach two splits under two ids)."""
     files = list_batch_files(batch_dir)
     outcomes: list[FileOutcome] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, outcome in enumerate(pool.map(lambda f: inspect_file(f, rules), files), 1):
+        inspected = pool.map(lambda f: inspect_file(f, rules, raw_store), files)
+        for index, outcome in enumerate(inspected, 1):
             outcomes.append(outcome)
             if progress and (index % 50 == 0 or index == len(files)):
                 progress(index, len(files))
 
-    # The same bytes twice in one batch: keep the first, reject the copies.
+    # The same bytes in an earlier batch, or twice in this one: the first occurrence stays.
+    earlier = elsewhere or {}
     first_by_sha: dict[str, str] = {}
     deduplicated: list[FileOutcome] = []
     for outcome in outcomes:
-        if outcome.accepted and outcome.sha256:
-            original = first_by_sha.setdefault(outcome.sha256, outcome.file.relative_path)
-            if original != outcome.file.relative_path:
-                finding = Finding(
-                    "duplicate_content", f"same bytes as {redactor(original)}; upload it once"
+        sha = outcome.sha256
+        if outcome.accepted and sha:
+            if sha in earlier:
+                first = earlier[sha]
+                outcome = _duplicate(
+                    outcome,
+                    Finding(
+                        "duplicate_content",
+                        f"same bytes as {first.shown_path} in batch {first.batch_id}, accepted "
+                        "there first; a recording is uploaded once",
+                    ),
                 )
-                outcome = FileOutcome(
-                    outcome.file, outcome.sha256, outcome.size_bytes, outcome.stats, (finding,)
-                )
+            else:
+                original = first_by_sha.setdefault(sha, outcome.file.relative_path)
+                if original != outcome.file.relative_path:
+                    outcome = _duplicate(
+                        outcome,
+                        Finding(
+                            "duplicate_content",
+                            f"same bytes as {redactor.path(original)} in this batch; a "
+                            "recording is uploaded once",
+                        ),
+                    )
         deduplicated.append(outcome)
 
     rows: list[dict[str, object]] = []
     rejections: list[Rejection] = []
     for outcome in deduplicated:
-        shown_path = redactor(outcome.file.relative_path)
+        shown_path = redactor.path(outcome.file.relative_path)
         suffix = PurePosixPath(outcome.file.relative_path).suffix.lower()
         raw_uri = None
         if outcome.accepted and outcome.sha256:
-            raw_store.put(outcome.file.path, outcome.sha256, suffix)
             raw_uri = raw_store.relative_uri(outcome.sha256, suffix)
         for finding in outcome.findings:
             rejections.append(Rejection(shown_path, finding.rule, redactor(finding.detail)))

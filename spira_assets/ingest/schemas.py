@@ -8,8 +8,10 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model_config import BaseConfig
 
+from spira_assets.ingest.provenance import GROUPINGS
+
 # Bump when a rule below changes, so Dagster sees validated_metadata as stale.
-VALIDATION_VERSION = "1"
+VALIDATION_VERSION = "2"
 SEXES = ("F", "M")
 UTTERANCES = ("aceite", "sustentada", "parlenda", "frase")
 SPO2_RI_THRESHOLD = 92
@@ -89,7 +91,8 @@ class ValidatedMetadataTable(pa.DataFrameModel):
     sample_rate: int = pa.Field(in_range={"min_value": 8000, "max_value": 96000})
     channels: int = pa.Field(in_range={"min_value": 1, "max_value": 2})
     duration_s: float = pa.Field(gt=0)
-    pseudonym_key_id: str
+    pseudonym_key_id: str = pa.Field(str_matches=r"^[0-9a-f]{12}$")
+    speaker_grouping: str = pa.Field(isin=list(GROUPINGS))
 
     class Config(BaseConfig):
         strict = True

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 
 from spira_assets.features.config import FeatureConfig
@@ -15,12 +16,14 @@ from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.train import TrainConfig
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
-WEIGHTS, CONFIG, TORCHSCRIPT, LINEAGE, SUMMARY = (
+WEIGHTS, CONFIG, TORCHSCRIPT, LINEAGE, SUMMARY, SPLIT, THRESHOLD = (
     "weights.pt",
     "model_config.json",
     "model.torchscript.pt",
     "lineage.json",
     "summary.json",
+    "split.parquet",
+    "threshold.json",
 )
 
 
@@ -45,8 +48,12 @@ def save_model_version(
     config: dict[str, Any],
     lineage: dict[str, Any],
     summary: dict[str, Any],
+    split: pl.DataFrame | None = None,
+    threshold: dict[str, Any] | None = None,
 ) -> Path:
-    """Write every artefact to a temporary folder and rename it into place (all or nothing)."""
+    """Write every artefact to a temporary folder and rename it into place (all or nothing).
+    ``split``: the recordings and split the model was trained with (``split.parquet``), so it
+    is only ever judged on people it never saw."""
     remove_stale_staging(directory.parent, directory.name)
     tmp = staging_path(directory)
     tmp.mkdir(parents=True)
@@ -60,6 +67,10 @@ def save_model_version(
         torch.jit.trace(model, example).save(str(tmp / TORCHSCRIPT))
         (tmp / LINEAGE).write_text(json.dumps(lineage, indent=2, default=str))
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+        if split is not None:
+            split.write_parquet(tmp / SPLIT)
+        if threshold is not None:
+            (tmp / THRESHOLD).write_text(json.dumps(threshold))
         if directory.exists():
             shutil.rmtree(directory)
         tmp.rename(directory)

@@ -144,6 +144,32 @@ class Estimate:
     high: float
 
 
+def _participant_draws(frame: pl.DataFrame, resamples: int, seed: int) -> list[np.ndarray]:
+    """Row indices of ``resamples`` bootstrap samples of participants (with replacement), each
+    keeping every row of the drawn participants."""
+    participants = frame.get_column("participant").to_numpy()
+    unique, inverse = np.unique(participants, return_inverse=True)
+    rows_of = [np.flatnonzero(inverse == i) for i in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    return (
+        [
+            np.concatenate([rows_of[i] for i in rng.integers(0, len(unique), len(unique))])
+            for _ in range(resamples)
+        ]
+        if len(unique)
+        else []
+    )
+
+
+def _interval(value: float, draws: list[float], level: float) -> Estimate:
+    finite = [d for d in draws if np.isfinite(d)]
+    if not finite:
+        return Estimate(value, float("nan"), float("nan"))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return Estimate(value, float(low), float(high))
+
+
 def bootstrap(
     frame: pl.DataFrame,
     metric: Callable[[np.ndarray, np.ndarray], float],
@@ -153,40 +179,82 @@ def bootstrap(
 ) -> Estimate:
     """Percentile CI of ``metric(labels, scores)`` resampling participants with replacement
     (each draw keeps all rows of the drawn participants)."""
-    participants = frame.get_column("participant").to_numpy()
-    unique, inverse = np.unique(participants, return_inverse=True)
-    rows_of = [np.flatnonzero(inverse == i) for i in range(len(unique))]
     labels = frame.get_column("label").to_numpy()
     scores = frame.get_column("score").to_numpy()
-    value = metric(labels, scores)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        chosen = rng.integers(0, len(unique), len(unique))
-        rows = np.concatenate([rows_of[i] for i in chosen])
-        estimate = metric(labels[rows], scores[rows])
-        if np.isfinite(estimate):
-            draws.append(estimate)
-    if not draws:
-        return Estimate(value, float("nan"), float("nan"))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return Estimate(value, float(low), float(high))
+    draws = [metric(labels[r], scores[r]) for r in _participant_draws(frame, resamples, seed)]
+    return _interval(metric(labels, scores), draws, level)
+
+
+def bootstrap_metrics(
+    frame: pl.DataFrame, threshold: float, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, Estimate]:
+    """Every metric with its participant-bootstrap CI, all computed on the same draws (one
+    pass over the metrics per draw)."""
+    labels = frame.get_column("label").to_numpy()
+    scores = frame.get_column("score").to_numpy()
+    point = all_metrics(labels, scores, threshold)
+    draws = [
+        all_metrics(labels[rows], scores[rows], threshold)
+        for rows in _participant_draws(frame, resamples, seed)
+    ]
+    return {
+        name: _interval(float(point[name]), [float(d[name]) for d in draws], level)
+        for name in METRICS
+    }
 
 
 def metric_table(
     frame: pl.DataFrame, threshold: float, resamples: int = 1000, seed: int = 0
 ) -> pl.DataFrame:
     """Every metric with its bootstrap 95% CI, one row per metric."""
-    rows = []
-    for name in METRICS:
-
-        def metric(labels: np.ndarray, scores: np.ndarray, name: str = name) -> float:
-            return all_metrics(labels, scores, threshold)[name]
-
-        estimate = bootstrap(frame, metric, resamples, seed)
-        rows.append((name, estimate.value, estimate.low, estimate.high))
+    estimates = bootstrap_metrics(frame, threshold, resamples, seed)
+    rows = [(name, e.value, e.low, e.high) for name, e in estimates.items()]
     return pl.DataFrame(rows, schema=["metric", "value", "ci_low", "ci_high"], orient="row")
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    candidate: float
+    reference: float
+    difference: Estimate  # candidate - reference
+    participants: int
+    recordings: int
+
+
+def paired_difference(
+    candidate: pl.DataFrame,
+    reference: pl.DataFrame,
+    metric: Callable[[np.ndarray, np.ndarray], float] = auroc,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PairedDifference:
+    """``metric`` of the candidate minus the reference's on the same recordings, with a
+    participant-bootstrap CI in which both models see exactly the same draws (the pairing
+    removes the variance of who happened to be sampled). Frames are per recording:
+    participant, recording, label, score."""
+    joined = candidate.select("participant", "recording", "label", "score").join(
+        reference.select("recording", pl.col("score").alias("reference")),
+        on="recording",
+        how="inner",
+    )
+    if joined.height != candidate.height or joined.height != reference.height:
+        raise ValueError("paired comparison needs both models scored on the same recordings")
+    labels = joined.get_column("label").to_numpy()
+    ours = joined.get_column("score").to_numpy()
+    theirs = joined.get_column("reference").to_numpy()
+    draws = [
+        metric(labels[r], ours[r]) - metric(labels[r], theirs[r])
+        for r in _participant_draws(joined, resamples, seed)
+    ]
+    a, b = metric(labels, ours), metric(labels, theirs)
+    return PairedDifference(
+        a,
+        b,
+        _interval(a - b, draws, level),
+        joined.get_column("participant").n_unique(),
+        joined.height,
+    )
 
 
 def subgroup_table(

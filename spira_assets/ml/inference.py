@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules, judg
 from spira_assets.audio.resample import MonoResampler
 from spira_assets.features.config import FeatureConfig
 from spira_assets.features.windows import window_starts
-from spira_assets.ml.artifacts import CONFIG, load_model
+from spira_assets.ml.artifacts import CONFIG, THRESHOLD, load_model
 
-THRESHOLD_FILE = "threshold.json"
+THRESHOLD_FILE = THRESHOLD
 THRESHOLD_CHOICE = "validation recordings (Youden's J), when the model was trained"
 
 
@@ -79,6 +80,16 @@ class Scorer:
             probability, windows = self.waveform(self.resampler.decode(data))
         except AudioDecodeError as error:
             return FileScore(name, None, None, 0, f"{error.finding.rule}: {error.finding.detail}")
+        if not math.isfinite(probability):
+            # NaN >= threshold is False: without this a broken score would read "no insufficiency"
+            return FileScore(
+                name,
+                None,
+                None,
+                windows,
+                f"non_finite_score: the model returned {probability} for this file; no decision "
+                "is made (check the model version and the audio)",
+            )
         return FileScore(name, probability, int(probability >= self.threshold), windows)
 
 

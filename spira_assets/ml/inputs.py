@@ -11,17 +11,40 @@ import torch
 
 from spira_assets.features.augment import NoiseBank
 from spira_assets.layout import DataLayout
+from spira_assets.ml.artifacts import SPLIT
 from spira_assets.ml.data import WindowSet, build_windows
 from spira_assets.ml.split import SPLITS
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.shards import open_shard
 from spira_assets.storage.tables import AUDIO_16K, DATASET_SPLIT, HOSPITAL_NOISE, UNPARTITIONED
 
+MODEL_SPLIT_FILE = SPLIT
+
+
+def with_split(recordings: pl.DataFrame, split: pl.DataFrame) -> pl.DataFrame:
+    """``audio_16k`` rows that are in ``split`` (a ``dataset_split`` table or a model's
+    recorded split), with their split: matched by batch and content, so a recording never
+    enters through its participant from a batch the split left out."""
+    keys = split.select(pl.col("source_batch").alias("batch_id"), "audio_sha256", "split").unique(
+        ["batch_id", "audio_sha256"]
+    )
+    return recordings.join(keys, on=["batch_id", "audio_sha256"], how="inner")
+
 
 def recordings_with_split(lake: Lake) -> pl.DataFrame:
-    """Every 16 kHz recording of every batch with its participant's split."""
-    split = lake.read_part(DATASET_SPLIT, UNPARTITIONED).select("participant", "split")
-    return lake.read_table(AUDIO_16K).join(split, on="participant")
+    """Every 16 kHz recording in the current ``dataset_split``, with its split."""
+    return with_split(lake.read_table(AUDIO_16K), lake.read_part(DATASET_SPLIT, UNPARTITIONED))
+
+
+def model_split(directory: Path) -> pl.DataFrame:
+    """The split a model version was trained with (``split.parquet`` in its folder)."""
+    path = directory / MODEL_SPLIT_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: the model's recorded split is needed to judge it only on "
+            "people it never saw (retrain it with this version of the platform)"
+        )
+    return pl.read_parquet(path)
 
 
 def local_shards(layout: DataLayout, recordings: pl.DataFrame) -> Path:

@@ -23,7 +23,7 @@ from spira_assets.ml.artifacts import CONFIG, LINEAGE, build_model, load_model
 from spira_assets.ml.data import WindowSet
 from spira_assets.ml.evaluation import all_metrics
 from spira_assets.ml.inference import THRESHOLD_FILE
-from spira_assets.ml.inputs import noise_bank, windows_by_split
+from spira_assets.ml.inputs import MODEL_SPLIT_FILE, noise_bank, windows_by_split, with_split
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.metrics import mean_by_group
 from spira_assets.ml.split import SplitConfig, split_of
@@ -122,11 +122,20 @@ def recorded_recordings(layout: DataLayout, version: str, lineage: dict[str, Any
             missing.append(f"hospital noise: data version {shard}")
     if missing:
         raise ReproductionInputsMissing(version, missing)
-    split = SplitConfig(**lineage["split"])
     recordings = pl.concat(parts)
+    recorded = layout.local(f"models/{version}") / MODEL_SPLIT_FILE
+    if recorded.exists():  # the exact recordings and split the model was trained with
+        split = pl.read_parquet(recorded)
+        kept = with_split(recordings, split)
+        if kept.height != split.height:
+            raise ReproductionInputsMissing(
+                version, [f"{split.height - kept.height} recordings of the recorded split"]
+            )
+        return kept
+    config = SplitConfig(**lineage["split"])
     return recordings.with_columns(
         pl.col("participant")
-        .map_elements(lambda p: split_of(p, split), return_dtype=pl.String)
+        .map_elements(lambda p: split_of(p, config), return_dtype=pl.String)
         .alias("split")
     )
 

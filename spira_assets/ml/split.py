@@ -1,11 +1,16 @@
-"""Patient-grouped, stable train / validation / test assignment.
+"""Patient-grouped, stable train / validation / test assignment, and the checks that it holds.
 
 Each participant pseudonym is hashed (salted SHA-256) to a number in [0, 1) that decides its
-split once and for all: adding batches never moves anyone, so the test set only grows and no
-voice is ever in two splits. The hash ignores the label, so a participant whose label changes
-between batches still has one split; since it is independent of the label, each class is
-split in the configured proportions in expectation (stratified by construction, not by
-sorting, which would move people as data arrives).
+split once and for all: adding batches never moves anyone, so the test set only grows. The hash
+ignores the label, so a participant whose label changes between batches still has one split;
+since it is independent of the label, each class is split in the configured proportions in
+expectation (stratified by construction, not by sorting, which would move people as data
+arrives).
+
+The split is stored one row per recording. Assigning by pseudonym cannot by itself put one
+voice in two splits, so the checks here look for what *can* go wrong in stored data: one audio
+file under two participant ids, a table edited by hand, batches pseudonymized under different
+keys, and a model's test recordings that appear in its own training data.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass
 import polars as pl
 
 SPLITS = ("train", "validation", "test")
+SEEN_IN_TRAINING = ("train", "validation")  # validation chooses the checkpoint and threshold
+SPLIT_COLUMNS = ("source_batch", "audio_sha256", "participant", "label", "speaker_grouping")
 
 
 @dataclass(frozen=True)
@@ -40,20 +47,110 @@ def split_of(participant: str, config: SplitConfig) -> str:
 
 
 def assign_splits(recordings: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
-    """One row per participant: label (max over recordings), first batch, recordings, split."""
-    participants = recordings.group_by("participant").agg(
-        pl.col("label").max().alias("label"),
-        pl.col("batch_id").min().alias("first_batch"),
-        pl.len().alias("recordings"),
+    """One row per recording (rows of ``audio_16k``): its batch, content hash, participant,
+    label, speaker grouping and the participant's split."""
+    frame = recordings.select(
+        pl.col("batch_id").alias("source_batch"),
+        "audio_sha256",
+        "participant",
+        "label",
+        "speaker_grouping",
     )
-    return participants.with_columns(
+    return frame.with_columns(
         pl.col("participant")
         .map_elements(lambda p: split_of(p, config), return_dtype=pl.String)
         .alias("split")
-    ).sort("participant")
+    ).sort("source_batch", "audio_sha256")
 
 
-def leaked_participants(assignments: pl.DataFrame) -> list[str]:
-    """Participants that appear in more than one split (must be none)."""
-    counts = assignments.group_by("participant").agg(pl.col("split").n_unique().alias("n"))
-    return sorted(counts.filter(pl.col("n") > 1).get_column("participant").to_list())
+def _listed(frame: pl.DataFrame, column: str, limit: int = 20) -> list[str]:
+    return sorted(str(v) for v in frame.get_column(column).to_list())[:limit]
+
+
+def participants_in_two_splits(split: pl.DataFrame) -> list[str]:
+    """Participants with recordings in more than one split."""
+    counts = split.group_by("participant").agg(pl.col("split").n_unique().alias("n"))
+    return _listed(counts.filter(pl.col("n") > 1), "participant")
+
+
+def audio_in_two_places(split: pl.DataFrame) -> list[str]:
+    """The same audio content under two participant ids, or in two splits: one voice counted
+    as two people, the leak pseudonyms alone cannot show."""
+    counts = split.group_by("audio_sha256").agg(
+        pl.col("split").n_unique().alias("splits"),
+        pl.col("participant").n_unique().alias("participants"),
+    )
+    bad = counts.filter((pl.col("splits") > 1) | (pl.col("participants") > 1))
+    return [
+        f"audio {sha[:12]}: {participants} participant ids, {splits} splits"
+        for sha, splits, participants in bad.sort("audio_sha256")
+        .select("audio_sha256", "splits", "participants")
+        .head(20)
+        .iter_rows()
+    ]
+
+
+def edited_assignments(split: pl.DataFrame, config: SplitConfig) -> list[str]:
+    """Participants whose stored split is not the one their pseudonym hashes to: the table was
+    changed after ``dataset_split`` wrote it."""
+    expected = (
+        split.select("participant", "split")
+        .unique()
+        .with_columns(
+            pl.col("participant")
+            .map_elements(lambda p: split_of(p, config), return_dtype=pl.String)
+            .alias("assigned")
+        )
+    )
+    moved = expected.filter(pl.col("split") != pl.col("assigned")).sort("participant")
+    return [
+        f"{p} stored in {s!r}, assigned to {a!r}"
+        for p, s, a in moved.select("participant", "split", "assigned").head(20).iter_rows()
+    ]
+
+
+def key_ids_by_batch(recordings: pl.DataFrame) -> dict[str, list[str]]:
+    """Pseudonym key id -> batches pseudonymized under it (more than one key: ids of one
+    person no longer match across batches)."""
+    pairs = recordings.select("pseudonym_key_id", "batch_id").unique()
+    return {
+        str(key): sorted(group.get_column("batch_id").to_list())
+        for (key,), group in pairs.group_by("pseudonym_key_id")
+    }
+
+
+def split_problems(split: pl.DataFrame, config: SplitConfig) -> list[str]:
+    """Everything wrong with a stored split table, for a consumer about to train on it."""
+    problems = [f"participant in two splits: {p}" for p in participants_in_two_splits(split)]
+    problems += audio_in_two_places(split)
+    problems += [f"edited by hand: {e}" for e in edited_assignments(split, config)]
+    return problems
+
+
+def seen_in_training(model_split: pl.DataFrame) -> pl.DataFrame:
+    return model_split.filter(pl.col("split").is_in(SEEN_IN_TRAINING))
+
+
+def test_set_leaks(model_split: pl.DataFrame) -> list[str]:
+    """Test recordings of a model whose participant or audio content is also in that model's
+    own training or validation data."""
+    seen = seen_in_training(model_split)
+    test = model_split.filter(pl.col("split") == "test")
+    people = test.filter(pl.col("participant").is_in(seen.get_column("participant").implode()))
+    audio = test.filter(pl.col("audio_sha256").is_in(seen.get_column("audio_sha256").implode()))
+    return [f"test participant also trained on: {p}" for p in _listed(people, "participant")] + [
+        f"test audio also trained on: {a[:12]}" for a in _listed(audio, "audio_sha256")
+    ]
+
+
+def unseen_by(recordings: pl.DataFrame, *model_splits: pl.DataFrame) -> pl.DataFrame:
+    """Recordings none of the models saw in training or validation, by participant and by
+    audio content (columns of ``recordings`` kept)."""
+    out = recordings
+    for model_split in model_splits:
+        seen = seen_in_training(model_split)
+        out = out.filter(
+            ~pl.col("participant").is_in(seen.get_column("participant").implode())
+            & ~pl.col("audio_sha256").is_in(seen.get_column("audio_sha256").implode())
+        )
+    return out

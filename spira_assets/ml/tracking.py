@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 REGISTERED_MODEL = "spira-respiratory-insufficiency"
 EXPERIMENT = "spira-training"
+CHAMPION_ALIAS = "champion"
 
 
 def default_tracking_uri(data_root: Path) -> str:
@@ -35,15 +37,60 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) 
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def champion_model_version(
-    tracking_uri: str, registered_model: str = REGISTERED_MODEL, alias: str = "champion"
-) -> str | None:
-    """Our model version (the fingerprint) that holds the registry alias, or None."""
-    from mlflow.exceptions import MlflowException
+class RegistryError(RuntimeError):
+    """The model registry could not answer (unreachable, corrupt, refused): unlike "no such
+    alias", this never means "there is no champion"."""
 
+
+def _not_found(error: MlflowException) -> bool:
+    code = error.error_code
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(error).lower()
+    )
+
+
+def alias_holder(
+    tracking_uri: str, registered_model: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS
+) -> tuple[str, str] | None:
+    """(registered version, our model version) holding ``alias``; None when the alias (or the
+    registered model) does not exist; RegistryError when the registry cannot tell."""
     client = MlflowClient(tracking_uri)
     try:
         version = client.get_model_version_by_alias(registered_model, alias)
-    except MlflowException:
-        return None
-    return str(client.get_run(str(version.run_id)).data.params["model_version"])
+        params = client.get_run(str(version.run_id)).data.params
+    except MlflowException as error:
+        if _not_found(error):
+            return None
+        raise RegistryError(f"the model registry at {tracking_uri} failed: {error}") from error
+    except Exception as error:  # a broken store fails in other ways (sqlite, network)
+        raise RegistryError(f"the model registry at {tracking_uri} failed: {error}") from error
+    if "model_version" not in params:
+        raise RegistryError(
+            f"registered version {version.version} of {registered_model} holds the alias "
+            f"{alias!r} but its run records no model_version"
+        )
+    return str(version.version), str(params["model_version"])
+
+
+def has_registered_version(
+    tracking_uri: str, registered: str, model_version: str, registered_model: str = REGISTERED_MODEL
+) -> bool:
+    """Whether registered version ``registered`` exists and was logged for ``model_version``
+    (a tracking store that was deleted or replaced no longer has it)."""
+    client = MlflowClient(tracking_uri)
+    try:
+        version = client.get_model_version(registered_model, registered)
+        params = client.get_run(str(version.run_id)).data.params
+    except MlflowException as error:
+        if _not_found(error):
+            return False
+        raise RegistryError(f"the model registry at {tracking_uri} failed: {error}") from error
+    return params.get("model_version") == model_version
+
+
+def champion_model_version(
+    tracking_uri: str, registered_model: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS
+) -> str | None:
+    """Our model version (the fingerprint) that holds the registry alias, or None."""
+    holder = alias_holder(tracking_uri, registered_model, alias)
+    return holder[1] if holder else None

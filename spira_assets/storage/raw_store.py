@@ -6,8 +6,6 @@ re-run brings them) and makes every downstream artefact traceable to exact bytes
 
 from __future__ import annotations
 
-import shutil
-
 from upath import UPath
 
 from spira_assets.layout import is_local
@@ -24,18 +22,21 @@ class RawStore:
     def relative_uri(self, sha256: str, suffix: str) -> str:
         return f"raw/{sha256[:2]}/{sha256}{suffix.lower()}"
 
-    def put(self, source: UPath, sha256: str, suffix: str) -> UPath:
+    def put_bytes(self, data: bytes, sha256: str, suffix: str) -> UPath:
+        """Store bytes already read (and hashed) by the caller."""
         target = self.path_for(sha256, suffix)
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         if not is_local(target):  # object stores: a PUT is atomic
-            with source.open("rb") as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
+            target.write_bytes(data)
             return target
         remove_stale_staging(target.parent, target.name)
         tmp = staging_path(target)
-        with source.open("rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 20)
-        tmp.replace(target)
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
         return target

@@ -92,6 +92,7 @@ VALIDATED_METADATA = TableSpec(
         "channels": pl.Int64(),
         "duration_s": pl.Float64(),
         "pseudonym_key_id": pl.String(),
+        "speaker_grouping": pl.String(),  # how participants were identified (provenance.py)
     },
 )
 
@@ -106,6 +107,8 @@ AUDIO_16K = TableSpec(
         "age": pl.Int64(),
         "device": pl.String(),
         "utterance": pl.String(),
+        "pseudonym_key_id": pl.String(),
+        "speaker_grouping": pl.String(),
         "sample_offset": pl.Int64(),
         "samples": pl.Int64(),
         "duration_s": pl.Float64(),
@@ -163,12 +166,27 @@ DATASET_SPLIT = TableSpec(
     "dataset_split",
     {
         "batch_id": pl.String(),  # always "all"
+        "source_batch": pl.String(),  # the collection batch of the recording
+        "audio_sha256": pl.String(),
         "participant": pl.String(),
         "label": pl.Int64(),
-        "first_batch": pl.String(),
-        "recordings": pl.Int64(),
+        "speaker_grouping": pl.String(),
         "split": pl.String(),
     },
+)
+
+BATCH_CHECKS = TableSpec(
+    "batch_checks",
+    {
+        "batch_id": pl.String(),
+        "asset": pl.String(),
+        "check_name": pl.String(),
+        "passed": pl.Boolean(),
+        "blocking": pl.Boolean(),
+        "description": pl.String(),
+        "evaluated_at": UTC_TIME,
+    },
+    split_by="asset",
 )
 
 MODEL_VERSIONS = TableSpec(
@@ -233,6 +251,25 @@ EVALUATION_SUBGROUPS = TableSpec(
     },
 )
 
+EVALUATION_COMPARISONS = TableSpec(
+    "evaluation_comparisons",
+    {
+        "batch_id": pl.String(),  # the candidate model version (one part per candidate)
+        "model_version": pl.String(),
+        "reference_version": pl.String(),  # a model that held the title
+        "role": pl.String(),  # champion or past champion
+        "participants": pl.Int64(),  # unseen by both models
+        "recordings": pl.Int64(),
+        "from_splits": pl.String(),  # which split of each model the participants came from
+        "candidate_auroc": pl.Float64(),
+        "reference_auroc": pl.Float64(),
+        "difference": pl.Float64(),  # candidate - reference, same recordings
+        "ci_low": pl.Float64(),  # paired participant bootstrap, 95 %
+        "ci_high": pl.Float64(),
+        "error": pl.String(),  # why the reference could not be compared
+    },
+)
+
 PROMOTIONS = TableSpec(
     "promotions",
     {
@@ -240,12 +277,16 @@ PROMOTIONS = TableSpec(
         "decided_at": UTC_TIME,
         "candidate_version": pl.String(),
         "candidate_registered": pl.String(),
-        "champion_version": pl.String(),
+        "champion_version": pl.String(),  # the champion before the decision
         "passed": pl.Boolean(),
         "reasons": pl.String(),
-        "candidate_auroc": pl.Float64(),
+        "candidate_auroc": pl.Float64(),  # on the candidate's own test set
         "candidate_sensitivity": pl.Float64(),
-        "champion_auroc": pl.Float64(),
+        "champion_auroc": pl.Float64(),  # on the participants unseen by both (null: none)
+        "auroc_difference": pl.Float64(),  # candidate - champion, same participants
+        "difference_ci_low": pl.Float64(),
+        "difference_ci_high": pl.Float64(),
+        "compared_with": pl.String(),  # JSON: every reference and its lower bound
         "test_recordings": pl.Int64(),
         "code_version": pl.String(),
     },
@@ -272,6 +313,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     RAW_AUDIO,
     VALIDATED_METADATA,
     QUARANTINE,
+    BATCH_CHECKS,
     AUDIO_16K,
     HOSPITAL_NOISE,
     SPECTROGRAM_FEATURES,
@@ -281,5 +323,6 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     MODEL_VERSIONS,
     EVALUATION_METRICS,
     EVALUATION_SUBGROUPS,
+    EVALUATION_COMPARISONS,
     PROMOTIONS,
 )

@@ -25,7 +25,7 @@ from spira_assets.layout import is_local
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import ALL_TABLES, TableSpec
 
-CATALOG_VERSION = 4
+CATALOG_VERSION = 5
 LOCK_TIMEOUT_S = 60.0
 
 

@@ -1,0 +1,76 @@
+"""How a batch came to be: the import record a batch carries beside its metadata.
+
+The collection app's batches identify each participant themselves (``participant_id``). A batch
+converted from SPIRA's published lists (``spira import-spira``) had to be grouped by speaker
+some other way, or not at all; the importer writes ``_import.json`` (a control file, never
+ingested as audio) saying how, and listing the list rows it refused. The ingest assets read it:
+rows grouped one participant per file are marked, so every later table, report and model card
+can say that speaker independence is not guaranteed for them; refused rows become quarantine
+records of stage ``import``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+PROVENANCE_FILE = "_import.json"
+IMPORT_STAGE = "import"
+
+# How the pseudonymized participant of a row was obtained (column ``speaker_grouping``).
+APP_ID = "participant_id"  # the collection app's participant id
+BY_COLUMN = "import-column"  # a participant column in the imported list
+BY_MAP = "import-map"  # a file -> participant mapping supplied by the user
+BY_PATTERN = "import-pattern"  # a regular expression over the file path
+PER_FILE = "one-participant-per-file"  # each file its own participant: not speaker-safe
+GROUPINGS = (APP_ID, BY_COLUMN, BY_MAP, BY_PATTERN, PER_FILE)
+NOT_SPEAKER_SAFE = frozenset({PER_FILE})
+SPEAKER_WARNING = (
+    "speaker independence not guaranteed: {n} recording(s) were imported with "
+    "--one-participant-per-file, so one voice may be in more than one split"
+)
+
+
+@dataclass(frozen=True)
+class ImportRejection:
+    """A list row (or list) the importer refused. ``detail`` never quotes a path or a value
+    from the list: file names may carry identifiers, and this record leaves the raw zone."""
+
+    item: str  # "<list>:<line>" or "<list>"
+    rule: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BatchProvenance:
+    grouping: str = APP_ID
+    per_file_paths: tuple[str, ...] = ()  # audio_path values grouped one participant per file
+    rejections: tuple[ImportRejection, ...] = field(default_factory=tuple)
+    source_lists: tuple[str, ...] = ()
+
+    def grouping_of(self, audio_path: str) -> str:
+        return PER_FILE if audio_path in self.per_file_paths else self.grouping
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> BatchProvenance:
+        """Parse a provenance record; a malformed one raises ValueError naming the problem."""
+        try:
+            raw = json.loads(text)
+            grouping = str(raw.get("grouping", APP_ID))
+            record = cls(
+                grouping=grouping,
+                per_file_paths=tuple(str(p) for p in raw.get("per_file_paths", [])),
+                rejections=tuple(
+                    ImportRejection(str(r["item"]), str(r["rule"]), str(r["detail"]))
+                    for r in raw.get("rejections", [])
+                ),
+                source_lists=tuple(str(s) for s in raw.get("source_lists", [])),
+            )
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as error:
+            raise ValueError(f"{PROVENANCE_FILE} is not a valid import record ({error})") from error
+        if grouping not in GROUPINGS:
+            raise ValueError(f"{PROVENANCE_FILE}: unknown grouping {grouping!r}")
+        return record

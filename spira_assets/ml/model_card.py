@@ -1,0 +1,131 @@
+"""The model card a gate decision leaves beside the evaluation report (Markdown; no Dagster)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+
+from spira_assets.ml.comparison import Comparison
+from spira_assets.ml.gate import GateDecision
+from spira_assets.ml.report import LIMITATIONS, table, with_ci
+
+
+def comparison_table(comparisons: list[Comparison]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "reference": [f"{c.role} {c.reference_version}" for c in comparisons],
+            "participants unseen by both": [c.participants for c in comparisons],
+            "candidate AUROC": [c.candidate_auroc for c in comparisons],
+            "reference AUROC": [c.reference_auroc for c in comparisons],
+            "difference [95% CI]": [
+                f"{c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+                if c.error is None
+                else "n/a"
+                for c in comparisons
+            ],
+            "from splits": [c.from_splits or (c.error or "") for c in comparisons],
+        },
+        schema_overrides={"candidate AUROC": pl.Float64, "reference AUROC": pl.Float64},
+    )
+
+
+def criteria_table(decision: GateDecision) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "criterion": [c.name for c in decision.criteria],
+            "value": [c.value for c in decision.criteria],
+            "threshold": [c.threshold for c in decision.criteria],
+            "passed": [c.passed for c in decision.criteria],
+        },
+        schema_overrides={"value": pl.Float64},
+    )
+
+
+def model_card(
+    version: str,
+    lineage: dict[str, Any],
+    metrics: pl.DataFrame,
+    subgroups: pl.DataFrame,
+    composition: pl.DataFrame,
+    by_batch: pl.DataFrame,
+    decision: GateDecision,
+    comparisons: list[Comparison],
+    champion: str,
+    margin: float,
+) -> str:
+    threshold = metrics.get_column("threshold")[0]
+    verdict = "PASSED" if decision.passed else "FAILED"
+    speaker = lineage.get("speaker_independence", "guaranteed")
+    return (
+        f"# Model card: SpiraConv {version}\n\n"
+        "## Intended use\n\nPre-screening support for respiratory insufficiency (SpO2 < 92 %) "
+        "from short Brazilian-Portuguese voice recordings (consent phrase, sustained vowel, "
+        "nursery rhyme, sentence), to prioritise a pulse-oximetry measurement. It outputs a "
+        f"probability; the decision threshold is {threshold:.3f}.\n\n"
+        "## Out of scope\n\nDiagnosis; replacing oximetry; other languages or utterances; "
+        "children; estimating SpO2; respiratory insufficiency of causes absent from training "
+        "data; any use on audio from the synthetic demo generator presented as clinical "
+        "evidence.\n\n"
+        f"## Data\n\nSpeaker independence between splits: **{speaker}**.\n\n"
+        "Participants by split and class (patients = 1), as recorded with the model:\n\n"
+        + table(composition)
+        + "\nRecordings by batch and split:\n\n"
+        + table(by_batch)
+        + "\n## Metrics (own test participants, 95% CI by participant bootstrap)\n\n"
+        + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
+        + "\n## Subgroups (clean test recordings)\n\n"
+        + table(
+            subgroups.select(
+                "subgroup",
+                "value",
+                "participants",
+                "positives",
+                "negatives",
+                "judgeable",
+                "sensitivity",
+                "specificity",
+                "auroc",
+            )
+        )
+        + "\n## Comparison with the champion and every past champion\n\n"
+        "Clean AUROC on the recordings whose participants (and audio) neither model saw in "
+        "training or validation; the difference is candidate minus reference, its 95% interval "
+        "a paired participant bootstrap (both models on the same draws). Non-inferiority needs "
+        f"the lower bound above -{margin}.\n\n"
+        + (table(comparison_table(comparisons)) if comparisons else "_no champion yet_\n")
+        + "\n## Limitations\n\n"
+        + LIMITATIONS
+        + "\n\n## Lineage\n\n"
+        + table(
+            pl.DataFrame(
+                {
+                    "input": [
+                        "batches (shard of each)",
+                        "noise",
+                        "feature config",
+                        "code version",
+                        "seeds",
+                        "best seed",
+                        "device",
+                        "MLflow run",
+                    ],
+                    "value": [
+                        json.dumps(lineage["batches"]),
+                        json.dumps(lineage["noise"]),
+                        lineage["feature_config_hash"],
+                        lineage["code_version"],
+                        json.dumps(lineage["seeds"]),
+                        str(lineage["best_seed"]),
+                        lineage["device"],
+                        lineage["mlflow_run_id"],
+                    ],
+                }
+            )
+        )
+        + f"\n## Promotion gate\n\n**{verdict}** against champion {champion}.\n\n"
+        + table(criteria_table(decision))
+        + "\n"
+        + "".join(f"- {r}\n" for r in decision.reasons or ["every floor and comparison met"])
+    )

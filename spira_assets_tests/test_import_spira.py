@@ -1,0 +1,314 @@
+"""`spira import-spira`: speakers grouped or refused, paths confined to the source, every
+rejection recorded; and the leak it prevents, measured."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from spira_assets.cli import main
+from spira_assets.demo.voice import Speaker, breathing_for, synthesize
+from spira_assets.features.config import FeatureConfig
+from spira_assets.ingest.provenance import PER_FILE, PROVENANCE_FILE, BatchProvenance
+from spira_assets.layout import DataLayout
+from spira_assets.ml.metrics import auroc
+from spira_assets.ml.split import SplitConfig, assign_splits
+from spira_assets.privacy import Pseudonymizer, local_key_file
+from spira_assets_tests.conftest import TEST_KEY, run_core_stages
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def write_wav(path: Path, seconds: float = 2.0, f0: float | None = None) -> None:
+    """A tone whose pitch depends on the file name, so no two files share their bytes."""
+    f0 = f0 or 100.0 + sum(path.name.encode()) % 200
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), 16_000)
+
+
+def spira_source(root: Path) -> Path:
+    """A small source in SPIRA's v3 layout: controls named <id>_<utterance>.wav."""
+    for name in ("c01_frase.wav", "c01_aceite.wav", "c02_frase.wav", "c02_parlenda.wav"):
+        write_wav(root / "audios" / name)
+    for name in ("p01_frase.wav", "p01_aceite.wav", "p02_parlenda.wav", "n1.wav"):
+        write_wav(root / "audios" / name)
+    (root / "patients.csv").write_text(
+        "file_path,class,sexo,idade\naudios/p01_frase.wav,1,F,60\naudios/p01_aceite.wav,1,F,60\n"
+        "audios/p02_parlenda.wav,1,,70\n"
+    )
+    (root / "controls.csv").write_text(
+        "file_path,class,sexo,idade,nivel_falta_de_ar\naudios/c01_frase.wav,0,M,30,0\n"
+        "audios/c01_aceite.wav,0,M,30,0\naudios/c02_frase.wav,0,Feminino,41,1\n"
+        "audios/c02_parlenda.wav,0,F,41,1\naudios/missing.wav,0,M,20,0\n"
+    )
+    (root / "noises.csv").write_text("file_path\naudios/n1.wav\n")
+    return root
+
+
+def test_without_speaker_grouping_the_import_refuses_and_proposes_a_pattern(
+    tmp_path: Path,
+) -> None:
+    src = spira_source(tmp_path / "spira")
+    landing = tmp_path / "landing"
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "b1", "--landing", str(landing),
+        "--patient-spo2", "89",
+    )  # fmt: skip
+    assert code == 1
+    assert "cannot tell which recordings belong to the same person" in output
+    assert "--participant-pattern '([^/_]+)_[^/]*$'" in output
+    assert "'p01_frase.wav' -> participant 'p01'" in output
+    assert not (landing / "b1").exists()  # nothing written before the refusal
+
+
+def test_a_pattern_groups_speakers_and_unconvertible_rows_are_reported(tmp_path: Path) -> None:
+    src = spira_source(tmp_path / "spira")
+    landing = tmp_path / "landing"
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "spira-2021", "--landing", str(landing),
+        "--patient-spo2", "89", "--participant-pattern", r"([^/_]+)_[^/]*$",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "6 recordings grouped by import-pattern, 1 noise files, 2 rows not converted" in output
+    assert "patients.csv:4: import_missing_field: cannot derive sex (sexo)" in output
+    assert "controls.csv:6: import_audio_missing" in output
+    with (landing / "spira-2021" / "metadata.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["participant_id"], r["label"], r["utterance"]) for r in rows] == [
+        ("p01", "1", "frase"),
+        ("p01", "1", "aceite"),
+        ("c01", "0", "frase"),
+        ("c01", "0", "aceite"),
+        ("c02", "0", "frase"),
+        ("c02", "0", "parlenda"),
+    ]
+    record = BatchProvenance.from_json((landing / "spira-2021" / PROVENANCE_FILE).read_text())
+    assert record.grouping == "import-pattern" and record.per_file_paths == ()
+    assert [(r.item, r.rule) for r in record.rejections] == [
+        ("patients.csv:4", "import_missing_field"),
+        ("controls.csv:6", "import_audio_missing"),
+    ]
+    assert all("audios/" not in r.detail for r in record.rejections)  # no path leaves the zone
+    assert len(list((landing / "noise").iterdir())) == 1
+
+
+def test_one_participant_per_file_is_explicit_recorded_and_carried_to_the_split(
+    tmp_path: Path, pseudonymizer: Pseudonymizer
+) -> None:
+    src = spira_source(tmp_path / "spira")
+    landing = tmp_path / "data" / "landing"
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "b1", "--landing", str(landing),
+        "--patient-spo2", "89", "--one-participant-per-file",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "warning: 6 recordings are grouped one-participant-per-file" in output
+    record = BatchProvenance.from_json((landing / "b1" / PROVENANCE_FILE).read_text())
+    assert record.grouping == PER_FILE and len(record.per_file_paths) == 6
+    _, meta = run_core_stages(DataLayout.from_location(tmp_path / "data"), "b1", pseudonymizer)
+    assert meta.table.get_column("speaker_grouping").unique().to_list() == [PER_FILE]
+    assert meta.table.get_column("participant").n_unique() == 6
+
+
+def test_a_participant_map_or_column_says_who_spoke(tmp_path: Path) -> None:
+    src = spira_source(tmp_path / "spira")
+    mapping = tmp_path / "who.csv"
+    mapping.write_text(
+        "file_path,participant_id\n"
+        + "".join(f"audios/{n}.wav,{n[:3].upper()}\n" for n in ("c01_frase", "c01_aceite"))
+    )
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "m1", "--landing", str(tmp_path / "landing"),
+        "--patient-spo2", "89", "--participant-map", str(mapping),
+        "--one-participant-per-file",
+    )  # fmt: skip
+    assert code == 0, output
+    record = BatchProvenance.from_json((tmp_path / "landing" / "m1" / PROVENANCE_FILE).read_text())
+    assert record.grouping == "import-map" and len(record.per_file_paths) == 4
+    with (tmp_path / "landing" / "m1" / "metadata.csv").open() as handle:
+        ids = [r["participant_id"] for r in csv.DictReader(handle)]
+    assert ids.count("C01") == 2
+
+    column = tmp_path / "column"
+    for name in ("a.wav", "b.wav"):
+        write_wav(column / name)
+    (column / "controls.csv").write_text(
+        "file_path,speaker,sexo,idade\na.wav,S9,M,30\nb.wav,S9,M,30\n"
+    )
+    code, output = invoke(
+        "import-spira", str(column), "--batch-id", "k1", "--landing", str(tmp_path / "landing"),
+        "--utterance", "frase",
+    )  # fmt: skip
+    assert code == 0 and "2 recordings grouped by import-column" in output
+
+
+def test_nothing_outside_the_source_is_read_or_copied(tmp_path: Path) -> None:
+    src = tmp_path / "spira"
+    write_wav(src / "c01_frase.wav")
+    outside = tmp_path / "elsewhere" / "secret_frase.wav"
+    write_wav(outside, f0=333.0)
+    (src / "link_frase.wav").symlink_to(outside)
+    key = local_key_file()
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text(TEST_KEY + "\n")
+    (src / "controls.csv").write_text(
+        "file_path,sexo,idade\n"
+        "c01_frase.wav,M,30\n"
+        f"{key},M,30\n"  # an absolute path: the pseudonym key
+        "/etc/hostname,M,30\n"
+        "../elsewhere/secret_frase.wav,M,30\n"  # leaves the folder
+        "link_frase.wav,M,30\n"  # a link leading out of the folder
+    )
+    (src / "patients.csv").symlink_to(tmp_path / "elsewhere" / "patients.csv")
+    (tmp_path / "elsewhere" / "patients.csv").write_text("file_path\nc01_frase.wav\n")
+    landing = tmp_path / "landing"
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "b1", "--landing", str(landing),
+        "--one-participant-per-file",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "1 recordings" in output and "5 rows not converted" in output
+    record = BatchProvenance.from_json((landing / "b1" / PROVENANCE_FILE).read_text())
+    assert [(r.item, r.rule) for r in record.rejections] == [
+        ("patients.csv", "import_path_outside_source"),
+        ("controls.csv:3", "import_path_outside_source"),
+        ("controls.csv:4", "import_path_outside_source"),
+        ("controls.csv:5", "import_path_outside_source"),
+        ("controls.csv:6", "import_path_outside_source"),
+    ]
+    copied = {p.read_bytes() for p in landing.rglob("*") if p.is_file()}
+    for forbidden in (key, Path("/etc/hostname"), outside):
+        assert forbidden.read_bytes() not in copied
+
+
+@pytest.mark.slow
+def test_import_rejections_reach_the_quarantine_table(tmp_path: Path) -> None:
+    src = spira_source(tmp_path / "spira")
+    data = tmp_path / "data"
+    code, _ = invoke(
+        "import-spira", str(src), "--batch-id", "b1", "--data-dir", str(data),
+        "--patient-spo2", "89", "--participant-pattern", r"([^/_]+)_[^/]*$",
+    )  # fmt: skip
+    assert code == 0
+    code, output = invoke(
+        "materialize", "--batch", "b1", "--select", "raw_audio", "--data-dir", str(data)
+    )
+    assert code == 0, output
+    code, output = invoke(
+        "sql",
+        "SELECT item, rule, detail FROM quarantine WHERE stage = 'import' ORDER BY item",
+        "--data-dir",
+        str(data),
+    )
+    assert "controls.csv:6" in output and "import_audio_missing" in output
+    assert "patients.csv:4" in output and "import_missing_field" in output
+    assert "missing.wav" not in output
+
+
+# -- the leak the refusal prevents ----------------------------------------------------------
+
+
+def _speaker_corpus(root: Path, speakers: int, seed: int) -> None:
+    """SPIRA's layout with several recordings per speaker, named <id>_<utterance>.wav, and no
+    class signal at all: the label is a coin flip per speaker, breathing is drawn the same way
+    in both classes. Voices differ as much as real ones (pitch 85-300 Hz, vocal tract length
+    +-20 %), so a voice is recognizable across utterances, as it is in real speech."""
+    rng = np.random.default_rng(seed)
+    lists: dict[str, list[str]] = {"patients.csv": [], "controls.csv": []}
+    pitches = rng.permutation(np.linspace(85.0, 300.0, speakers))
+    for s in range(speakers):
+        label = int(rng.integers(0, 2))
+        voice = Speaker(
+            f0_hz=float(pitches[s]),
+            formant_scale=float(rng.uniform(0.85, 1.25)),
+            syllables_per_s=float(rng.uniform(3.5, 5.5)),
+            jitter=0.005,
+            shimmer=0.04,
+        )
+        breathing = breathing_for(label, 0.0, rng)
+        for utterance in ("aceite", "frase", "parlenda", "sustentada"):
+            name = f"s{s:03d}_{utterance}.wav"
+            sf.write(root / name, synthesize(utterance, voice, breathing, rng), 16_000)
+            lists["patients.csv" if label else "controls.csv"].append(f"{name},F,50")
+    for name, rows in lists.items():
+        (root / name).write_text("file_path,sexo,idade\n" + "\n".join(rows) + "\n")
+
+
+def _held_out_auroc_of_a_voice_matcher(
+    data: Path, batch: str, pseudonymizer: Pseudonymizer
+) -> float:
+    """A 1-nearest-neighbour 'model' on per-recording MFCC means: it can only score above
+    chance on test recordings whose speaker it met in training."""
+    _, meta = run_core_stages(DataLayout.from_location(data), batch, pseudonymizer)
+    split = assign_splits(
+        meta.table.with_columns(pl.lit(batch).alias("batch_id")),
+        SplitConfig(validation=0.0, test=0.4),
+    )
+    transform = FeatureConfig().build_transform()
+    vectors = {}
+    for sha, uri in meta.table.select("audio_sha256", "raw_uri").iter_rows():
+        wave, _ = sf.read(data / uri, dtype="float32")
+        mfcc = transform(torch.from_numpy(wave)).numpy()
+        voiced = mfcc[0] > np.percentile(mfcc[0], 50)  # the louder half: the voice, not pauses
+        vectors[sha] = mfcc[1:, voiced].mean(axis=1)
+    rows = split.select("audio_sha256", "label", "split").rows()
+    features = np.stack([vectors[sha] for sha, _, _ in rows])
+    features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-9)
+    train = [i for i, (_, _, s) in enumerate(rows) if s == "train"]
+    test = [i for i, (_, _, s) in enumerate(rows) if s == "test"]
+    scores, labels = [], []
+    for i in test:
+        distances = np.linalg.norm(features[train] - features[i], axis=1)
+        scores.append(float(rows[train[int(np.argmin(distances))]][1]))
+        labels.append(rows[i][1])
+    return auroc(np.asarray(labels), np.asarray(scores))
+
+
+@pytest.mark.slow
+def test_a_speaker_leak_can_no_longer_beat_chance_on_spiras_layout(
+    tmp_path: Path, pseudonymizer: Pseudonymizer
+) -> None:
+    src = tmp_path / "spira"
+    src.mkdir()
+    _speaker_corpus(src, speakers=40, seed=3)
+    data = tmp_path / "data"
+    landing = data / "landing"
+    common = ["--landing", str(landing), "--patient-spo2", "89", "--collected-at", "2024-05-03"]
+    # a newcomer's first attempt: refused, with the grouping proposed
+    code, output = invoke("import-spira", str(src), "--batch-id", "naive", *common)
+    assert code == 1 and "--participant-pattern" in output
+    # forcing one participant per file: the voice leaks across splits and a voice matcher
+    # scores far above chance with no class signal in the audio
+    code, _ = invoke(
+        "import-spira", str(src), "--batch-id", "perfile", *common, "--one-participant-per-file"
+    )
+    assert code == 0
+    leaked = _held_out_auroc_of_a_voice_matcher(data, "perfile", pseudonymizer)
+    # grouped as proposed: every speaker in one split, the matcher is back at chance
+    code, _ = invoke(
+        "import-spira", str(src), "--batch-id", "grouped", *common,
+        "--participant-pattern", r"([^/_]+)_[^/]*$",
+    )  # fmt: skip
+    assert code == 0
+    grouped = _held_out_auroc_of_a_voice_matcher(data, "grouped", pseudonymizer)
+    assert leaked > 0.85, (leaked, grouped)  # 0.908 measured
+    assert 0.3 < grouped < 0.7, (leaked, grouped)  # 0.588 measured
+    stamp = json.loads((landing / "perfile" / PROVENANCE_FILE).read_text())
+    assert stamp["grouping"] == PER_FILE
+    assert datetime(2024, 5, 3, tzinfo=UTC).isoformat(timespec="seconds")[:10] in (
+        (landing / "grouped" / "metadata.csv").read_text()
+    )
+    assert (landing / "grouped" / "_import_report.txt").exists()
