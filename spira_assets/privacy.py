@@ -93,6 +93,10 @@ class Pseudonymizer:
         return self._digest("path", os.fsencode(composed))[:32]
 
 
+def _composed(path: str) -> str:
+    return unicodedata.normalize("NFC", path.strip().replace("\\", "/"))
+
+
 def printable(text: str) -> str:
     """``text`` safe to store and show: bytes of a file name that are not UTF-8 (surrogate
     escapes) and control characters become backslash escapes."""
@@ -114,6 +118,9 @@ class Redactor:
 
     replacements: tuple[tuple[re.Pattern[str], str], ...] = ()
     withheld: Pseudonymizer | None = field(default=None, repr=False)
+    # paths some metadata row names: the ids of their rows are known; a file no row names may
+    # carry an id nobody listed, so its name is withheld (None: every name is shown redacted)
+    referenced: frozenset[str] | None = None
 
     @classmethod
     def build(
@@ -121,6 +128,7 @@ class Redactor:
         pseudonymizer: Pseudonymizer,
         participant_ids: Iterable[str],
         other_identifiers: Iterable[str],
+        referenced: Iterable[str] | None = None,
     ) -> Redactor:
         pairs: dict[str, str] = {}
         for value in other_identifiers:
@@ -139,13 +147,15 @@ class Redactor:
                     repl,
                 )
                 for value, repl in ordered
-            )
+            ),
+            pseudonymizer if referenced is not None else None,
+            frozenset(_composed(p) for p in referenced) if referenced is not None else None,
         )
 
     @classmethod
     def withholding(cls, pseudonymizer: Pseudonymizer) -> Redactor:
         """For a batch whose identifiers are unknown: file names are never shown."""
-        return cls((), pseudonymizer)
+        return cls((), pseudonymizer, frozenset())
 
     def __call__(self, text: str) -> str:
         for pattern, replacement in self.replacements:
@@ -154,9 +164,12 @@ class Redactor:
 
     def path(self, relative_path: str) -> str:
         """A file path as it may be stored or shown: known identifiers replaced, or, when the
-        identifiers are unknown, the whole path withheld but for its extension and a short
-        keyed tag (``spira quarantine-paths`` maps tags back inside the raw zone)."""
-        if self.withheld is None:
+        identifiers of this file are unknown (no readable metadata, or no row names the file),
+        the whole path withheld but for its extension and a short keyed tag
+        (``spira quarantine-paths`` maps tags back inside the raw zone)."""
+        if self.withheld is None or (
+            self.referenced is not None and _composed(relative_path) in self.referenced
+        ):
             return self(relative_path)
         suffix = PurePosixPath(relative_path).suffix
         suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""

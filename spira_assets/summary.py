@@ -8,6 +8,7 @@ import polars as pl
 
 from spira_assets.demo.verify import Verification, load_manifest, verify_batch
 from spira_assets.layout import DataLayout
+from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.warehouse import Warehouse
 
@@ -31,6 +32,7 @@ class BatchSummary:
 def summarize(
     layout: DataLayout, batch_ids: list[str], config_hash: str
 ) -> tuple[list[BatchSummary], pl.DataFrame]:
+    pseudonymizer = Pseudonymizer(load_pseudonym_key())
     warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
     ids = sorted(batch_ids)
     files = warehouse.query(
@@ -83,7 +85,7 @@ def summarize(
                 hours=float(r.get_column("hours")[0] or 0.0) if r.height else 0.0,
                 feature_recordings=int(ft.get_column("recordings")[0]) if ft.height else 0,
                 windows=int(ft.get_column("windows")[0] or 0) if ft.height else 0,
-                verification=verify_batch(manifest, q) if manifest else None,
+                verification=verify_batch(manifest, q, pseudonymizer) if manifest else None,
             )
         )
     return summaries, by_rule

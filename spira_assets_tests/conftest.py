@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import mlflow
 import polars as pl
 import pytest
 from upath import UPath
@@ -59,6 +60,11 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     # point every later test at its store; empty means "the data root's store" and the
     # original value comes back after each test
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    # ... and the URI mlflow.set_tracking_uri() keeps in a module global, which would otherwise
+    # win over the variable: a later test loading "models:/...@champion" would ask an earlier
+    # test's registry
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    os.environ["MLFLOW_TRACKING_URI"] = ""
 
 
 @pytest.fixture

@@ -85,5 +85,3 @@ def test_demo_runs_the_graph_and_reports_exact_accounting(
         str(tmp_path / "data"),
     )
     assert code == 0 and "demo-001: run" in output
-
-

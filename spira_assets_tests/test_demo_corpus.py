@@ -118,6 +118,8 @@ def test_every_defect_is_caught_exactly_across_seeds_and_effect_sizes(tmp_path: 
         layout = DataLayout.from_location(out.parent)
         raw, meta = run_core_stages(layout, "demo-001", Pseudonymizer(TEST_KEY))
         result = verify_batch(
-            load_manifest(layout.batch_dir("demo-001")) or {}, all_quarantine(raw, meta)
+            load_manifest(layout.batch_dir("demo-001")) or {},
+            all_quarantine(raw, meta),
+            Pseudonymizer(TEST_KEY),
         )
         assert result.ok, result.problems

@@ -16,9 +16,7 @@ def subgroups(*rows: tuple[str, str, float, bool]) -> pl.DataFrame:
 
 
 def versus(reference: str, low: float, role: str = "champion", diff: float = 0.0) -> Comparison:
-    return Comparison(
-        reference, role, 40, 160, "", 0.9, 0.9 - diff, diff, low, diff + (diff - low)
-    )
+    return Comparison(reference, role, 40, 160, "", 0.9, 0.9 - diff, diff, low, diff + (diff - low))
 
 
 def test_a_good_first_model_passes() -> None:

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
+import torch
 from click.testing import CliRunner
 from upath import UPath
 
 from spira_assets.cli import main
+from spira_assets.ml.inference import score_files
 from spira_assets.ml.serving import encode_audio
-from spira_assets.ml.tracking import REGISTERED_MODEL
+from spira_assets.ml.tracking import REGISTERED_MODEL, champion_model_version
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import VALIDATED_METADATA
 from spira_assets_tests.servers import free_port, server
@@ -73,6 +78,34 @@ def test_pyfunc_in_process_accepts_bytes_and_paths(
     signature = model.metadata.signature
     assert signature is not None
     assert [c.name for c in signature.inputs.inputs] == ["path", "audio_base64"]
+
+
+def test_a_non_finite_file_or_score_never_becomes_a_decision(
+    tmp_path: Path, champion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NaN >= threshold is False: without a guard, broken audio or a broken model would be
+    served as decision 0, "no insufficiency"."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{champion_root / 'mlflow.db'}")
+    nan_wav = tmp_path / "nan.wav"
+    sf.write(nan_wav, np.full(64_000, np.nan, dtype=np.float32), 16_000, subtype="FLOAT")
+    (scored,) = _predict_json(champion_root, [nan_wav])
+    assert scored["decision"] is None and str(scored["error"]).startswith("non_finite:")
+    served = mlflow.pyfunc.load_model(CHAMPION).predict(
+        pd.DataFrame({"audio_base64": [encode_audio(nan_wav.read_bytes())]})
+    )
+    assert served["decision"][0] is None and served["error"][0].startswith("non_finite:")
+
+    version = champion_model_version(f"sqlite:///{champion_root / 'mlflow.db'}")
+    assert version is not None
+    broken = shutil.copytree(champion_root / "models" / version, tmp_path / "broken")
+    weights = torch.load(broken / "weights.pt", weights_only=True)
+    torch.save(
+        {k: torch.full_like(v, float("nan")) for k, v in weights.items()}, broken / "weights.pt"
+    )
+    wav, _ = _demo_files(champion_root)
+    (score,) = score_files([wav], broken)
+    assert score.decision is None and score.probability is None
+    assert score.error is not None and score.error.startswith("non_finite_score:")
 
 
 @pytest.mark.slow

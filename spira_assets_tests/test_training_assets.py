@@ -75,15 +75,45 @@ def test_model_is_trained_tracked_registered_and_reused(root: Path) -> None:
     assert len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'")) == 1
 
 
-def test_split_asset_passes_its_leakage_check_and_covers_every_participant(root: Path) -> None:
+def test_split_asset_passes_its_checks_and_covers_every_recording(root: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_shared(instance, ("dataset_split",)).ok
     warehouse = Warehouse(UPath(root / "warehouse.duckdb"), Lake(UPath(root / "lake")))
-    split = warehouse.query("SELECT participant, split FROM dataset_split")
-    people = warehouse.query("SELECT DISTINCT participant FROM audio_16k")
-    assert split.height == people.height == 8
-    evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(dg.AssetKey("dataset_split"), "no_participant_in_two_splits")]
+    split = warehouse.query("SELECT participant, audio_sha256, split FROM dataset_split")
+    recordings = warehouse.query("SELECT audio_sha256 FROM audio_16k")
+    assert split.height == recordings.height and split["participant"].n_unique() == 8
+    checks = ("no_participant_in_two_splits", "no_audio_in_two_splits", "one_pseudonym_key")
+    executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("dataset_split"), name) for name in checks]
     )
-    (execution,) = evaluation.values()
-    assert execution.evaluation is not None and execution.evaluation.passed  # type: ignore[union-attr]
+    assert len(executions) == 3
+    assert all(e.evaluation is not None and e.evaluation.passed for e in executions.values())  # type: ignore[union-attr]
+
+
+def test_a_reused_version_restores_its_row_and_its_registration(root: Path) -> None:
+    """`make clean-data` kept models/ once while the lake went: reuse must put back every row
+    it needs, and register again in a tracking store that no longer knows the version."""
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_shared(
+        instance, ("dataset_split", "spira_model"), resources={"training": FAST}
+    ).ok
+    for part in (root / "lake" / "model_versions").glob("*.parquet"):
+        part.unlink()
+    again = materialize_shared(instance, ("spira_model",), resources={"training": FAST})
+    assert again.ok
+    warehouse = Warehouse(UPath(root / "warehouse.duckdb"), Lake(UPath(root / "lake")))
+    (version,) = warehouse.query("SELECT model_version FROM model_versions").to_series()
+    fresh = f"sqlite:///{root / 'replaced.db'}"
+    replaced = materialize_shared(
+        instance,
+        ("spira_model",),
+        resources={"training": FAST, "mlflow_tracking": {"tracking_uri": fresh}},
+    )
+    assert replaced.ok
+    record = instance.get_latest_materialization_event(dg.AssetKey("spira_model"))
+    assert record is not None and record.asset_materialization is not None
+    assert record.asset_materialization.metadata["reused"].value is False
+    assert record.asset_materialization.metadata["model_version"].value == version
+    registered = MlflowClient(fresh).get_model_version(REGISTERED_MODEL, "1")
+    assert MlflowClient(fresh).get_run(registered.run_id).data.params["model_version"] == version
+    assert (root / "models" / version / "split.parquet").exists()

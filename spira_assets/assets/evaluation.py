@@ -25,24 +25,37 @@ from spira_assets.resources import (
     MlflowTracking,
     StorageResource,
 )
-from spira_assets.storage.tables import AUDIO_16K, EVALUATION_METRICS, EVALUATION_SUBGROUPS
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.tables import (
+    AUDIO_16K,
+    EVALUATION_METRICS,
+    EVALUATION_SUBGROUPS,
+    MODEL_VERSIONS,
+)
 
 LEAK_CHECK = "test_set_unseen_in_training"
 
 
-def model_version_of_run(context: dg.AssetExecutionContext, asset: str) -> str:
+def model_version_of_run(
+    context: dg.AssetExecutionContext, asset: str, lake: Lake | None = None
+) -> str:
     """The model version ``asset`` materialized in *this* run: two overlapping training runs
-    never judge each other's model. A run without that step (re-evaluating) takes the latest,
-    and says so."""
+    never judge each other's model. A run without that step (re-evaluating) takes the latest
+    materialization, or, in an instance that has none (a new ``DAGSTER_HOME`` over existing
+    data), the latest trained version in ``model_versions``; and says so."""
     records = context.instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
     for record in records:
         materialization = record.asset_materialization
         if record.run_id == context.run_id and materialization is not None:
             return str(materialization.metadata["model_version"].value)
-    if not records or records[0].asset_materialization is None:
-        raise dg.Failure(f"{asset} has not been materialized yet")
-    version = str(records[0].asset_materialization.metadata["model_version"].value)
-    context.log.info(f"{asset} was not materialized in this run: using its latest, {version}")
+    if records and records[0].asset_materialization is not None:
+        version = str(records[0].asset_materialization.metadata["model_version"].value)
+    else:
+        trained = lake.read_table(MODEL_VERSIONS) if lake is not None else None
+        if trained is None or trained.is_empty():
+            raise dg.Failure(f"{asset} has not been materialized yet")
+        version = str(trained.sort("trained_at").get_column("model_version")[-1])
+    context.log.info(f"{asset} was not materialized in this run: using the latest, {version}")
     return version
 
 
@@ -117,8 +130,8 @@ def evaluation_report(
     participant-bootstrap 95% CIs per recording and per participant at the threshold chosen
     on validation, subgroup metrics, figures, a Markdown/HTML report. Comparison with the
     champions is the gate's (``champion``)."""
-    version = model_version_of_run(context, "spira_model")
     layout, lake = storage.layout(), storage.lake()
+    version = model_version_of_run(context, "spira_model", lake)
     device = compute.torch_device()
     try:
         candidate = ModelUnderTest.load(layout, lake, version)

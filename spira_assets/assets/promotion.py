@@ -95,8 +95,8 @@ def champion(
     participants neither saw), subgroup floors and gaps. On pass the registered model's
     ``champion`` alias moves; every decision is appended to ``promotions``; a model card with
     the paired differences and every criterion is written."""
-    version = model_version_of_run(context, "evaluation_report")
     layout, lake = storage.layout(), storage.lake()
+    version = model_version_of_run(context, "evaluation_report", lake)
     device = compute.torch_device()
     try:
         candidate = ModelUnderTest.load(layout, lake, version)

@@ -10,6 +10,7 @@ from upath import UPath
 
 from spira_assets.demo.corpus import MANIFEST_FILE
 from spira_assets.demo.defects import AUDIO_STAGE
+from spira_assets.privacy import Pseudonymizer, Redactor
 
 
 @dataclass
@@ -32,25 +33,35 @@ def load_manifest(batch_dir: UPath) -> dict[str, object] | None:
     return loaded
 
 
-def _records_for(defect: dict[str, object], quarantine: pl.DataFrame) -> pl.DataFrame:
+def _records_for(
+    defect: dict[str, object], quarantine: pl.DataFrame, withheld: Redactor | None
+) -> pl.DataFrame:
     path = str(defect["audio_path"])
     row = defect.get("row_number")
-    by_file = pl.col("item") == path
+    names = [path, withheld.path(path)] if withheld else [path]
+    by_file = pl.col("item").is_in(names)
     by_row = pl.col("row_number") == row if row is not None else pl.lit(False)
     return quarantine.filter(
         pl.when(pl.col("stage") == AUDIO_STAGE).then(by_file).otherwise(by_file | by_row)
     )
 
 
-def verify_batch(manifest: dict[str, object], quarantine: pl.DataFrame) -> Verification:
-    """Every injected defect caught with exactly its expected rules; no other rejection."""
+def verify_batch(
+    manifest: dict[str, object],
+    quarantine: pl.DataFrame,
+    pseudonymizer: Pseudonymizer | None = None,
+) -> Verification:
+    """Every injected defect caught with exactly its expected rules; no other rejection.
+    With the batch's ``pseudonymizer``, a file whose name was withheld (no row names it) is
+    recognized by its keyed tag."""
+    withheld = Redactor.withholding(pseudonymizer) if pseudonymizer else None
     result = Verification(str(manifest["batch_id"]))
     explained = pl.Series("explained", [False] * quarantine.height)
     defects = manifest["defects"]
     assert isinstance(defects, list)
     for defect in defects:
         expected = {(e["stage"], e["rule"], e["column"]) for e in defect["expected"]}
-        records = _records_for(defect, quarantine.with_row_index("__i"))
+        records = _records_for(defect, quarantine.with_row_index("__i"), withheld)
         actual = {(s, r, c) for s, r, c in records.select("stage", "rule", "column").iter_rows()}
         result.defects += 1
         if actual == expected:

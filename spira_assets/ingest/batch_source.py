@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from upath import UPath
 
 from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
-from spira_assets.ingest.metadata_csv import identifier_values
+from spira_assets.ingest.metadata_csv import identifier_values, normalize_audio_path
 from spira_assets.ingest.provenance import PER_FILE, PROVENANCE_FILE, BatchProvenance
 from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, Redactor
@@ -51,7 +51,8 @@ class BatchSource:
         known = identifier_values(self.metadata_bytes) if self.metadata_bytes else None
         if known is None:
             return Redactor.withholding(pseudonymizer)
-        return Redactor.build(pseudonymizer, *known)
+        paths = [p for p in (normalize_audio_path(v) for v in known.referenced_paths) if p]
+        return Redactor.build(pseudonymizer, known.participants, known.others, paths)
 
 
 def _provenance(directory: UPath) -> tuple[BatchProvenance, str | None]:

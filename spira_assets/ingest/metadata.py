@@ -7,10 +7,8 @@ rule; details never quote an identifier. Files that no record points to are repo
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePosixPath
 
 import pandera.errors
 import polars as pl
@@ -20,6 +18,7 @@ from spira_assets.ingest.metadata_csv import (
     ROW_NUMBER,
     MetadataCsv,
     MetadataFileError,
+    normalize_audio_path,
     parse_metadata_csv,
 )
 from spira_assets.ingest.provenance import BatchProvenance
@@ -32,7 +31,6 @@ STAGE = "validated_metadata"
 SOURCE = "metadata.csv"
 INT_COLUMNS = ("label", "age", "spo2", "respiratory_rate")
 FUTURE_TOLERANCE = timedelta(days=1)
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 @dataclass(frozen=True)
@@ -109,19 +107,6 @@ def _parse_timestamp(text: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
-
-
-def normalize_audio_path(text: str | None) -> str | None:
-    """The path inside the batch, or None when it is absolute or leaves the folder."""
-    if not text:
-        return None
-    candidate = text.replace("\\", "/")
-    if candidate.startswith("/") or _WINDOWS_DRIVE.match(candidate) or "://" in candidate:
-        return None
-    parts = [p for p in PurePosixPath(candidate).parts if p not in ("", ".")]
-    if not parts or ".." in parts:
-        return None
-    return "/".join(parts)
 
 
 class _Collector:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import polars as pl
 
@@ -28,6 +30,7 @@ REQUIRED_COLUMNS = (
 OPTIONAL_COLUMNS = ("hospital_record", "phone", "spo2", "respiratory_rate")
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 PHI_COLUMNS = ("participant_id", "hospital_record", "phone")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 class MetadataFileError(Exception):
@@ -57,6 +60,19 @@ class MetadataCsv:
     @property
     def missing_required(self) -> tuple[str, ...]:
         return tuple(c for c in REQUIRED_COLUMNS if c not in self.header)
+
+
+def normalize_audio_path(text: str | None) -> str | None:
+    """The path inside the batch, or None when it is absolute or leaves the folder."""
+    if not text:
+        return None
+    candidate = text.replace("\\", "/")
+    if candidate.startswith("/") or _WINDOWS_DRIVE.match(candidate) or "://" in candidate:
+        return None
+    parts = [p for p in PurePosixPath(candidate).parts if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
 
 
 def parse_metadata_csv(data: bytes) -> MetadataCsv:
@@ -104,8 +120,15 @@ def parse_metadata_csv(data: bytes) -> MetadataCsv:
     return MetadataCsv(header, frame, tuple(malformed), tuple(ragged))
 
 
-def identifier_values(data: bytes) -> tuple[list[str], list[str]] | None:
-    """Participant ids and other identifiers in a metadata file, read leniently (for
+@dataclass(frozen=True)
+class KnownIdentifiers:
+    participants: list[str]
+    others: list[str]  # hospital records, phones, every cell of a ragged record
+    referenced_paths: list[str]  # audio_path values as written
+
+
+def identifier_values(data: bytes) -> KnownIdentifiers | None:
+    """The identifiers in a metadata file and the files its rows name, read leniently (for
     redaction); None when the identifiers cannot be known (the file cannot be split into
     records or has no ``participant_id`` column). Every cell of a ragged record counts as an
     identifier, since its columns cannot be told apart."""
@@ -122,6 +145,8 @@ def identifier_values(data: bytes) -> tuple[list[str], list[str]] | None:
             return []
         return [v for v in frame.get_column(column).to_list() if v]
 
-    return values("participant_id"), values("hospital_record") + values("phone") + list(
-        parsed.ragged_cells
+    return KnownIdentifiers(
+        values("participant_id"),
+        values("hospital_record") + values("phone") + list(parsed.ragged_cells),
+        values("audio_path"),
     )

@@ -54,8 +54,8 @@ def alias_holder(
 ) -> tuple[str, str] | None:
     """(registered version, our model version) holding ``alias``; None when the alias (or the
     registered model) does not exist; RegistryError when the registry cannot tell."""
-    client = MlflowClient(tracking_uri)
     try:
+        client = MlflowClient(tracking_uri)
         version = client.get_model_version_by_alias(registered_model, alias)
         params = client.get_run(str(version.run_id)).data.params
     except MlflowException as error:
@@ -77,13 +77,15 @@ def has_registered_version(
 ) -> bool:
     """Whether registered version ``registered`` exists and was logged for ``model_version``
     (a tracking store that was deleted or replaced no longer has it)."""
-    client = MlflowClient(tracking_uri)
     try:
+        client = MlflowClient(tracking_uri)
         version = client.get_model_version(registered_model, registered)
         params = client.get_run(str(version.run_id)).data.params
     except MlflowException as error:
         if _not_found(error):
             return False
+        raise RegistryError(f"the model registry at {tracking_uri} failed: {error}") from error
+    except Exception as error:  # a broken store fails in other ways (sqlite, network)
         raise RegistryError(f"the model registry at {tracking_uri} failed: {error}") from error
     return params.get("model_version") == model_version
 
