@@ -28,7 +28,10 @@ def with_split(recordings: pl.DataFrame, split: pl.DataFrame) -> pl.DataFrame:
     keys = split.select(pl.col("source_batch").alias("batch_id"), "audio_sha256", "split").unique(
         ["batch_id", "audio_sha256"]
     )
-    return recordings.join(keys, on=["batch_id", "audio_sha256"], how="inner")
+    # a fixed order (a join's is not): training walks recordings in this order, and a model
+    # is reproduced bit for bit only if it sees them in the same order again
+    joined = recordings.join(keys, on=["batch_id", "audio_sha256"], how="inner")
+    return joined.sort("batch_id", "sample_offset", "audio_sha256")
 
 
 def recordings_with_split(lake: Lake) -> pl.DataFrame:
