@@ -25,9 +25,10 @@ demo: setup  ## the main job: demo corpus -> whole asset graph -> summary
 	$(VENV)/bin/spira demo
 
 lint: setup  ## ruff (lint + format check) and mypy
-	$(VENV)/bin/ruff check spira_assets spira_assets_tests benchmarks
-	$(VENV)/bin/ruff format --check spira_assets spira_assets_tests benchmarks
+	$(VENV)/bin/ruff check spira_assets spira_assets_tests benchmarks deploy
+	$(VENV)/bin/ruff format --check spira_assets spira_assets_tests benchmarks deploy
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy deploy/check.py
 
 # Debian packages the tests start for real: chromium (UI test) and postgresql (instance tests).
 system-deps:
@@ -45,8 +46,8 @@ test: lint system-deps  ## lint, type check, then the whole test suite
 	$(PY) -m pytest
 
 format: setup
-	$(VENV)/bin/ruff format spira_assets spira_assets_tests benchmarks
-	$(VENV)/bin/ruff check --fix spira_assets spira_assets_tests benchmarks
+	$(VENV)/bin/ruff format spira_assets spira_assets_tests benchmarks deploy
+	$(VENV)/bin/ruff check --fix spira_assets spira_assets_tests benchmarks deploy
 
 ui: setup  ## Dagster UI (webserver + daemon, so the landing-zone sensor runs) on :3000
 	@$(PY) -m spira_assets.instance >/dev/null  # DAGSTER_HOME with spira_assets/instance.yaml

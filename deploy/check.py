@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -102,15 +103,14 @@ def docker_daemon() -> Iterator[None]:
     if dockerd is None or os.geteuid() != 0:
         sys.exit("no Docker engine: install Debian's docker.io and run this as root")
     log("starting dockerd (stopped again at the end)")
-    logfile = open(tempfile.mktemp(prefix="dockerd-", suffix=".log"), "wb")  # noqa: SIM115
-    daemon = subprocess.Popen([dockerd], stdout=logfile, stderr=subprocess.STDOUT)
-    try:
-        wait_for("dockerd", lambda: ok(["docker", "info"]), timeout=60)
-        yield
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
-        logfile.close()
+    with tempfile.NamedTemporaryFile(prefix="dockerd-", suffix=".log", delete=False) as logfile:
+        daemon = subprocess.Popen([dockerd], stdout=logfile, stderr=subprocess.STDOUT)
+        try:
+            wait_for("dockerd", lambda: ok(["docker", "info"]), timeout=60)
+            yield
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
 
 
 def compose_command() -> list[str]:
@@ -247,9 +247,7 @@ class Stack:
                         "jobName": job,
                     },
                     "runConfigData": {},
-                    "executionMetadata": {
-                        "tags": [{"key": "dagster/partition", "value": batch}]
-                    },
+                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": batch}]},
                 }
             },
         )
@@ -259,21 +257,23 @@ class Stack:
 
     def rows(self, batches: list[str]) -> dict[str, dict[str, list[int]]]:
         """Per table and batch: [rows, distinct keys], read by the code container."""
-        script = (
-            "import json\n"
-            "from spira_assets.layout import DataLayout\n"
-            "from spira_assets.storage.lake import Lake\n"
-            "from spira_assets.storage.warehouse import Warehouse\n"
-            "layout = DataLayout.from_location(None)\n"
-            "wh = Warehouse(layout.warehouse, Lake(layout.lake))\n"
-            f"tables = {PER_BATCH_TABLES!r}\n"
-            "out = {}\n"
-            "for table, key in tables.items():\n"
-            "    frame = wh.query(f'SELECT batch_id, count(*) AS n, count(DISTINCT {key}) AS d "
-            "FROM {table} GROUP BY batch_id')\n"
-            "    out[table] = {r['batch_id']: [r['n'], r['d']] for r in frame.iter_rows(named=True)}\n"
-            "print(json.dumps(out))\n"
-        )
+        script = textwrap.dedent(f"""
+            import json
+            from spira_assets.layout import DataLayout
+            from spira_assets.storage.lake import Lake
+            from spira_assets.storage.warehouse import Warehouse
+            layout = DataLayout.from_location(None)
+            warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
+            out = {{}}
+            for table, key in {PER_BATCH_TABLES!r}.items():
+                frame = warehouse.query(
+                    f"SELECT batch_id, count(*) AS n, count(DISTINCT {{key}}) AS d "
+                    f"FROM {{table}} GROUP BY batch_id"
+                )
+                rows = frame.iter_rows(named=True)
+                out[table] = {{r["batch_id"]: [r["n"], r["d"]] for r in rows}}
+            print(json.dumps(out))
+        """)
         found = json.loads(self.exec_code("python", "-c", script).strip().splitlines()[-1])
         return {t: {b: v for b, v in per.items() if b in batches} for t, per in found.items()}
 
