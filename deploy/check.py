@@ -3,8 +3,8 @@
 1. Bases: the official images where a registry answers; otherwise (or with LOCAL_BASES=1)
    images made from Debian's packages by deploy/local-bases/build.sh. BASE_IMAGE and
    POSTGRES_IMAGE, when set, win over both.
-2. `docker build` of the image (timed, sized), and `pip list` in it must show no development
-   tool.
+2. `docker build` of the image (timed, sized); `pip list` in it must show no development
+   tool, and the code location must refuse to load with the key .env.example ships.
 3. The stack of deploy/compose/compose.yaml (PostgreSQL, migrate, MLflow, code location,
    webserver, daemon) under its own project name, ports and data folder; timed until the UI
    answers and has loaded the code location.
@@ -154,9 +154,24 @@ def build_image(bases: dict[str, str]) -> str:
     assert "dagster" in installed and "torch" in installed, "the runtime set is not installed"
     shipped = sorted(installed & DEV_TOOLS)
     assert not shipped, f"development tools in the runtime image: {shipped}"
+    refuse_example_key(image)
     log(f"image {image}: {figures['image_size_gb']} GB, built in {figures['build_s']} s, "
         f"{len(installed)} packages, no development tool")  # fmt: skip
     return image
+
+
+def refuse_example_key(image: str) -> None:
+    """The placeholder key that .env.example ships must stop the code location in the image."""
+    example = (COMPOSE_FILE.parent / ".env.example").read_text()
+    key = re.search(r"^SPIRA_PSEUDONYM_KEY=(.+)$", example, re.MULTILINE)
+    assert key, ".env.example has no SPIRA_PSEUDONYM_KEY line"
+    loaded = subprocess.run(
+        ["docker", "run", "--rm", "-e", f"SPIRA_PSEUDONYM_KEY={key.group(1).strip()}", image,
+         "python", "-c", "import spira_assets.definitions"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert loaded.returncode != 0, "the code location loads with the example's placeholder key"
+    assert "openssl rand -hex 32" in loaded.stderr, loaded.stderr[-2000:]
 
 
 # ---- the stack -------------------------------------------------------------------------------
