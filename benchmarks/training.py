@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("SPIRA_PSEUDONYM_KEY", "benchmark-key-0123456789")
+os.environ.setdefault(
+    "SPIRA_PSEUDONYM_KEY", "7301ed516a9bfe63f2f9f281dc3de485c3a70aeb2036e65f1ad153b97ec7f2e4"
+)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.automation import nightly_reconcile, retraining_sensor, weekly_retraining
 from spira_assets.jobs import DEPLOYMENT, prepare_noise_job, process_batch_job, train_model_job
+from spira_assets.privacy import refuse_unusable_environment_key
 from spira_assets.resources import (
     ComputeResource,
     DriftSettings,
@@ -26,6 +27,10 @@ from spira_assets.resources import (
     TrainingSettings,
 )
 from spira_assets.sensors import landing_zone_sensor, noise_folder_sensor
+
+# a deployment's key (an example's placeholder, a short one) stops the code location here,
+# before a sensor or a run can pseudonymize anything with it
+refuse_unusable_environment_key()
 
 _MLFLOW = MlflowTracking()
 

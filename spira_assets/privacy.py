@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
@@ -20,7 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 KEY_ENV = "SPIRA_PSEUDONYM_KEY"
-MIN_KEY_LENGTH = 16
+MIN_KEY_LENGTH = 32
+MIN_KEY_BITS = 128
+MAKE_KEY_HINT = (
+    "make one with `openssl rand -hex 32` "
+    "or `python -c 'import secrets; print(secrets.token_hex(32))'`"
+)
+# Placeholder values published in the repository's examples (deploy/compose/.env.example,
+# deploy/k8s/spira-secrets.example.yaml, earlier versions of both): anybody can read them, so a
+# deployment that kept one has no secret at all. test_privacy.py checks every example is here.
+EXAMPLE_KEYS = frozenset(
+    {
+        "change-me-to-a-long-random-secret",
+        "placeholder-not-a-key-run-openssl-rand-hex-32",
+        "a long random secret; changing it changes every pseudonym",
+    }
+)
 REDACTED = "[redacted]"
 # Bump when the way an identifier becomes a pseudonym changes: the key id changes with it, so
 # batches pseudonymized the old way can never be silently mixed with new ones (dataset_split
@@ -57,12 +73,41 @@ def load_pseudonym_key(explicit: str | None = None) -> str:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(key + "\n")
-    if len(key) < MIN_KEY_LENGTH:
-        raise PseudonymKeyError(
-            f"the pseudonym key must have at least {MIN_KEY_LENGTH} characters; "
-            f"set {KEY_ENV} to a long random secret (e.g. `openssl rand -hex 32`)"
-        )
+    check_pseudonym_key(key)
     return key
+
+
+def key_bits(key: str) -> float:
+    """A rough strength estimate: length times the Shannon entropy of the key's own characters.
+    A random 64-digit hex key scores about 240; ``aaaa...`` or a repeated word scores low."""
+    counts = [key.count(char) for char in set(key)]
+    return -sum(n * math.log2(n / len(key)) for n in counts)
+
+
+def check_pseudonym_key(key: str) -> None:
+    """Refuse a published example key or one too weak to protect low-entropy identifiers.
+
+    Participant ids are few and guessable (``SP0001``...), so a pseudonym is only as private
+    as its key: whoever can enumerate keys can hash every id and undo the pseudonyms."""
+    if key in EXAMPLE_KEYS:
+        raise PseudonymKeyError(
+            f"{KEY_ENV} is the placeholder from the repository's examples, which is public; "
+            f"set a secret of your own: {MAKE_KEY_HINT}"
+        )
+    if len(key) < MIN_KEY_LENGTH or key_bits(key) < MIN_KEY_BITS:
+        raise PseudonymKeyError(
+            f"{KEY_ENV} is too weak (length {len(key)}, about {key_bits(key):.0f} bits); it "
+            f"needs at least {MIN_KEY_LENGTH} characters and {MIN_KEY_BITS} bits so that "
+            f"nobody can enumerate it: {MAKE_KEY_HINT}"
+        )
+
+
+def refuse_unusable_environment_key() -> None:
+    """At start-up of a code location: a key set in the environment must pass
+    ``check_pseudonym_key`` before any run starts (a deployment always sets it)."""
+    key = os.environ.get(KEY_ENV, "").strip()
+    if key:
+        check_pseudonym_key(key)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,22 @@
 """The deployment files are consistent with each other and with the code.
 
-Docker, Compose, Helm and Kubernetes cannot run on our machines, so these tests check what can
-be checked without them: the files parse, every file and path they reference exists, every
-environment variable the instance reads is set where it is read, every variable the Helm values
-set is one the code reads, and the k8s switch really selects the Kubernetes executors."""
+`make deploy-check` (deploy/check.py) runs the real thing: it builds the image and lets the
+compose stack's containers process landed batches. These tests are the fast half, run by
+`make test`: the files parse, every file and path they reference exists, every environment
+variable the instance reads is set where it is read, every variable the Helm values set is one
+the code reads, the locks split runtime from development tools with a hash for every file, and
+the k8s switch really selects the Kubernetes executors."""
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose"
 INSTANCE_YAML = DEPLOY / "dagster" / "dagster-postgres.yaml"
 DAGSTER_SERVICES = ("migrate", "mlflow", "code", "webserver", "daemon")
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def _load(path: Path) -> Any:
@@ -55,38 +60,36 @@ def _dockerignore() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def test_dockerfile_stages_cache_order_user_and_entrypoint() -> None:
-    parser = DockerfileParser(path=str(REPO / "Dockerfile"))
-    instructions = parser.structure
-    froms = [i["value"] for i in instructions if i["instruction"] == "FROM"]
-    assert froms == [
-        "${PYTHON_IMAGE} AS build",
-        "${PYTHON_IMAGE} AS base-cpu",
-        "${CUDA_IMAGE} AS base-cuda",
-        "base-${VARIANT} AS runtime",
-    ]
-    args = {i["value"].split("=")[0]: i["value"] for i in instructions if i["instruction"] == "ARG"}
-    assert args["VARIANT"] == "VARIANT=cpu"  # CPU unless asked
-    assert "nvidia/cuda" in args["CUDA_IMAGE"]
+def _dockerfile() -> list[dict[str, Any]]:
+    return list(DockerfileParser(path=str(REPO / "Dockerfile")).structure)
+
+
+def test_dockerfile_one_base_argument_cache_order_user_and_entrypoint() -> None:
+    instructions = _dockerfile()
+    first_from = next(i for i, ins in enumerate(instructions) if ins["instruction"] == "FROM")
+    global_args = [i["value"] for i in instructions[:first_from] if i["instruction"] == "ARG"]
+    assert global_args == ["BASE_IMAGE=python:3.11-slim-bookworm"]  # the one choice, CPU default
+    # one FROM, of the chosen base: the legacy builder builds every stage it finds, so a second
+    # stage (a CUDA base, say) would be fetched and built by every build
+    assert [i["value"] for i in instructions if i["instruction"] == "FROM"] == ["${BASE_IMAGE}"]
     lines = [f"{i['instruction']} {i['value']}" for i in instructions]
-    lock_install = lines.index("RUN pip install -r requirements.lock")
-    assert lines.index("COPY requirements.lock ./") < lock_install
-    assert lock_install < lines.index("COPY spira_assets ./spira_assets")  # deps layer cached
-    runtime = lines[lines.index("FROM base-${VARIANT} AS runtime") :]
-    users = [line for line in runtime if line.startswith("USER ")]
+    lock_install = next(i for i, line in enumerate(lines) if "-r /tmp/requirements.lock" in line)
+    assert "pip install --require-hashes" in lines[lock_install]
+    assert lines.index("COPY requirements.lock /tmp/requirements.lock") < lock_install
+    assert lock_install < lines.index("COPY spira_assets /src/spira_assets")  # deps layer cached
+    users = [line for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("USER root", "USER 0")
-    cmd = json.loads(runtime[-1].removeprefix("CMD "))
+    cmd = json.loads(lines[-1].removeprefix("CMD "))
     assert cmd[:3] == ["dagster", "code-server", "start"]
     module = cmd[cmd.index("-m") + 1]
     assert (REPO / (module.replace(".", "/") + ".py")).exists()
-    assert f"EXPOSE {cmd[cmd.index('-p') + 1]}" in runtime
+    assert f"EXPOSE {cmd[cmd.index('-p') + 1]}" in lines
 
 
 def test_every_file_the_image_copies_is_in_the_build_context() -> None:
-    parser = DockerfileParser(path=str(REPO / "Dockerfile"))
     patterns = _dockerignore()
     sources = []
-    for instruction in parser.structure:
+    for instruction in _dockerfile():
         if instruction["instruction"] == "COPY" and "--from" not in instruction["value"]:
             sources += instruction["value"].split()[:-1]
     assert sources
@@ -95,8 +98,66 @@ def test_every_file_the_image_copies_is_in_the_build_context() -> None:
         assert not _dockerignored(source.rstrip("/"), patterns), f"{source} is docker-ignored"
     for kept_out in ("data/landing/x.wav", ".venv/bin/python", ".dagster_home/dagster.yaml",
                      "spira_assets/__pycache__/x.pyc", "test-artifacts/a.png", ".git/HEAD",
-                     "spira_assets_tests/conftest.py"):  # fmt: skip
+                     "spira_assets_tests/conftest.py", "requirements-dev.lock",
+                     "deploy/compose/.env"):  # fmt: skip
         assert _dockerignored(kept_out, patterns), f"{kept_out} would be sent to the build"
+
+
+def _lock(name: str) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of every requirement in a pip-compile lock."""
+    text = (REPO / name).read_text()
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        match = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", block)
+        if match:
+            key = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            entries[key] = (match.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+        else:
+            requirement = [line for line in block.splitlines() if line and line[0] != "#"]
+            assert not requirement, f"{name}: not an exact pin: {requirement}"
+    return entries
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ;]", r)[0]).lower() for r in requirements}
+
+
+def test_locks_split_runtime_from_development_and_pin_every_file_by_hash() -> None:
+    runtime, dev = _lock("requirements.lock"), _lock("requirements-dev.lock")
+    for name, lock in (("requirements.lock", runtime), ("requirements-dev.lock", dev)):
+        unhashed = [package for package, (_, hashes) in lock.items() if not hashes]
+        assert not unhashed, f"{name}: no hash for {unhashed}"
+        text = (REPO / name).read_text()
+        for option in ("--find-links", "--index-url", "--extra-index-url", "file://"):
+            assert f"\n{option}" not in text and "file://" not in text, f"{name}: {option}"
+    dev_tools = _names(PYPROJECT["project"]["optional-dependencies"]["dev"])
+    assert dev_tools and not dev_tools & set(runtime), "development tools in the runtime lock"
+    assert _names(PYPROJECT["project"]["dependencies"]) <= set(runtime)
+    assert dev_tools <= set(dev)
+    changed = {p: (v, dev[p][0]) for p, (v, _) in runtime.items() if dev.get(p, (v,))[0] != v}
+    assert not changed and set(runtime) <= set(dev), f"the locks disagree: {changed}"
+    assert runtime["torch"][0] == "2.11.0" and runtime["torchaudio"][0] == "2.11.0"
+
+
+def test_the_deploy_check_looks_for_every_development_tool_in_the_image() -> None:
+    spec = importlib.util.spec_from_file_location("deploy_check", DEPLOY / "check.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dev_tools = _names(PYPROJECT["project"]["optional-dependencies"]["dev"])
+    assert dev_tools <= module.DEV_TOOLS
+    assert module.COMPOSE_FILE == COMPOSE / "compose.yaml"
+
+
+def test_local_bases_are_selected_by_the_variables_compose_and_the_dockerfile_read() -> None:
+    script = (DEPLOY / "local-bases" / "build.sh").read_text()
+    exported = set(re.findall(r'echo "export (\w+)=', script))
+    assert exported == {"BASE_IMAGE", "CUDA_BASE_IMAGE", "POSTGRES_IMAGE"}
+    compose = (COMPOSE / "compose.yaml").read_text()
+    assert "${BASE_IMAGE:-python:3.11-slim-bookworm}" in compose  # the Dockerfile's default
+    assert "${POSTGRES_IMAGE:-postgres:16-bookworm}" in compose
+    for dockerfile in re.findall(r"build \S+ (\S+\.Dockerfile)", script):
+        assert (DEPLOY / "local-bases" / dockerfile).exists(), dockerfile
 
 
 def test_compose_services_mounts_and_environment() -> None:

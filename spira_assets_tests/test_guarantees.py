@@ -5,6 +5,7 @@ champion on people neither model saw, and a champion that cannot be evaluated fa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from spira_assets.storage.tables import (
     UNPARTITIONED,
 )
 from spira_assets.storage.warehouse import Warehouse
-from spira_assets_tests.conftest import LENIENT_GATE, SMALL_TRAINING, copy_data_root
+from spira_assets_tests.conftest import LENIENT_GATE, SMALL_TRAINING, TEST_KEY, copy_data_root
 
 
 def messages(instance: dg.DagsterInstance, run: RunOutcome) -> str:
@@ -115,9 +116,9 @@ def test_the_splits_checks_fail_on_planted_leaks(
     assert materialize_shared(instance, ("dataset_split",)).ok
 
     # 2. a batch pseudonymized under another key: one person's ids no longer match
-    monkeypatch.setenv("SPIRA_PSEUDONYM_KEY", "another-key-0123456789abcdef")
+    monkeypatch.setenv("SPIRA_PSEUDONYM_KEY", hashlib.sha256(b"another key").hexdigest())
     assert materialize_batch(instance, layout, "demo-002").ok
-    monkeypatch.setenv("SPIRA_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    monkeypatch.setenv("SPIRA_PSEUDONYM_KEY", TEST_KEY)
     assert not materialize_shared(instance, ("dataset_split",)).ok
     assert not check_passed(instance, "dataset_split", "one_pseudonym_key")
     assert materialize_batch(instance, layout, "demo-002").ok

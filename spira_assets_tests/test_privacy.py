@@ -1,9 +1,16 @@
+import os
+import re
+import secrets
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from spira_assets.privacy import (
+    EXAMPLE_KEYS,
     KEY_ENV,
     Pseudonymizer,
     PseudonymKeyError,
@@ -11,6 +18,9 @@ from spira_assets.privacy import (
     load_pseudonym_key,
     local_key_file,
 )
+
+REPO = Path(__file__).resolve().parents[1]
+HOW_TO_MAKE_ONE = "openssl rand -hex 32"
 
 
 def test_pseudonym_is_stable_keyed_and_opaque() -> None:
@@ -23,8 +33,9 @@ def test_pseudonym_is_stable_keyed_and_opaque() -> None:
 
 
 def test_key_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "from-env-0123456789")
-    assert load_pseudonym_key() == "from-env-0123456789"
+    key = secrets.token_hex(32)
+    monkeypatch.setenv(KEY_ENV, key)
+    assert load_pseudonym_key() == key
 
 
 def test_local_key_is_generated_once_private_and_outside_repo(
@@ -40,8 +51,93 @@ def test_local_key_is_generated_once_private_and_outside_repo(
 
 def test_short_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "short")
-    with pytest.raises(PseudonymKeyError, match="at least 16"):
+    with pytest.raises(PseudonymKeyError, match="at least 32 characters") as refused:
         load_pseudonym_key()
+    assert HOW_TO_MAKE_ONE in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 64,  # long, one symbol
+        "spira-" * 8,  # long, a repeated word
+        "test-key-0123456789abcdef",  # the old test key: 25 characters
+        secrets.token_hex(16),  # 32 hex digits: about 115 bits by the estimate
+    ],
+)
+def test_low_entropy_key_is_refused(monkeypatch: pytest.MonkeyPatch, weak: str) -> None:
+    monkeypatch.setenv(KEY_ENV, weak)
+    with pytest.raises(PseudonymKeyError, match="too weak") as refused:
+        load_pseudonym_key()
+    assert HOW_TO_MAKE_ONE in str(refused.value)
+
+
+def test_a_key_made_as_the_message_says_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = subprocess.run(
+        [sys.executable, "-c", "import secrets; print(secrets.token_hex(32))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    monkeypatch.setenv(KEY_ENV, made)
+    assert load_pseudonym_key() == made
+
+
+def _example_keys() -> dict[str, str]:
+    """Every value given to the pseudonym key in the repository's example files."""
+    found: dict[str, str] = {}
+    for path in REPO.joinpath("deploy").rglob("*"):
+        if not path.is_file() or not (".example" in path.name or path.suffix in {".yaml"}):
+            continue
+        text = path.read_text()
+        for match in re.finditer(rf"^{KEY_ENV}=(.*)$", text, re.MULTILINE):
+            found[f"{path.name}: {match.group(1)}"] = match.group(1).strip()
+        if path.suffix == ".yaml":
+            for document in yaml.safe_load_all(text):
+                for value in _yaml_key_values(document):
+                    found[f"{path.name}: {value}"] = value
+    return found
+
+
+def _yaml_key_values(node: object) -> list[str]:
+    """``SPIRA_PSEUDONYM_KEY: value`` and ``{name: SPIRA_PSEUDONYM_KEY, value: ...}``."""
+    values: list[str] = []
+    if isinstance(node, dict):
+        if isinstance(node.get(KEY_ENV), str) and "${" not in node[KEY_ENV]:
+            values.append(node[KEY_ENV])
+        if node.get("name") == KEY_ENV and isinstance(node.get("value"), str):
+            values.append(node["value"])
+        for child in node.values():
+            values += _yaml_key_values(child)
+    elif isinstance(node, list):
+        for child in node:
+            values += _yaml_key_values(child)
+    return values
+
+
+def test_every_example_key_in_the_repository_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    examples = _example_keys()
+    assert len(examples) >= 2  # .env.example and spira-secrets.example.yaml at least
+    for where, key in examples.items():
+        assert key in EXAMPLE_KEYS, f"{where} is not in privacy.EXAMPLE_KEYS"
+        monkeypatch.setenv(KEY_ENV, key)
+        with pytest.raises(PseudonymKeyError, match="placeholder") as refused:
+            load_pseudonym_key()
+        assert HOW_TO_MAKE_ONE in str(refused.value), where
+
+
+def test_code_location_refuses_to_start_with_an_example_key() -> None:
+    """What the code server, webserver and daemon import: with the compose example's key the
+    definitions do not load, and the reason says how to make a key."""
+    env = {**os.environ, KEY_ENV: "placeholder-not-a-key-run-openssl-rand-hex-32"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import spira_assets.definitions"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert started.returncode != 0
+    assert "PseudonymKeyError" in started.stderr and HOW_TO_MAKE_ONE in started.stderr
 
 
 def test_redactor_replaces_whole_tokens_only() -> None:
