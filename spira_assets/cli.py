@@ -44,6 +44,29 @@ def _local_root(layout: DataLayout) -> Path:
     return layout.local_root
 
 
+PROFILE_OPTION = click.option(
+    "--profile",
+    default="platform",
+    show_default=True,
+    type=click.Choice(["platform", "spira-acl2021"]),
+    help="Training and evaluation protocol: the platform's, or SPIRA's published experiment "
+    "3.5 (docs/MODELS.md, parity table).",
+)
+
+
+def demo_training(
+    profile: str, seeds: list[int], epochs: int, warmup: int | None
+) -> dict[str, object]:
+    """Training resource values for a demo-sized run of ``profile``: fewer epochs; the
+    platform profile also warms up faster and stops early on the small corpus."""
+    training: dict[str, object] = {"profile": profile, "seeds": seeds, "max_epochs": epochs}
+    if profile == "platform":
+        training |= {"warmup_steps": warmup or 100, "patience": max(2, epochs // 2)}
+    elif warmup:
+        training["warmup_steps"] = warmup
+    return training
+
+
 DATA_DIR_OPTION = click.option(
     "--data-dir",
     envvar="SPIRA_DATA_DIR",
@@ -178,6 +201,12 @@ def demo_data(
     help="CSV with columns file_path,participant_id saying who spoke each listed file.",
 )
 @click.option(
+    "--keep-published-split",
+    is_flag=True,
+    help="ACL2021 layout: keep the dataset's split (metadata_train/eval/test.csv become "
+    "train, validation and test recordings; the split check and the evaluation honour it).",
+)
+@click.option(
     "--one-participant-per-file",
     is_flag=True,
     help="Treat each file as its own participant (alone, or for files the pattern or map does "
@@ -204,14 +233,16 @@ def import_spira_command(
     patient_spo2: int | None,
     participant_pattern: str | None,
     participant_map: Path | None,
+    keep_published_split: bool,
     one_participant_per_file: bool,
     default_utterance: str | None,
     collected_at: datetime | None,
     data_dir: str | None,
 ) -> None:
-    """Turn a dataset in SPIRA's published layout (patients.csv, controls.csv, noises.csv)
-    into a landing batch. Paths in the lists must stay inside SRC; the speakers must be
-    grouped (participant column, --participant-map or --participant-pattern)."""
+    """Turn a dataset in SPIRA's published layout into a landing batch, read as published:
+    ACL2021 (metadata_train.csv, metadata_eval.csv, metadata_test.csv, noise_data.csv) or v3
+    (patients.csv, controls.csv, noises.csv). Paths in the lists must stay inside SRC; the
+    speakers must be grouped (participant column, --participant-map or --participant-pattern)."""
     from spira_assets.importers.spira_layout import (
         REPORT_FILE,
         ImportOptions,
@@ -228,6 +259,7 @@ def import_spira_command(
         collected_at,
         participant_map,
         one_participant_per_file,
+        keep_published_split,
     )
     try:
         report = import_spira(src, batch_id, target, options)
@@ -245,6 +277,8 @@ def import_spira_command(
         f"{report.noise_files} noise files, {len(report.rejections)} rows not converted "
         f"(listed in {report_file}; quarantine stage 'import' once ingested)"
     )
+    if report.published_split:
+        click.echo(f"kept the published split of {report.published_split} recordings")
     if report.per_file:
         click.echo(
             f"warning: {report.per_file} recordings are grouped {PER_FILE}: speaker "
@@ -368,22 +402,24 @@ def _run_batches(
     "--seeds",
     default="42,43,46",
     show_default=True,
-    help="Training seeds (one model each; the best by validation loss is kept).",
+    help="Training seeds (one model each; the best by validation loss is kept, and with the "
+    "spira-acl2021 profile every seed's model too).",
 )
 @click.option(
     "--epochs",
     default=5,
     show_default=True,
     type=click.IntRange(1, 1000),
-    help="Maximum epochs per seed (the published default of 30 is the resource's).",
+    help="Maximum epochs per seed (the platform profile's own default is 30, SPIRA's 1000).",
 )
 @click.option(
     "--warmup",
-    default=100,
-    show_default=True,
+    default=None,
     type=click.IntRange(1),
-    help="Noam warm-up steps (shorter than SPIRA's 500 for the small demo corpus).",
+    help="Noam warm-up steps (default: 100 for the platform profile on the small demo "
+    "corpus; the spira-acl2021 profile keeps its published 1000).",
 )
+@PROFILE_OPTION
 def demo(
     data_dir: str | None,
     batches: int,
@@ -393,7 +429,8 @@ def demo(
     defect_rate: float,
     seeds: str,
     epochs: int,
-    warmup: int,
+    warmup: int | None,
+    profile: str,
 ) -> None:
     """The main job: generate the demo corpus if absent, materialize the whole graph for every
     batch, print a summary."""
@@ -415,13 +452,10 @@ def demo(
         raise CliError(f"--seeds must be comma-separated integers, got {seeds!r}") from error
     failed = _run_shared(layout, ("hospital_noise",))
     failed += _run_batches(layout, list(scan.complete))
-    click.echo(f"training SpiraConv, seeds {seed_list}, up to {epochs} epochs each ...")
-    training = {
-        "seeds": seed_list,
-        "max_epochs": epochs,
-        "warmup_steps": warmup,
-        "patience": max(2, epochs // 2),
-    }
+    click.echo(
+        f"training SpiraConv ({profile} profile), seeds {seed_list}, up to {epochs} epochs each ..."
+    )
+    training = demo_training(profile, seed_list, epochs, warmup)
     failed += _run_shared(
         layout,
         ("dataset_split", "spira_model", "evaluation_report", "champion"),
@@ -501,7 +535,8 @@ def _print_evaluation(layout: DataLayout) -> None:
         return
     last = decisions.row(-1, named=True)
     version = last["candidate_version"]
-    metrics = lake.read_part(EVALUATION_METRICS, version).filter(
+    every = lake.read_part(EVALUATION_METRICS, version)
+    metrics = every.filter(
         (pl.col("role") == "candidate")
         & (pl.col("level") == "recording")
         & pl.col("metric").is_in(["auroc", "accuracy", "sensitivity", "specificity"])
@@ -510,7 +545,17 @@ def _print_evaluation(layout: DataLayout) -> None:
     for condition, metric, value, low, high in metrics.select(
         "condition", "metric", "value", "ci_low", "ci_high"
     ).iter_rows():
-        click.echo(f"  {condition:<6}{metric:<12}{value:6.3f}  [{low:.3f}, {high:.3f}]")
+        click.echo(f"  {condition:<16}{metric:<12}{value:6.3f}  [{low:.3f}, {high:.3f}]")
+    seeds = every.filter(pl.col("role").str.starts_with("seed "))
+    if not seeds.is_empty():
+        click.echo("SPIRA's published test, accuracy at 0.5 per seed (clean / published noisy):")
+        for role in seeds.get_column("role").unique(maintain_order=True):
+            row = dict(seeds.filter(pl.col("role") == role).select("condition", "value").rows())
+            noisy = row.get("published_noisy")
+            click.echo(
+                f"  {role:<12}{row.get('clean', float('nan')):6.3f} / "
+                + (f"{noisy:6.3f}" if noisy is not None else "n/a")
+            )
     reasons = ", ".join(json.loads(last["reasons"])) or "all criteria met"
     click.echo(
         f"gate: {'PASSED' if last['passed'] else 'FAILED'} ({reasons}); "

@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from spira_assets.cli import DATA_DIR_OPTION, CliError, _layout, _local_root, _run_shared, main
+from spira_assets.cli import (
+    DATA_DIR_OPTION,
+    PROFILE_OPTION,
+    CliError,
+    _layout,
+    _local_root,
+    _run_shared,
+    main,
+)
 
 
 @main.command()
@@ -37,6 +45,7 @@ from spira_assets.cli import DATA_DIR_OPTION, CliError, _layout, _local_root, _r
     is_flag=True,
     help="Train the best combination through Dagster (spira_model -> evaluation -> gate).",
 )
+@PROFILE_OPTION
 @DATA_DIR_OPTION
 def sweep(
     params: tuple[str, ...],
@@ -45,6 +54,7 @@ def sweep(
     warmup: int,
     workers: int,
     promote: bool,
+    profile: str,
     data_dir: str | None,
 ) -> None:
     """Train every combination of the given parameters (per seed) as MLflow runs nested under
@@ -77,7 +87,7 @@ def sweep(
     if Lake(layout.lake).read_part(DATASET_SPLIT, UNPARTITIONED).is_empty():
         raise CliError("no dataset split yet: run `spira demo` (or materialize dataset_split)")
     base = replace(
-        TrainingSettings().train_config(),
+        TrainingSettings(profile=profile).train_config(),
         max_epochs=epochs,
         warmup_steps=warmup,
         patience=max(2, epochs // 2),
@@ -133,6 +143,7 @@ def sweep(
     chosen = next(r.combination for r in results if label(r.combination) == best["combination"])
     # TrainConfig field names are TrainingSettings (the typed Dagster config) names
     training = {
+        "profile": profile,
         "seeds": seed_list,
         "max_epochs": epochs,
         "warmup_steps": warmup,
@@ -183,7 +194,9 @@ def reproduce(
             f"note: code version differs (recorded {result.code_version_recorded}, "
             f"running {result.code_version_now})"
         )
-    click.echo(f"recordings per split: {result.recordings}; seed {result.seed}")
+    click.echo(
+        f"profile {result.profile}; recordings per split: {result.recordings}; seed {result.seed}"
+    )
     click.echo(
         "weights: "
         + (

@@ -10,11 +10,11 @@ import torch
 from pydantic import Field
 
 from spira_assets.audio.quality import AudioQualityRules
-from spira_assets.features.augment import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
 from spira_assets.ml.drift import DriftThresholds
 from spira_assets.ml.gate import GateConfig
+from spira_assets.ml.protocol import PLATFORM, PROFILE_SEEDS, PROFILES, profile_config
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import (
     EXPERIMENT,
@@ -126,50 +126,74 @@ class ComputeResource(dg.ConfigurableResource):
         return torch.device("cpu")
 
 
-_TRAIN = TrainConfig()
 _SPLIT = SplitConfig()
 
 
 class TrainingSettings(dg.ConfigurableResource):
-    """Training configuration; defaults are SPIRA's published ones (SPIRA.md)."""
+    """The training protocol: a profile (``platform``, or ``spira-acl2021``: SPIRA's published
+    experiment 3.5, docs/MODELS.md) and, optionally, fields overriding it (empty: the
+    profile's value)."""
 
-    seeds: list[int] = Field(default=[42, 43, 46], description="One model per seed; best kept.")
-    norm: str = Field(default=_TRAIN.norm, description="group (SpiraConv v2) or batch (v1)")
-    dropout: float = _TRAIN.dropout
-    learning_rate: float = _TRAIN.learning_rate
-    weight_decay: float = _TRAIN.weight_decay
-    warmup_steps: int = _TRAIN.warmup_steps
-    batch_size: int = _TRAIN.batch_size
-    max_epochs: int = _TRAIN.max_epochs
-    patience: int = _TRAIN.patience
-    window_s: float = Field(default=_TRAIN.window_s, description="Window length in seconds.")
-    step_s: float = Field(default=_TRAIN.step_s, description="Hop between windows in seconds.")
-    noise_slices_control: int = _TRAIN.augment.k_control
-    noise_slices_patient: int = _TRAIN.augment.k_patient
-    mixup_alpha: float = _TRAIN.augment.mixup_alpha
+    profile: str = Field(default=PLATFORM, description=f"One of {sorted(PROFILES)}.")
+    seeds: list[int] | None = Field(
+        default=None, description="One model per seed (empty: the profile's 42, 43, 46)."
+    )
+    norm: str | None = Field(default=None, description="group (SpiraConv v2) or batch (v1)")
+    dropout: float | None = None
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+    warmup_steps: int | None = None
+    batch_size: int | None = Field(default=None, description="Recordings per batch.")
+    drop_last: bool | None = None
+    max_epochs: int | None = None
+    patience: int | None = Field(default=None, description="0: no early stopping.")
+    window_s: float | None = Field(default=None, description="Window length in seconds.")
+    step_s: float | None = Field(default=None, description="Hop between windows in seconds.")
+    window_rule: str | None = Field(default=None, description="platform or spira")
+    transform_unit: str | None = Field(default=None, description="recording or window")
+    validation_noise: bool | None = None
+    validate_every_steps: int | None = None
+    threshold_rule: str | None = Field(default=None, description="youden or fixed")
+    fixed_threshold: float | None = None
+    keep_all_seeds: bool | None = None
+    noise_slices_control: int | None = None
+    noise_slices_patient: int | None = None
+    noise_scale: str | None = Field(default=None, description="peak or signed_max")
+    mixup_alpha: float | None = None
     validation_share: float = _SPLIT.validation
     test_share: float = _SPLIT.test
 
     def train_config(self) -> TrainConfig:
-        if self.norm not in ("group", "batch"):
+        if self.norm not in (None, "group", "batch"):
             raise ValueError("norm must be 'group' or 'batch'")
-        return TrainConfig(
-            norm=self.norm,  # type: ignore[arg-type]
+        return profile_config(
+            self.profile,
+            norm=self.norm,
             dropout=self.dropout,
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
             warmup_steps=self.warmup_steps,
             batch_size=self.batch_size,
+            drop_last=self.drop_last,
             max_epochs=self.max_epochs,
             patience=self.patience,
             window_s=self.window_s,
             step_s=self.step_s,
-            augment=AugmentConfig(
-                k_control=self.noise_slices_control,
-                k_patient=self.noise_slices_patient,
-                mixup_alpha=self.mixup_alpha,
-            ),
+            window_rule=self.window_rule,
+            transform_unit=self.transform_unit,
+            validation_noise=self.validation_noise,
+            validate_every_steps=self.validate_every_steps,
+            threshold_rule=self.threshold_rule,
+            fixed_threshold=self.fixed_threshold,
+            keep_all_seeds=self.keep_all_seeds,
+            k_control=self.noise_slices_control,
+            k_patient=self.noise_slices_patient,
+            scale=self.noise_scale,
+            mixup_alpha=self.mixup_alpha,
         )
+
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds else list(PROFILE_SEEDS[self.profile])
 
     def split_config(self) -> SplitConfig:
         return SplitConfig(validation=self.validation_share, test=self.test_share)

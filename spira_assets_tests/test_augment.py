@@ -1,6 +1,8 @@
-"""Noise insertion and mixup on batches of waveforms."""
+"""Noise insertion per recording, before windowing, as SPIRA-ACL2021 does it; mixup."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 import torch
@@ -8,77 +10,92 @@ import torch
 from spira_assets.features.augment import (
     NOISE_PEAK_RANGE,
     AugmentConfig,
-    AugmentedFeatures,
     NoiseBank,
     insert_noise,
     mixup,
+    noise_for,
 )
-from spira_assets.features.config import FeatureConfig
 
-BANK = NoiseBank(torch.randn(16_000 * 30, generator=torch.Generator().manual_seed(1)))
-SILENCE = torch.zeros(6, 16_000)
-LABELS = torch.tensor([0, 1, 0, 1, 0, 1])
-
-
-def test_same_generator_seed_gives_the_same_noise() -> None:
-    config = AugmentConfig(k_control=2, k_patient=3)
-    a = insert_noise(SILENCE, LABELS, BANK, config, torch.Generator().manual_seed(7))
-    b = insert_noise(SILENCE, LABELS, BANK, config, torch.Generator().manual_seed(7))
-    c = insert_noise(SILENCE, LABELS, BANK, config, torch.Generator().manual_seed(8))
-    assert torch.equal(a, b) and not torch.equal(a, c)
+# three noise files of different lengths in one bank
+FILES = [
+    torch.randn(48_000, generator=torch.Generator().manual_seed(1)) * 0.3,
+    torch.randn(80_000, generator=torch.Generator().manual_seed(2)) * 0.3 - 0.05,
+    torch.randn(32_000, generator=torch.Generator().manual_seed(3)) * 0.3,
+]
+BANK = NoiseBank(torch.cat(FILES), [(0, 48_000), (48_000, 80_000), (128_000, 32_000)])
 
 
-def test_fixed_seed_mode_ignores_batch_order_and_composition() -> None:
-    config = AugmentConfig(k_control=2, k_patient=5)
-    full = insert_noise(SILENCE, LABELS, BANK, config, sample_seeds=[10, 11, 12, 13, 14, 15])
-    pair = insert_noise(SILENCE[[3, 0]], LABELS[[3, 0]], BANK, config, sample_seeds=[13, 10])
-    assert torch.equal(full[[3, 0]], pair)
+def test_each_slice_is_a_whole_recording_long_and_scaled_by_its_signed_maximum() -> None:
+    """The published draw, step by step: file (randint over the list), offset
+    (randint(0, len - (wav_len + 1))), amplitude (uniform), slice / slice.max() * amplitude."""
+    config = AugmentConfig(k_control=1, k_patient=0, scale="signed_max")
+    length = 20_000
+    noise = noise_for(length, 1, BANK, config, random.Random(42 * 7))
+    assert noise is not None and noise.shape == (length,)
+    rng = random.Random(42 * 7)
+    file = rng.randint(0, len(FILES) - 1)
+    offset = rng.randint(0, FILES[file].numel() - (length + 1))
+    amplitude = rng.uniform(*NOISE_PEAK_RANGE)
+    piece = FILES[file][offset : offset + length]
+    torch.testing.assert_close(noise, piece / piece.max() * amplitude)
+    assert float(noise.max()) == pytest.approx(amplitude)  # the signed maximum, not |peak|
 
 
-def test_single_slice_peak_lies_in_spiras_range() -> None:
-    config = AugmentConfig(k_control=1, k_patient=1)
-    noisy = insert_noise(
-        torch.zeros(200, 8_000), torch.zeros(200), BANK, config, torch.Generator().manual_seed(0)
+def test_the_platform_scales_by_the_absolute_peak() -> None:
+    noise = noise_for(20_000, 1, BANK, AugmentConfig(scale="peak"), random.Random(3))
+    assert noise is not None
+    assert NOISE_PEAK_RANGE[0] <= float(noise.abs().max()) <= NOISE_PEAK_RANGE[1] + 1e-6
+
+
+def test_slices_per_class_and_one_draw_per_recording() -> None:
+    waves = [torch.zeros(30_000), torch.zeros(30_000)]
+    config = AugmentConfig(k_control=1, k_patient=0, scale="signed_max")
+    control, patient = insert_noise(
+        waves, [0, 1], BANK, config, [random.Random(0), random.Random(42)]
     )
-    peaks = noisy.abs().amax(dim=1)
-    assert peaks.min() >= NOISE_PEAK_RANGE[0] - 1e-6 and peaks.max() <= NOISE_PEAK_RANGE[1] + 1e-6
-    assert peaks.max() - peaks.min() > 0.1  # drawn across the range, not a constant
+    assert control.abs().sum() > 0 and torch.equal(patient, waves[1])  # patients: no noise
+    three = noise_for(30_000, 3, BANK, AugmentConfig(k_control=3), random.Random(5))
+    rng = random.Random(5)
+    parts = [noise_for(30_000, 1, BANK, AugmentConfig(), rng) for _ in range(3)]
+    assert three is not None and all(p is not None for p in parts)
+    torch.testing.assert_close(three, sum(parts))  # type: ignore[arg-type]
 
 
-def test_slice_count_is_per_class_and_zero_means_clean() -> None:
-    config = AugmentConfig(k_control=0, k_patient=4)
-    noisy = insert_noise(SILENCE, LABELS, BANK, config, torch.Generator().manual_seed(0))
-    assert not noisy[LABELS == 0].any() and (noisy[LABELS == 1].abs().sum(dim=1) > 0).all()
-    waves = torch.randn(6, 1000)
-    assert torch.equal(insert_noise(waves, LABELS, BANK, AugmentConfig(0, 0)), waves)
+def test_a_fixed_seed_per_recording_gives_the_same_noise_whatever_else_is_drawn() -> None:
+    config = AugmentConfig(k_control=2, k_patient=2)
+    waves = [torch.zeros(10_000), torch.zeros(12_000), torch.zeros(9_000)]
+    alone = insert_noise(waves[1:2], [1], BANK, config, [random.Random(11)])[0]
+    together = insert_noise(
+        waves, [0, 1, 0], BANK, config, [random.Random(10), random.Random(11), random.Random(12)]
+    )[1]
+    assert torch.equal(alone, together)
 
 
-def test_short_noise_bank_is_tiled() -> None:
-    bank = NoiseBank(torch.linspace(-1, 1, 100))
-    out = insert_noise(
-        torch.zeros(2, 1000),
-        torch.tensor([0, 1]),
-        bank,
-        AugmentConfig(1, 1),
-        torch.Generator().manual_seed(0),
+def test_noise_shorter_than_the_recording_is_tiled_and_zero_slices_change_nothing() -> None:
+    short = NoiseBank(torch.linspace(-1, 1, 100))
+    noise = noise_for(1_000, 1, short, AugmentConfig(), random.Random(0))
+    assert noise is not None and noise.shape == (1_000,)
+    wave = torch.randn(500)
+    assert torch.equal(
+        insert_noise([wave], [0], BANK, AugmentConfig(0, 0), [random.Random(0)])[0], wave
     )
-    assert out.shape == (2, 1000) and (out.abs().sum(dim=1) > 0).all()
+
+
+def test_a_slice_with_no_positive_sample_falls_back_to_its_absolute_peak() -> None:
+    negative = NoiseBank(-torch.rand(5_000) - 0.1)
+    noise = noise_for(1_000, 1, negative, AugmentConfig(scale="signed_max"), random.Random(0))
+    assert noise is not None and torch.isfinite(noise).all()
+    assert float(noise.abs().max()) <= NOISE_PEAK_RANGE[1] + 1e-6
 
 
 def test_mixup_keeps_targets_between_the_mixed_labels() -> None:
-    waves, targets = mixup(
-        torch.randn(16, 100), torch.tensor([0, 1] * 8), 0.4, torch.Generator().manual_seed(0)
+    windows, targets = mixup(
+        torch.randn(16, 400, 40),
+        torch.tensor([0, 1] * 8),
+        0.4,
+        torch.Generator().manual_seed(0),
     )
-    assert waves.shape == (16, 100) and ((targets >= 0) & (targets <= 1)).all()
-
-
-def test_augmented_features_give_window_frames_on_the_fly() -> None:
-    config = FeatureConfig()
-    module = AugmentedFeatures(config.build_transform(), BANK, AugmentConfig(), frames=400)
-    features, targets = module(
-        torch.randn(4, 64_000) * 0.1, torch.tensor([0, 1, 0, 1]), sample_seeds=[1, 2, 3, 4]
-    )
-    assert features.shape == (4, 400, 40) and targets.tolist() == [0, 1, 0, 1]
+    assert windows.shape == (16, 400, 40) and ((targets >= 0) & (targets <= 1)).all()
 
 
 def test_invalid_augmentation_configs_are_refused() -> None:
@@ -86,13 +103,5 @@ def test_invalid_augmentation_configs_are_refused() -> None:
         AugmentConfig(k_control=-1)
     with pytest.raises(ValueError):
         AugmentConfig(min_peak=0.5, max_peak=0.1)
-
-
-def test_on_the_fly_features_of_a_sample_do_not_depend_on_the_batch() -> None:
-    config = FeatureConfig()
-    module = AugmentedFeatures(config.build_transform(), BANK, AugmentConfig(0, 0), frames=400)
-    quiet = torch.randn(1, 64_000) * 1e-4
-    loud = torch.randn(1, 64_000)
-    alone, _ = module(quiet, torch.tensor([0]))
-    both, _ = module(torch.cat([quiet, loud]), torch.tensor([0, 0]))
-    torch.testing.assert_close(alone[0], both[0])
+    with pytest.raises(ValueError):
+        AugmentConfig(scale="rms")  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     warehouse = Warehouse(UPath(root / "warehouse.duckdb"), Lake(UPath(root / "lake")))
     version = warehouse.query("SELECT model_version FROM model_versions").item()
     metrics = warehouse.query("SELECT * FROM evaluation_metrics")
-    assert set(metrics.get_column("condition")) == {"clean", "noisy"}
+    assert set(metrics.get_column("condition")) == {"clean", "noisy", "published_noisy"}
     assert set(metrics.get_column("level")) == {"recording", "participant"}
     assert (metrics.get_column("ci_low") <= metrics.get_column("value")).all()
     decision = warehouse.query("SELECT * FROM promotions").row(0, named=True)

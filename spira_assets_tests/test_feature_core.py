@@ -17,7 +17,7 @@ from spira_assets.storage.shards import ShardWriter, open_shard, remove_supersed
 
 # The default configuration's hash names every stored feature set; changing it silently
 # would orphan them. Update only together with FEATURE_CODE_VERSION.
-DEFAULT_HASH = "0b22deeaf6eb"
+DEFAULT_HASH = "0ae2146f4fab"  # normalized=False since issue 17 (was 0b22deeaf6eb)
 
 
 def test_default_config_is_spiras_and_its_hash_is_pinned() -> None:
@@ -40,7 +40,7 @@ def test_default_config_is_spiras_and_its_hash_is_pinned() -> None:
         {"hop_length": 200},
         {"f_max": 8000.0},
         {"log_mels": True},
-        {"normalized": False},
+        {"normalized": True},
     ],
 )
 def test_any_change_that_alters_numbers_changes_the_hash(change: dict[str, object]) -> None:
@@ -67,8 +67,7 @@ def test_mfcc_matches_torchaudio_reference_with_spira_parameters() -> None:
             "n_mels": 40,
             "f_min": 0.0,
             "f_max": None,
-            "normalized": True,
-        },
+        },  # SPIRA's: no normalized STFT
     )(clip).T.numpy()
     (ours,) = FeatureExtractor(FeatureConfig()).batch([clip])
     assert ours.shape == (201, 40)

@@ -166,7 +166,7 @@ def test_each_model_is_judged_on_its_own_split_and_against_people_neither_saw(
     # the candidate is evaluated on exactly its own recorded test recordings
     tested = warehouse.query(
         "SELECT value FROM evaluation_metrics WHERE model_version = ? AND condition = 'clean' "
-        "AND level = 'recording' AND metric = 'accuracy'",
+        "AND level = 'recording' AND metric = 'accuracy' AND role = 'candidate'",
         [candidate],
     )
     assert tested.height == 1

@@ -4,6 +4,7 @@ rejection recorded; and the leak it prevents, measured."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,11 +33,13 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 def write_wav(path: Path, seconds: float = 2.0, f0: float | None = None) -> None:
-    """A tone whose pitch depends on the file name, so no two files share their bytes."""
-    f0 = f0 or 100.0 + sum(path.name.encode()) % 200
+    """A tone with a little noise seeded by the file name: no two files share their bytes."""
+    seed = int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16)
+    f0 = f0 or 100.0 + seed % 200
     t = np.arange(int(16_000 * seconds)) / 16_000
+    hiss = np.random.default_rng(seed).normal(0, 0.01, t.shape[0])
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), 16_000)
+    sf.write(path, (0.3 * np.sin(2 * np.pi * f0 * t) + hiss).astype(np.float32), 16_000)
 
 
 def spira_source(root: Path) -> Path:
@@ -312,3 +315,88 @@ def test_a_speaker_leak_can_no_longer_beat_chance_on_spiras_layout(
         (landing / "grouped" / "metadata.csv").read_text()
     )
     assert (landing / "grouped" / "_import_report.txt").exists()
+
+
+# -- SPIRA-ACL2021's own files, read as published ---------------------------------------------
+
+ACL_HEADER = "file_path,class,sexo,idade,nivel_falta_de_ar\n"
+
+
+def acl2021_source(root: Path) -> dict[str, list[str]]:
+    """Three metadata files with the published header and a headerless noise_data.csv:
+    patients are WhatsApp notes with no speaker id, controls <uuid>_<k>.wav."""
+    lists: dict[str, list[str]] = {}
+    for name, count in (
+        ("metadata_train.csv", 4),
+        ("metadata_eval.csv", 2),
+        ("metadata_test.csv", 2),
+    ):
+        rows = []
+        for i in range(count):
+            patient = f"pacientes/PTT-2020051{i}-WA00{len(lists)}{i}.wav"
+            control = f"controle/{len(lists)}{i}aa-uuid_1.wav"
+            write_wav(root / patient, seconds=6.0)
+            write_wav(root / control, seconds=6.0)
+            rows += [f"{patient},1,M,55,5", f"{control},0,F,43,0"]
+        (root / name).write_text(ACL_HEADER + "\n".join(rows) + "\n")
+        lists[name] = [r.split(",")[0] for r in rows]
+    write_wav(root / "ruidos" / "n1.wav", seconds=20.0)
+    write_wav(root / "ruidos" / "n2.wav", seconds=20.0, f0=90.0)
+    (root / "noise_data.csv").write_text("ruidos/n1.wav\nruidos/n2.wav\n")
+    return lists
+
+
+def test_acl2021_lists_need_their_utterance_and_spo2_named_once(tmp_path: Path) -> None:
+    src = tmp_path / "SPIRA_Dataset_V2"
+    acl2021_source(src)
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "acl", "--landing", str(tmp_path / "landing"),
+        "--one-participant-per-file",
+    )  # fmt: skip
+    assert code == 1 and output.count("spira: error:") == 1
+    assert "pass --utterance U" in output and "pass --patient-spo2 N" in output
+    assert not (tmp_path / "landing" / "acl").exists()
+
+
+@pytest.mark.slow
+def test_acl2021_imports_as_published_and_keeps_its_test_set(tmp_path: Path) -> None:
+    src = tmp_path / "SPIRA_Dataset_V2"
+    lists = acl2021_source(src)
+    data = tmp_path / "data"
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "acl", "--data-dir", str(data),
+        "--utterance", "frase", "--patient-spo2", "91", "--keep-published-split",
+        "--participant-pattern", r"([^/_]+)_[^/]*$", "--one-participant-per-file",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "16 recordings" in output and "2 noise files" in output
+    assert "kept the published split of 16 recordings" in output
+    assert len(list((data / "landing" / "noise").iterdir())) == 2  # every listed noise file
+    code, output = invoke("materialize", "--batch", "acl", "--data-dir", str(data))
+    assert code == 0, output
+    code, output = invoke(
+        "materialize", "--batch", "acl", "--select", "dataset_split", "--data-dir", str(data)
+    )
+    assert code == 0, output
+    from upath import UPath
+
+    from spira_assets.storage.lake import Lake
+    from spira_assets.storage.tables import DATASET_SPLIT, VALIDATED_METADATA
+
+    lake = Lake(UPath(data / "lake"))
+    split = lake.read_part(DATASET_SPLIT, "all")
+    metadata = lake.read_part(VALIDATED_METADATA, "acl")
+    landing = (data / "landing" / "acl" / "metadata.csv").read_text().splitlines()[1:]
+    test_rows = {
+        i + 2 for i, line in enumerate(landing) if line.split(",")[-1].startswith("audio/")
+    }
+    by_row = dict(metadata.select("audio_sha256", "row_number").rows())
+    in_test = sorted(by_row[s] for s in split.filter(pl.col("split") == "test")["audio_sha256"])
+    # the importer writes train, eval, test rows in list order: test = the last 4 rows
+    assert in_test == sorted(test_rows)[-len(lists["metadata_test.csv"]) :]
+    assert set(split.get_column("assigned_by")) == {"published"}
+    assert split.group_by("split").len().sort("split").rows() == [
+        ("test", 4),
+        ("train", 8),
+        ("validation", 4),
+    ]

@@ -14,7 +14,7 @@ from upath import UPath
 from spira_assets.features.augment import AugmentConfig, NoiseBank
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import load_model, load_torchscript, model_config, save_model_version
-from spira_assets.ml.data import WindowSet, build_windows
+from spira_assets.ml.data import RecordingSet, build_recordings
 from spira_assets.ml.metrics import auroc
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.split import SplitConfig, assign_splits, split_of
@@ -27,13 +27,13 @@ FAST = TrainConfig(
     warmup_steps=5,
     max_epochs=3,
     patience=3,
-    batch_size=16,
+    batch_size=2,
     dropout=0.3,
     augment=AugmentConfig(k_control=1, k_patient=1),
 )
 
 
-def windows_by_split(root: Path) -> dict[str, WindowSet]:
+def windows_by_split(root: Path) -> dict[str, RecordingSet]:
     """All participants, alternately assigned, so both sets hold both classes."""
     recordings = Lake(UPath(root / "lake")).read_table(AUDIO_16K).sort("participant", "utterance")
     people = recordings.select("participant", "label").unique().sort("label", "participant")
@@ -44,14 +44,15 @@ def windows_by_split(root: Path) -> dict[str, WindowSet]:
         pl.col("participant").replace_strict(chosen).alias("split")
     )
     return {
-        s: build_windows(recordings.filter(pl.col("split") == s), root)
+        s: build_recordings(recordings.filter(pl.col("split") == s), root)
         for s in ("train", "validation")
     }
 
 
 def noise_bank(root: Path) -> NoiseBank:
     noise = Lake(UPath(root / "lake")).read_table(HOSPITAL_NOISE)
-    return NoiseBank.from_int16(open_shard(root / noise.get_column("shard")[0], np.int16))
+    spans = noise.select("sample_offset", "samples").rows()
+    return NoiseBank.from_int16(open_shard(root / noise.get_column("shard")[0], np.int16), spans)
 
 
 @pytest.mark.parametrize("norm", ["group", "batch"])
@@ -121,9 +122,9 @@ def test_tiny_corpus_trains_and_validation_loss_falls(materialized_root: Path) -
         seed=42,
         device=torch.device("cpu"),
     )
-    losses = [e.val_loss for e in result.history]
-    assert result.best_val_loss < losses[0]
-    assert result.history[-1].train_loss < result.history[0].train_loss
+    # 21 training recordings: it learns (and soon overfits, which the kept checkpoint absorbs)
+    assert result.history[-1].train_loss < result.history[0].train_loss / 2
+    assert result.best.val_auroc > 0.6
     assert all(np.isfinite(e.val_auroc) for e in result.history)
 
 

@@ -2,18 +2,19 @@
 recorded in its own lineage (clean, and with its own hospital noise), with a blocking check that
 none of them was seen in training."""
 
-from pathlib import Path
+import json
 from typing import Any
 
 import dagster as dg
 import mlflow
 import polars as pl
-import torch
 
+from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.presentation import image, markdown_table
 from spira_assets.assets.training import spira_model
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
-from spira_assets.ml.evaluation import aggregate, metric_table, subgroup_table
+from spira_assets.ml.assessment import PUBLISHED, assess
+from spira_assets.ml.evaluation import subgroup_table
 from spira_assets.ml.inputs import local_shards
 from spira_assets.ml.report import table, with_ci, write_pair
 from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
@@ -70,42 +71,8 @@ def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
     return mlflow.start_run(run_id=run_id)
 
 
-def _evaluate(
-    candidate: ModelUnderTest,
-    test: pl.DataFrame,
-    root: Path,
-    bank: Any,
-    device: torch.device,
-    settings: EvaluationSettings,
-) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-    pipeline = candidate.pipeline(bank, device)
-    conditions: dict[str, int | None] = {"clean": None}
-    if bank is not None and pipeline.config.k_control + pipeline.config.k_patient > 0:
-        conditions["noisy"] = settings.noisy_seed
-    frames: dict[str, pl.DataFrame] = {}
-    rows = []
-    for condition, seed in conditions.items():
-        windows = candidate.score(test, root, pipeline, device, noisy_seed=seed)
-        for level in ("recording", "participant"):
-            scored = aggregate(windows, level)
-            frames[f"{condition}/{level}"] = scored
-            rows.append(
-                metric_table(
-                    scored, candidate.threshold, settings.bootstrap_resamples
-                ).with_columns(
-                    pl.lit(candidate.version).alias("batch_id"),
-                    pl.lit(candidate.version).alias("model_version"),
-                    pl.lit("candidate").alias("role"),
-                    pl.lit(condition).alias("condition"),
-                    pl.lit(level).alias("level"),
-                    pl.lit(candidate.threshold).alias("threshold"),
-                )
-            )
-    return EVALUATION_METRICS.conform(pl.concat(rows)), frames
-
-
 @dg.asset(
-    deps=[spira_model, audio_16k, hospital_noise],
+    deps=[spira_model, audio_16k, spectrogram_features, hospital_noise],
     group_name="evaluation",
     kinds={"pytorch", "mlflow", "duckdb"},
     check_specs=[
@@ -159,8 +126,17 @@ def evaluation_report(
             f"model {version} has no test recordings left: add batches or raise test_share"
         )
     root = local_shards(layout, test)
-    bank = candidate.noise(lake, layout, device)
-    metrics, frames = _evaluate(candidate, test, root, bank, device, evaluation)
+    assessed = assess(
+        candidate,
+        test,
+        root,
+        lake,
+        layout,
+        device,
+        evaluation.bootstrap_resamples,
+        evaluation.noisy_seed,
+    )
+    metrics, frames = assessed.metrics, assessed.frames
     clean = frames["clean/recording"]
     subgroups = subgroup_table(
         clean,
@@ -186,26 +162,29 @@ def evaluation_report(
             )
             (reports / (key.replace("/", "_") + ".png")).write_bytes(png)
             figures[key] = png
-    noise_note = (
-        "with the hospital noise the model was trained with (fixed seed per window)"
-        if "noisy/recording" in frames
-        else "(no noisy condition: the model was trained without noise, or its noise data "
-        "version is gone)"
-    )
+    noise_note = assessed.noise_note
+    profile = candidate.train_config.profile
     people = clean.get_column("participant").n_unique()
     speaker = candidate.lineage.get("speaker_independence", "guaranteed")
     markdown = (
         f"# Evaluation of model {version}\n\n"
-        f"Test set: the model's own recorded test split, {clean.height} recordings of {people} "
-        f"participants ({recorded} recorded; {recorded - clean.height} no longer in the store), "
-        "none of them in its training or validation data (checked). Clean, and "
-        f"{noise_note}. Decision threshold {candidate.threshold:.3f}, chosen on validation "
-        f"recordings (Youden's J). 95% CIs resample participants "
+        f"Training protocol: **{profile}**. Test set: the model's own recorded test split, "
+        f"{clean.height} recordings of {people} participants ({recorded} recorded; "
+        f"{recorded - test.height} no longer in the store; {assessed.excluded} without a window "
+        "under the model's window rule), none of them in its training or validation data "
+        f"(checked). Clean, and {noise_note}. Decision threshold {candidate.threshold:.3f} "
+        f"({json.loads((candidate.directory / 'threshold.json').read_text())['chosen_on']}); the "
+        "published noisy test decides at 0.5, as SPIRA does. 95% CIs resample participants "
         f"({evaluation.bootstrap_resamples} draws). Speaker independence: {speaker}.\n\n"
         "The comparison with the champion and with every past champion (paired differences on "
         "participants unseen by both) is in the model card written by the promotion gate.\n\n"
-        "## Metrics\n\n"
-        + table(with_ci(metrics))
+        "## SPIRA's published test, per seed\n\nAccuracy per recording at 0.5 (mean of window "
+        "probabilities), clean and with SPIRA's noisy-test protocol (1 noise slice on controls, "
+        "none on patients, seed 42 x index), for every kept seed and their mean, as Casanova et "
+        "al. (2021) report them.\n\n"
+        + table(assessed.per_seed)
+        + "\n## Metrics\n\n"
+        + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
         + "\n## Subgroups (clean, per recording)\n\n"
         + table(
             subgroups.select(
@@ -228,7 +207,9 @@ def evaluation_report(
     layout.publish(f"reports/{version}")
     with _model_run(mlflow_tracking, str(candidate.lineage["mlflow_run_id"])):
         mlflow.log_artifacts(str(reports), artifact_path="evaluation")
-        for row in metrics.filter(pl.col("level") == "recording").iter_rows(named=True):
+        for row in metrics.filter(
+            (pl.col("level") == "recording") & (pl.col("role") == "candidate")
+        ).iter_rows(named=True):
             mlflow.log_metric(f"test_{row['condition']}_{row['metric']}", row["value"])
     # Nothing logs to the model's run after this step; finish it here so that a refusal by the
     # promotion gate (a failed blocking check downstream) does not mark training as FAILED.
@@ -236,7 +217,9 @@ def evaluation_report(
         mlflow.end_run()
     value = {
         (r["condition"], r["metric"]): r["value"]
-        for r in metrics.filter(pl.col("level") == "recording").iter_rows(named=True)
+        for r in metrics.filter(
+            (pl.col("level") == "recording") & (pl.col("role") == "candidate")
+        ).iter_rows(named=True)
     }
     metadata: dict[str, Any] = {
         "model_version": version,
@@ -249,11 +232,16 @@ def evaluation_report(
         "test_sensitivity_clean": round(value[("clean", "sensitivity")], 4),
         "report": dg.MetadataValue.path(str(html)),
         "report_markdown": dg.MetadataValue.path(str(md)),
-        "metrics": markdown_table(with_ci(metrics)),
+        "metrics": markdown_table(with_ci(metrics.filter(pl.col("role") == "candidate"))),
+        "profile": profile,
+        "published_test_per_seed": markdown_table(assessed.per_seed),
+        "recordings_without_window": assessed.excluded,
     }
     if ("noisy", "auroc") in value:
         metadata["test_auroc_noisy"] = round(value[("noisy", "auroc")], 4)
         metadata["test_accuracy_noisy"] = round(value[("noisy", "accuracy")], 4)
+    if (PUBLISHED, "accuracy") in value:
+        metadata["test_accuracy_published_noisy"] = round(value[(PUBLISHED, "accuracy")], 4)
     for key, png in figures.items():
         metadata[f"figure_{key.split('/')[0]}"] = image(png, key)
     return dg.MaterializeResult(

@@ -10,6 +10,7 @@ import polars as pl
 from mlflow.tracking import MlflowClient
 
 from spira_assets.assets.evaluation import evaluation_report, model_version_of_run
+from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.presentation import markdown_table
 from spira_assets.assets.split import dataset_split
 from spira_assets.assets.waveforms import audio_16k
@@ -68,7 +69,7 @@ def _compared_with(comparisons: list[Comparison]) -> str:
 
 
 @dg.asset(
-    deps=[evaluation_report, dataset_split, audio_16k],
+    deps=[evaluation_report, dataset_split, audio_16k, spectrogram_features],
     group_name="evaluation",
     kinds={"mlflow", "duckdb"},
     check_specs=[

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 import spira_assets
+from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.presentation import column_schema, image
 from spira_assets.assets.split import dataset_split
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
@@ -28,18 +29,18 @@ from spira_assets.ml.artifacts import (
     save_model_version,
 )
 from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
-from spira_assets.ml.inputs import local_shards, noise_bank, windows_by_split, with_split
+from spira_assets.ml.inputs import (
+    local_shards,
+    noise_bank,
+    recordings_by_split,
+    stored_features,
+    with_split,
+)
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
 from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
 from spira_assets.ml.split import SplitConfig, key_ids_by_batch, split_problems
 from spira_assets.ml.tracking import has_registered_version
-from spira_assets.ml.train import (
-    EpochLog,
-    TrainResult,
-    feature_pipeline,
-    train,
-    validation_threshold,
-)
+from spira_assets.ml.train import EpochLog, TrainResult, train, validation_threshold
 from spira_assets.plots import training_curves
 from spira_assets.resources import (
     ComputeResource,
@@ -150,7 +151,7 @@ def _mlflow_link(uri: str, run_id: str) -> dict[str, Any]:
 
 
 @dg.asset(
-    deps=[dataset_split, audio_16k, hospital_noise],
+    deps=[dataset_split, audio_16k, spectrogram_features, hospital_noise],
     group_name="training",
     kinds={"pytorch", "mlflow"},
     op_tags=GPU_TAGS,
@@ -188,7 +189,7 @@ def spira_model(
         "split_rows": fingerprint(
             {"rows": split.select(SPLIT_ROW_COLUMNS).sort(SPLIT_ROW_COLUMNS).rows()}
         ),
-        "seeds": list(training.seeds),
+        "seeds": training.seed_list(),
         "code_version": code_version(),
     }
     version = fingerprint(inputs)
@@ -201,7 +202,7 @@ def spira_model(
         "device": str(device),
         "code_version": inputs["code_version"],
         "feature_config_hash": inputs["feature_config_hash"],
-        "seeds": list(training.seeds),
+        "seeds": training.seed_list(),
         **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "augment"},
         **{f"augment.{k}": v for k, v in asdict(train_config.augment).items()},
         **{f"features.{k}": v for k, v in asdict(feature_config).items()},
@@ -307,17 +308,31 @@ def _train(
     """Train every seed (a nested MLflow run each), keep the best, save the version with its
     split and threshold; returns (summary, lineage)."""
     feature_config, train_config = features.config(), training.train_config()
-    windows = windows_by_split(
-        recordings, local_shards(layout, recordings), train_config.window_s, train_config.step_s
+    root = local_shards(layout, recordings)
+    index = (
+        stored_features(lake, layout, feature_config.config_hash())
+        if train_config.transform_unit == "recording"
+        else None
+    )
+    sets = recordings_by_split(
+        recordings, root, ("train", "validation"), index, feature_config.n_features
+    )
+    clean_source = (
+        "feature store (spectrogram_features)"
+        if sets["validation"].stored is not None
+        else "computed from audio_16k (no stored features of this configuration"
+        + (")" if train_config.transform_unit == "recording" else "; windows transformed alone)")
     )
     bank = noise_bank(lake, layout, device)
+    seeds = training.seed_list()
     context.log.info(
-        f"training on {device}: {len(windows['train'])} train / "
-        f"{len(windows['validation'])} validation windows, seeds {list(training.seeds)}"
+        f"training ({train_config.profile} profile) on {device}: {len(sets['train'])} train / "
+        f"{len(sets['validation'])} validation recordings, seeds {seeds}; clean validation "
+        f"input: {clean_source}"
     )
     results: list[TrainResult] = []
     started = time.perf_counter()
-    for seed in training.seeds:
+    for seed in seeds:
         with mlflow.start_run(run_name=f"seed-{seed}", nested=True):
             mlflow.log_param("seed", seed)
 
@@ -332,8 +347,8 @@ def _train(
                 )
 
             result = train(
-                windows["train"],
-                windows["validation"],
+                sets["train"],
+                sets["validation"],
                 feature_config,
                 bank,
                 train_config,
@@ -347,13 +362,15 @@ def _train(
             results.append(result)
     best = min(results, key=lambda r: r.best_val_loss)
     aurocs = np.array([r.best.val_auroc for r in results])
-    frames = round(train_config.window_s * feature_config.sample_rate / feature_config.hop_length)
-    config = model_config(feature_config, train_config, frames)
+    featurizer = train_config.featurizer(feature_config, device)
+    config = model_config(feature_config, train_config, featurizer.frames)
     lineage = {
         **inputs,
         "model_version": version,
         "split_file": "split.parquet",
         "speaker_independence": speaker_independence(split),
+        "noise_files": bank.spans if bank is not None else [],
+        "clean_validation_input": clean_source,
         "packages": package_versions(),
         "device": str(device),
         "best_seed": best.seed,
@@ -372,6 +389,9 @@ def _train(
         "windows_per_s": float(np.mean([e.windows_per_s for r in results for e in r.history])),
         "data_wait_share": float(np.mean([e.data_wait_share for r in results for e in r.history])),
         "device": str(device),
+        "profile": train_config.profile,
+        "excluded_recordings": results[0].excluded,
+        "clean_validation_input": clean_source,
         "training_seconds": time.perf_counter() - started,
         "mlflow_run_id": run_id,
         "histories": {
@@ -381,17 +401,15 @@ def _train(
     }
     network = build_model(config)
     network.load_state_dict(best.state_dict)
-    pipeline = feature_pipeline(feature_config, bank, train_config.augment, frames, device)
     threshold = validation_threshold(
-        network.to(device).eval(),
-        windows["validation"],
-        pipeline,
-        device,
-        train_config.eval_batch_size,
+        network.to(device).eval(), sets["validation"], featurizer, device, train_config
     )
     summary["threshold"] = threshold
-    chosen = {"threshold": threshold, "chosen_on": THRESHOLD_CHOICE}
-    save_model_version(directory, best.state_dict, config, lineage, summary, split, chosen)
+    chosen = {"threshold": threshold, "chosen_on": THRESHOLD_CHOICE[train_config.threshold_rule]}
+    per_seed = {r.seed: r.state_dict for r in results} if train_config.keep_all_seeds else None
+    save_model_version(
+        directory, best.state_dict, config, lineage, summary, split, chosen, per_seed
+    )
     mlflow.log_param("threshold", threshold)
     return summary, lineage
 

@@ -74,6 +74,7 @@ def _audio_16k(
     )
     table = metadata.select(
         "batch_id",
+        "row_number",
         "audio_sha256",
         "participant",
         "label",
@@ -83,6 +84,7 @@ def _audio_16k(
         "utterance",
         "pseudonym_key_id",
         "speaker_grouping",
+        "published_split",
     ).with_columns(
         pl.Series("sample_offset", [o for o, _ in spans], dtype=pl.Int64),
         pl.Series("samples", [n for _, n in spans], dtype=pl.Int64),

@@ -1,25 +1,37 @@
-"""SPIRA's noise-insertion augmentation and mixup, on batches of waveforms on the device.
+"""SPIRA's noise insertion, per recording and before windowing, as published in
+Edresson/SPIRA-ACL2021 (``utils/dataset.py``, ``Dataset.__getitem__``).
 
-For each sample, ``k`` slices of hospital noise of the sample's length are cut at random
-offsets, each rescaled to a random peak amplitude drawn from [0.0335, 0.1923] (measured by
-SPIRA on noise-only stretches of patient audio, SPIRA.md), and added; ``k`` is configured per
-class. Random numbers are drawn on the CPU (tiny) and the heavy gather/scale/add runs on the
-waveforms' device, so results do not depend on the device. With ``sample_seeds`` every sample
-draws from its own seed: the noisy test set is the same in every experiment, whatever the
-batching.
+For each recording, ``k`` slices of hospital noise as long as the *whole recording* are added
+(``k`` per class), so the overlapping windows cut afterwards share the same noise. Each slice
+comes from a noise file picked uniformly, at a uniform offset, and is rescaled so that its
+reference value equals a peak drawn uniformly from [0.033474047, 0.19233719] (measured by SPIRA
+on noise-only stretches of patient audio). The published reference value is the slice's
+*signed* maximum (``noise_wav.max()``); the platform default uses its absolute peak, which
+cannot flip the sign of a slice whose samples are mostly negative.
+
+Draws use Python's ``random.Random`` in the published order (file, offset, amplitude), so a
+per-recording seed reproduces SPIRA's noisy test set draw for draw; the arithmetic runs on
+the waveforms' device.
+
+Where the published code fails, this module does not: a noise file shorter than the recording
+is tiled (SPIRA raises), and a slice whose signed maximum is not positive falls back to its
+absolute peak (SPIRA divides by it).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
 from spira_assets.audio.resample import from_int16
 
-NOISE_PEAK_RANGE = (0.0335, 0.1923)
+NOISE_PEAK_RANGE = (0.033474047, 0.19233719)  # exp3.5.json noise_min_amp / noise_max_amp
+NoiseScale = Literal["peak", "signed_max"]
 
 
 @dataclass(frozen=True)
@@ -28,119 +40,102 @@ class AugmentConfig:
     k_patient: int = 2
     min_peak: float = NOISE_PEAK_RANGE[0]
     max_peak: float = NOISE_PEAK_RANGE[1]
-    mixup_alpha: float = 0.0  # 0 disables mixup
+    scale: NoiseScale = "peak"  # "signed_max": as published
+    mixup_alpha: float = 0.0  # 0 disables mixup (applied to feature windows)
 
     def __post_init__(self) -> None:
         if self.k_control < 0 or self.k_patient < 0:
             raise ValueError("noise slice counts must be >= 0")
         if not 0 <= self.min_peak <= self.max_peak:
             raise ValueError("need 0 <= min_peak <= max_peak")
+        if self.scale not in ("peak", "signed_max"):
+            raise ValueError(f"noise scale {self.scale!r} is not 'peak' or 'signed_max'")
+
+    def slices_for(self, label: int) -> int:
+        return self.k_patient if label == 1 else self.k_control
 
 
 class NoiseBank:
-    """All hospital noise, concatenated, on one device."""
+    """The hospital-noise files on one device: one waveform and each file's (offset, length)."""
 
-    def __init__(self, noise: torch.Tensor) -> None:
+    def __init__(self, noise: torch.Tensor, spans: Sequence[tuple[int, int]] | None = None) -> None:
         if noise.ndim != 1 or noise.numel() == 0:
             raise ValueError("the noise bank needs a non-empty 1-D waveform")
         self.noise = noise.float()
+        self.spans = list(spans) if spans is not None else [(0, noise.numel())]
+        if not self.spans or any(n <= 0 for _, n in self.spans):
+            raise ValueError("every noise file needs at least one sample")
 
     @classmethod
-    def from_int16(cls, samples: np.ndarray, device: torch.device | str = "cpu") -> NoiseBank:
-        return cls(torch.from_numpy(from_int16(np.asarray(samples))).to(device))
+    def from_int16(
+        cls,
+        samples: np.ndarray,
+        spans: Sequence[tuple[int, int]] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> NoiseBank:
+        return cls(torch.from_numpy(from_int16(np.asarray(samples))).to(device), spans)
 
-    def covering(self, length: int) -> torch.Tensor:
-        """The bank, tiled when shorter than ``length`` so any slice fits."""
-        if self.noise.numel() >= length:
-            return self.noise
-        repeats = -(-length // self.noise.numel())
-        return self.noise.repeat(repeats)
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def piece(self, file: int, offset: int, length: int) -> torch.Tensor:
+        """``length`` samples of noise file ``file`` from ``offset``, the file tiled when it is
+        shorter than that."""
+        start, size = self.spans[file]
+        source = self.noise[start : start + size]
+        if offset + length <= size:
+            return source[offset : offset + length]
+        repeats = -(-(offset + length) // size)
+        return source.repeat(repeats)[offset : offset + length]
 
 
-def _draws(
-    count: int, slices: int, room: int, config: AugmentConfig, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    starts = torch.randint(0, room + 1, (count, slices), generator=generator)
-    peaks = config.min_peak + (config.max_peak - config.min_peak) * torch.rand(
-        (count, slices), generator=generator
-    )
-    return starts, peaks
+def noise_for(
+    length: int, k: int, bank: NoiseBank, config: AugmentConfig, rng: random.Random
+) -> torch.Tensor | None:
+    """The sum of ``k`` rescaled noise slices of ``length`` samples (None when k == 0)."""
+    total: torch.Tensor | None = None
+    for _ in range(k):
+        file = rng.randint(0, len(bank) - 1)
+        size = bank.spans[file][1]
+        # the published offset range stops one sample short: randint(0, len - (wav_len + 1))
+        offset = rng.randint(0, size - (length + 1)) if size > length else 0
+        peak = rng.uniform(config.min_peak, config.max_peak)
+        piece = bank.piece(file, offset, length)
+        reference = piece.max() if config.scale == "signed_max" else piece.abs().max()
+        if not float(reference) > 0:
+            reference = piece.abs().max()
+        scaled = piece * (peak / reference.clamp_min(1e-8))
+        total = scaled if total is None else total + scaled
+    return total
 
 
 def insert_noise(
-    waves: torch.Tensor,
-    labels: torch.Tensor,
+    waves: Sequence[torch.Tensor],
+    labels: Sequence[int],
     bank: NoiseBank,
     config: AugmentConfig,
-    generator: torch.Generator | None = None,
-    sample_seeds: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """``waves`` (batch x samples) plus k rescaled noise slices per sample."""
-    batch, length = waves.shape
-    counts = torch.where(labels.cpu() == 1, config.k_patient, config.k_control)
-    most = int(counts.max()) if batch else 0
-    if most == 0:
-        return waves
-    noise = bank.covering(length).to(waves.device)
-    room = noise.numel() - length
-    if sample_seeds is not None:
-        if len(sample_seeds) != batch:
-            raise ValueError("one seed per sample")
-        pairs = [
-            _draws(1, most, room, config, torch.Generator().manual_seed(int(seed)))
-            for seed in sample_seeds
-        ]
-        starts = torch.cat([p[0] for p in pairs])
-        peaks = torch.cat([p[1] for p in pairs])
-    else:
-        starts, peaks = _draws(batch, most, room, config, generator or torch.Generator())
-    used = torch.arange(most)[None, :] < counts[:, None]
-    index = starts.to(waves.device)[..., None] + torch.arange(length, device=waves.device)
-    slices = noise[index]  # batch x k x samples
-    scale = peaks.to(waves.device) * used.to(waves.device)
-    slices = slices / slices.abs().amax(dim=-1, keepdim=True).clamp_min(1e-8) * scale[..., None]
-    return waves + slices.sum(dim=1).to(waves.dtype)
+    rngs: Sequence[random.Random],
+) -> list[torch.Tensor]:
+    """Each whole recording plus its class's number of noise slices. ``rngs`` has one
+    generator per recording (the same object repeated for sequential training draws, or one
+    seeded per recording for a fixed noisy test set)."""
+    if not len(waves) == len(labels) == len(rngs):
+        raise ValueError("one label and one random generator per recording")
+    out = []
+    for wave, label, rng in zip(waves, labels, rngs, strict=True):
+        noise = noise_for(wave.shape[-1], config.slices_for(int(label)), bank, config, rng)
+        out.append(wave if noise is None else wave + noise.to(wave.device, wave.dtype))
+    return out
 
 
 def mixup(
-    waves: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator
+    windows: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Convex combinations of sample pairs and of their targets (Zhang et al. 2018)."""
+    """Convex combinations of window pairs and of their targets (Zhang et al. 2018)."""
     if alpha <= 0:
-        return waves, targets.float()
+        return windows, targets.float()
     weight = float(torch.distributions.Beta(alpha, alpha).sample())
-    order = torch.randperm(waves.shape[0], generator=generator).to(waves.device)
-    mixed = weight * waves + (1 - weight) * waves[order]
+    order = torch.randperm(windows.shape[0], generator=generator).to(windows.device)
+    mixed = weight * windows + (1 - weight) * windows[order]
     soft = weight * targets.float() + (1 - weight) * targets.float()[order]
     return mixed, soft
-
-
-class AugmentedFeatures(torch.nn.Module):
-    """Waveform windows -> noise insertion (-> mixup) -> spectrogram features, all on the
-    device, so training augments on the fly without touching disk."""
-
-    def __init__(
-        self, transform: torch.nn.Module, bank: NoiseBank, config: AugmentConfig, frames: int
-    ) -> None:
-        super().__init__()
-        self.transform = transform
-        self.bank = bank
-        self.config = config
-        self.frames = frames
-
-    def forward(
-        self,
-        waves: torch.Tensor,
-        labels: torch.Tensor,
-        generator: torch.Generator | None = None,
-        sample_seeds: Sequence[int] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        noisy = insert_noise(waves, labels, self.bank, self.config, generator, sample_seeds)
-        targets = labels.float()
-        if self.config.mixup_alpha > 0 and sample_seeds is None:
-            noisy, targets = mixup(
-                noisy, labels, self.config.mixup_alpha, generator or torch.Generator()
-            )
-        # A channel axis makes torchaudio's dB clamp per sample, not per batch.
-        features = self.transform(noisy[:, None]).squeeze(1).transpose(1, 2)[:, : self.frames]
-        return features, targets

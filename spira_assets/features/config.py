@@ -22,9 +22,12 @@ FEATURE_CODE_VERSION = 1  # bump when the extraction code changes the numbers
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Defaults from SPIRA (Casanova et al. 2021): 40 MFCCs from 40 mel bands, 1200-point FFT,
-    25 ms windows (400 samples) every 10 ms (160 samples), f_min 0, no f_max, no log mels,
-    normalized STFT."""
+    """Defaults from SPIRA (Casanova et al. 2021, SPIRA-ACL2021 ``utils/audio_processor.py``):
+    40 MFCCs from 40 mel bands, 1200-point FFT, 25 ms windows (400 samples) every 10 ms (160
+    samples), f_min 0, no f_max, no log mels (dB with an 80 dB floor), and an STFT that is
+    *not* normalized: SPIRA's ``"normalize": true`` is ``torchaudio.load(normalization=True)``
+    (PCM read as floats in [-1, 1], which the waveform store's int16 / 32768 already is), not
+    ``Spectrogram(normalized=True)``, which would shift c0 by about -138."""
 
     kind: FeatureKind = "mfcc"
     sample_rate: int = TARGET_RATE
@@ -36,7 +39,7 @@ class FeatureConfig:
     f_min: float = 0.0
     f_max: float | None = None
     log_mels: bool = False
-    normalized: bool = True
+    normalized: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("mfcc", "mel", "linear"):

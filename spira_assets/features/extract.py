@@ -82,16 +82,21 @@ class FeatureExtractor:
             )
         return F.pad(clip[None, None], (self.pad, self.pad), mode="reflect")[0, 0]
 
-    @torch.inference_mode()
     def batch(self, clips: Sequence[torch.Tensor]) -> list[np.ndarray]:
         """Features (frames x n_features, float32) of clips already on any device."""
+        return [frames.float().cpu().numpy() for frames in self.tensors(clips)]
+
+    @torch.no_grad()  # not inference_mode: training feeds these frames to autograd
+    def tensors(self, clips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Features (frames x n_features) of clips, left on the extractor's device: what
+        training and scoring compute on the fly, identical to what the feature store holds."""
         padded = [self._prepare(c.to(self.device, torch.float32)) for c in clips]
         width = max(p.shape[-1] for p in padded)
         stacked = torch.stack([F.pad(p, (0, width - p.shape[-1])) for p in padded])
         lengths = [self.config.frames_for(c.shape[-1]) for c in clips]
         if not isinstance(self.transform, torchaudio.transforms.MFCC):
             features = self.transform(stacked)  # B x n_features x frames
-            return [features[i, :, :n].T.float().cpu().numpy() for i, n in enumerate(lengths)]
+            return [features[i, :, :n].T.float() for i, n in enumerate(lengths)]
         # MFCC's dB conversion clamps at (maximum - 80 dB), and torchaudio takes that maximum
         # over the whole batch; take it over each clip's own frames instead (vectorized).
         mfcc = self.transform
@@ -107,7 +112,7 @@ class FeatureExtractor:
                 valid = frames[None, :] < torch.tensor(lengths, device=db.device)[:, None]
                 peak = db.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=(1, 2))
                 db = torch.maximum(db, (peak - to_db.top_db)[:, None, None])
-        coefficients = torch.matmul(db.transpose(1, 2), mfcc.dct_mat).float().cpu().numpy()
+        coefficients = torch.matmul(db.transpose(1, 2), mfcc.dct_mat).float()
         return [coefficients[i, :n] for i, n in enumerate(lengths)]
 
     def run(

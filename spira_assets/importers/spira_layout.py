@@ -1,10 +1,20 @@
-"""Turn a dataset in SPIRA's published layout into a landing batch.
+"""Turn a dataset in SPIRA's published layout into a landing batch, files read as published.
 
-SPIRA publishes CSV lists: ``patients.csv``, ``controls.csv`` and ``noises.csv`` whose first
-column is an audio path (relative to the source folder), optionally followed by ``class``,
-``sexo``, ``idade`` and ``nivel_falta_de_ar``. Our contract needs more (participant, utterance,
-timestamp, device, SpO2 for patients); what cannot be derived is either given on the command
-line or the row is reported, never silently dropped or invented.
+Two layouts are read without renaming anything (SPIRA.md, "Published data layout"):
+
+- **ACL2021** (Edresson/SPIRA-ACL2021): ``metadata_train.csv``, ``metadata_eval.csv`` and
+  ``metadata_test.csv`` with header ``file_path,class,sexo,idade,nivel_falta_de_ar`` (the split
+  is given by the file; the 108-file test set is fixed), and a headerless ``noise_data.csv``,
+  one path per line. ``--keep-published-split`` keeps that split: train, eval and test files
+  become train, validation and test recordings, and ``dataset_split`` honours it.
+- **v3**: ``patients.csv``, ``controls.csv``, ``noises.csv``, first column an audio path,
+  optionally ``class``, ``sexo``, ``idade``, ``nivel_falta_de_ar``, with or without a header.
+
+Paths are relative to the source folder. Our contract needs more (participant, utterance,
+timestamp, device, SpO2 for patients); what cannot be derived is given on the command line or
+the row is reported, never silently dropped or invented; a value missing from *every* row
+(SPIRA's lists have no utterance and no SpO2) stops the import with one message naming the
+option that supplies it.
 
 Two guarantees hold here:
 
@@ -42,8 +52,15 @@ from spira_assets.ingest.provenance import (
 )
 from spira_assets.ingest.schemas import SPO2_RI_THRESHOLD, UTTERANCES
 
-LISTS = (("patients.csv", 1), ("controls.csv", 0))
+LISTS = (("patients.csv", 1), ("controls.csv", 0))  # v3: the label is the list's
 NOISE_LIST = "noises.csv"
+# ACL2021: the label is the class column; the split is the list's
+ACL2021_LISTS = (
+    ("metadata_train.csv", "train"),
+    ("metadata_eval.csv", "validation"),
+    ("metadata_test.csv", "test"),
+)
+ACL2021_NOISE_LIST = "noise_data.csv"
 REPORT_FILE = "_import_report.txt"
 SPO2_COLUMNS = ("spo2", "oxigenacao", "oxygenation", "saturacao")
 PARTICIPANT_COLUMNS = ("participant_id", "participant", "speaker_id", "speaker")
@@ -75,6 +92,7 @@ class ImportOptions:
     collected_at: datetime | None = None
     participant_map: Path | None = None
     one_participant_per_file: bool = False
+    keep_published_split: bool = False
 
 
 @dataclass
@@ -84,6 +102,7 @@ class ImportReport:
     noise_files: int = 0
     grouping: str = ""
     per_file: int = 0
+    published_split: int = 0  # recordings whose split the dataset gives
     problems: list[str] = field(default_factory=list)  # with paths: for the raw zone only
     rejections: list[ImportRejection] = field(default_factory=list)  # without paths
 
@@ -97,8 +116,9 @@ class ImportReport:
 class ListRow:
     list_name: str
     line: int
-    label: int
+    label: int | None  # the list's label (v3), None: from the class column (ACL2021)
     values: dict[str, str]
+    published_split: str | None = None
 
     @property
     def where(self) -> str:
@@ -253,6 +273,37 @@ class _Grouper:
         return None, self.method
 
 
+def _require_systematic_fields(rows: list[ListRow], options: ImportOptions) -> None:
+    """One message, before anything is written, for what no row carries: SPIRA's published
+    lists have no utterance and no SpO2 column."""
+    if not rows:
+        return
+    needs = []
+    if options.default_utterance is None and not any(_utterance(r.file_path, None) for r in rows):
+        needs.append(
+            f"no row names its utterance (SPIRA's lists have no utterance column and no file "
+            f"name contains one of {list(UTTERANCES)}): pass --utterance U for the one the "
+            "recordings share (ACL2021: each patient read one sentence, e.g. --utterance frase)"
+        )
+
+    def patient(row: ListRow) -> bool:
+        given = row.values.get("class", "").strip()
+        return given == "1" if given in {"0", "1"} else row.label == 1
+
+    patients = [r for r in rows if patient(r)]
+    if (
+        patients
+        and options.patient_spo2 is None
+        and not any(r.values.get(c, "").strip() for r in patients for c in SPO2_COLUMNS)
+    ):
+        needs.append(
+            "no patient row carries an SpO2 (SPIRA's lists have none; its inclusion criterion "
+            f"was SpO2 < {SPO2_RI_THRESHOLD}): pass --patient-spo2 N to state it, e.g. 91"
+        )
+    if needs:
+        raise SpiraImportError("; ".join(needs))
+
+
 def _readable_list(root: Path, name: str, report: ImportReport) -> Path | None:
     if not (root / name).exists() and not (root / name).is_symlink():
         return None
@@ -271,28 +322,44 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
         raise SpiraImportError(f"--utterance must be one of {list(UTTERANCES)}")
     root = Path(os.path.realpath(src))
     report = ImportReport(batch_id)
-    lists = [
-        (name, path, label)
-        for name, label in LISTS
-        if (path := _readable_list(root, name, report)) is not None
-    ]
+    acl2021 = any((root / name).exists() for name, _ in ACL2021_LISTS)
+    lists: list[tuple[str, Path, int | None, str | None]]
+    if acl2021:
+        lists = [
+            (name, path, None, split)
+            for name, split in ACL2021_LISTS
+            if (path := _readable_list(root, name, report)) is not None
+        ]
+    else:
+        lists = [
+            (name, path, label, None)
+            for name, label in LISTS
+            if (path := _readable_list(root, name, report)) is not None
+        ]
+        if options.keep_published_split:
+            raise SpiraImportError(
+                "--keep-published-split needs SPIRA's ACL2021 lists (metadata_train.csv, "
+                "metadata_eval.csv, metadata_test.csv); the v3 lists carry no split"
+            )
     if not lists:
         raise SpiraImportError(
-            f"{src} has neither patients.csv nor controls.csv inside it"
-            + (f" ({'; '.join(report.problems)})" if report.problems else "")
+            f"{src} has none of patients.csv, controls.csv or metadata_{{train,eval,test}}.csv "
+            "inside it" + (f" ({'; '.join(report.problems)})" if report.problems else "")
         )
     target = landing / batch_id
     if target.exists():
         raise SpiraImportError(f"landing batch {target} already exists; choose another --batch-id")
     rows = [
-        ListRow(name, line, label, values)
-        for name, path, label in lists
+        ListRow(name, line, label, values, split if options.keep_published_split else None)
+        for name, path, label, split in lists
         for line, values in _rows(path)
     ]
+    _require_systematic_fields(rows, options)
     grouper = _Grouper(rows, options)  # refuses before anything is written
     report.grouping = grouper.method
     out_rows: list[dict[str, object]] = []
     per_file: list[str] = []
+    published: dict[str, str] = {}
     (target / "audio").mkdir(parents=True)
     for row in rows:
         audio = confined(root, row.file_path)
@@ -309,6 +376,11 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
             continue
         values = row.values
         label = int(values["class"]) if values.get("class", "").strip() in {"0", "1"} else row.label
+        if label is None:
+            report.refuse(
+                row.where, "import_missing_field", "cannot derive the class (0 or 1) of the row"
+            )
+            continue
         sex = _sex(values.get("sexo", ""))
         age = values.get("idade", "").strip()
         utterance = _utterance(row.file_path, options.default_utterance)
@@ -346,6 +418,8 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
         shutil.copyfile(audio, target / relative)
         if grouping == PER_FILE:
             per_file.append(relative)
+        if row.published_split:
+            published[relative] = row.published_split
         stamp = options.collected_at or datetime.fromtimestamp(audio.stat().st_mtime, UTC)
         out_rows.append(
             {
@@ -366,13 +440,15 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
         writer.writerows(out_rows)
     report.converted = len(out_rows)
     report.per_file = len(per_file)
-    _import_noise(root, batch_id, landing, report)
+    _import_noise(root, batch_id, landing, report, ACL2021_NOISE_LIST if acl2021 else NOISE_LIST)
     provenance = BatchProvenance(
         grouping=grouper.method,
         per_file_paths=tuple(per_file),
         rejections=tuple(report.rejections),
-        source_lists=tuple(name for name, _, _ in lists),
+        source_lists=tuple(name for name, _, _, _ in lists),
+        published_split=published,
     )
+    report.published_split = len(published)
     (target / PROVENANCE_FILE).write_text(provenance.to_json(), encoding="utf-8")
     (target / REPORT_FILE).write_text(
         "".join(f"{line}\n" for line in report.problems), encoding="utf-8"
@@ -381,14 +457,18 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
     return report
 
 
-def _import_noise(root: Path, batch_id: str, landing: Path, report: ImportReport) -> None:
-    noise_list = _readable_list(root, NOISE_LIST, report)
+def _import_noise(
+    root: Path, batch_id: str, landing: Path, report: ImportReport, name: str
+) -> None:
+    """The noise list: every line is a noise file (SPIRA's loader reads ``noise_data.csv`` with
+    a header row and so never uses its first file; here every listed file is used)."""
+    noise_list = _readable_list(root, name, report)
     if noise_list is None:
         return
     noise_dir = landing / "noise"
     noise_dir.mkdir(parents=True, exist_ok=True)
     for line, values in _rows(noise_list):
-        where = f"{NOISE_LIST}:{line}"
+        where = f"{name}:{line}"
         listed = values.get("file_path", "")
         audio = confined(root, listed)
         if isinstance(audio, str):

@@ -425,11 +425,14 @@ def _pseudonymized(
     if accepted.is_empty():
         return VALIDATED_METADATA.empty()
     participants = [pseudonymizer.participant(p) for p in accepted.get_column("participant_id")]
-    groupings = [provenance.grouping_of(p) for p in accepted.get_column("__path")]
+    paths = accepted.get_column("__path").to_list()
+    groupings = [provenance.grouping_of(p) for p in paths]
+    published = [provenance.split_of(p) for p in paths]
     frame = accepted.with_columns(
         pl.lit(batch_id).alias("batch_id"),
         pl.Series("participant", participants, dtype=pl.String),
         pl.lit(pseudonymizer.key_id).alias("pseudonym_key_id"),
         pl.Series("speaker_grouping", groupings, dtype=pl.String),
+        pl.Series("published_split", published, dtype=pl.String),
     ).drop(list(PHI_COLUMNS))
     return VALIDATED_METADATA.conform(frame).sort(ROW_NUMBER)

@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 PROVENANCE_FILE = "_import.json"
+PUBLISHED_SPLITS = ("train", "validation", "test")
 IMPORT_STAGE = "import"
 
 # How the pseudonymized participant of a row was obtained (column ``speaker_grouping``).
@@ -47,9 +48,14 @@ class BatchProvenance:
     per_file_paths: tuple[str, ...] = ()  # audio_path values grouped one participant per file
     rejections: tuple[ImportRejection, ...] = field(default_factory=tuple)
     source_lists: tuple[str, ...] = ()
+    # audio_path -> train / validation / test, when the published split is kept
+    published_split: dict[str, str] = field(default_factory=dict)
 
     def grouping_of(self, audio_path: str) -> str:
         return PER_FILE if audio_path in self.per_file_paths else self.grouping
+
+    def split_of(self, audio_path: str) -> str | None:
+        return self.published_split.get(audio_path)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -68,9 +74,15 @@ class BatchProvenance:
                     for r in raw.get("rejections", [])
                 ),
                 source_lists=tuple(str(s) for s in raw.get("source_lists", [])),
+                published_split={
+                    str(k): str(v) for k, v in dict(raw.get("published_split", {})).items()
+                },
             )
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as error:
             raise ValueError(f"{PROVENANCE_FILE} is not a valid import record ({error})") from error
         if grouping not in GROUPINGS:
             raise ValueError(f"{PROVENANCE_FILE}: unknown grouping {grouping!r}")
+        unknown = sorted(set(record.published_split.values()) - set(PUBLISHED_SPLITS))
+        if unknown:
+            raise ValueError(f"{PROVENANCE_FILE}: unknown published splits {unknown}")
         return record

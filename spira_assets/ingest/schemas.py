@@ -8,7 +8,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model_config import BaseConfig
 
-from spira_assets.ingest.provenance import GROUPINGS
+from spira_assets.ingest.provenance import GROUPINGS, PUBLISHED_SPLITS
 
 # Bump when a rule below changes, so Dagster sees validated_metadata as stale.
 VALIDATION_VERSION = "2"
@@ -93,6 +93,7 @@ class ValidatedMetadataTable(pa.DataFrameModel):
     duration_s: float = pa.Field(gt=0)
     pseudonym_key_id: str = pa.Field(str_matches=r"^[0-9a-f]{12}$")
     speaker_grouping: str = pa.Field(isin=list(GROUPINGS))
+    published_split: str = pa.Field(nullable=True, isin=list(PUBLISHED_SPLITS))
 
     class Config(BaseConfig):
         strict = True

@@ -25,6 +25,7 @@ WEIGHTS, CONFIG, TORCHSCRIPT, LINEAGE, SUMMARY, SPLIT, THRESHOLD = (
     "split.parquet",
     "threshold.json",
 )
+SEEDS = "seeds"  # every seed's weights, when the protocol keeps them (SPIRA reports each)
 
 
 def model_config(features: FeatureConfig, train: TrainConfig, frames: int) -> dict[str, Any]:
@@ -50,6 +51,7 @@ def save_model_version(
     summary: dict[str, Any],
     split: pl.DataFrame | None = None,
     threshold: dict[str, Any] | None = None,
+    seed_states: dict[int, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write every artefact to a temporary folder and rename it into place (all or nothing).
     ``split``: the recordings and split the model was trained with (``split.parquet``), so it
@@ -71,6 +73,9 @@ def save_model_version(
             split.write_parquet(tmp / SPLIT)
         if threshold is not None:
             (tmp / THRESHOLD).write_text(json.dumps(threshold))
+        for seed, seed_state in (seed_states or {}).items():
+            (tmp / SEEDS).mkdir(exist_ok=True)
+            torch.save(seed_state, tmp / SEEDS / f"{seed}.pt")
         if directory.exists():
             shutil.rmtree(directory)
         tmp.rename(directory)
@@ -80,12 +85,20 @@ def save_model_version(
     return directory
 
 
-def load_model(directory: Path) -> SpiraConv:
-    """The trained network, weights loaded with ``weights_only=True`` (no pickled code)."""
+def load_model(directory: Path, seed: int | None = None) -> SpiraConv:
+    """The trained network (the kept seed, or ``seed``'s when every seed was kept), weights
+    loaded with ``weights_only=True`` (no pickled code)."""
     config = json.loads((directory / CONFIG).read_text())
     model = build_model(config)
-    model.load_state_dict(torch.load(directory / WEIGHTS, weights_only=True))
+    weights = directory / WEIGHTS if seed is None else directory / SEEDS / f"{seed}.pt"
+    model.load_state_dict(torch.load(weights, weights_only=True))
     return model.eval()
+
+
+def kept_seeds(directory: Path) -> list[int]:
+    """The seeds whose models were kept beside the best (empty: only the best)."""
+    folder = directory / SEEDS
+    return sorted(int(p.stem) for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
 def load_torchscript(directory: Path) -> torch.jit.ScriptModule:

@@ -11,14 +11,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules, judge, measure
-from spira_assets.audio.resample import MonoResampler
+from spira_assets.audio.quality import (
+    AudioDecodeError,
+    AudioQualityRules,
+    Finding,
+    judge,
+    measure,
+)
+from spira_assets.audio.resample import MonoResampler, from_int16, to_int16
 from spira_assets.features.config import FeatureConfig
-from spira_assets.features.windows import window_starts
 from spira_assets.ml.artifacts import CONFIG, THRESHOLD, load_model
+from spira_assets.ml.train import train_config_from
 
 THRESHOLD_FILE = THRESHOLD
-THRESHOLD_CHOICE = "validation recordings (Youden's J), when the model was trained"
+THRESHOLD_CHOICE = {
+    "youden": "validation recordings (Youden's J), when the model was trained",
+    "fixed": "fixed by the training protocol (SPIRA rounds the mean probability: 0.5)",
+}
 
 
 @dataclass(frozen=True)
@@ -36,12 +45,10 @@ class Scorer:
     def __init__(self, directory: Path, device: torch.device | str = "cpu") -> None:
         config = json.loads((directory / CONFIG).read_text())
         self.features = FeatureConfig(**config["features"])
-        self.window = round(config["train"]["window_s"] * self.features.sample_rate)
-        self.step = round(config["train"]["step_s"] * self.features.sample_rate)
-        self.frames = config["frames"]
         self.device = torch.device(device)
+        self.train_config = train_config_from(config["train"])
+        self.featurizer = self.train_config.featurizer(self.features, self.device)
         self.model = load_model(directory).to(self.device)
-        self.transform = self.features.build_transform().to(self.device)
         self.resampler = MonoResampler(self.features.sample_rate)
         threshold_file = directory / THRESHOLD_FILE
         self.threshold = (
@@ -52,16 +59,22 @@ class Scorer:
 
     @torch.no_grad()
     def waveform(self, wave: np.ndarray) -> tuple[float, int]:
-        """Mean window probability of a 16 kHz mono waveform, and the number of windows."""
-        starts = window_starts(len(wave), self.window, self.step)
-        batch = np.zeros((len(starts), self.window), dtype=np.float32)
-        for i, start in enumerate(starts):
-            piece = wave[start : start + self.window]
-            batch[i, : len(piece)] = piece
-        waves = torch.from_numpy(batch).to(self.device)
-        feats = self.transform(waves[:, None]).squeeze(1).transpose(1, 2)[:, : self.frames]
-        probabilities = torch.sigmoid(self.model(feats)).float().cpu().numpy()
-        return float(probabilities.mean()), len(starts)
+        """Mean window probability of a 16 kHz mono waveform, and the number of windows,
+        through the model's own window rule and transform unit (as in training; the samples
+        are quantized to int16 as the waveform store holds them)."""
+        stored = torch.from_numpy(from_int16(to_int16(np.asarray(wave, dtype=np.float32))))
+        windows, _ = self.featurizer.windows([stored.to(self.device)])
+        if windows.shape[0] == 0:
+            raise AudioDecodeError(
+                Finding(
+                    "too_short_for_protocol",
+                    f"{len(wave) / self.features.sample_rate:.2f} s gives no window under the "
+                    f"model's {self.train_config.window_rule} window rule (SPIRA needs more "
+                    f"than {self.train_config.window_s:g} s)",
+                )
+            )
+        probabilities = torch.sigmoid(self.model(windows)).float().cpu().numpy()
+        return float(probabilities.mean()), int(windows.shape[0])
 
     def file(self, path: Path) -> FileScore:
         try:

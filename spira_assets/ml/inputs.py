@@ -12,11 +12,17 @@ import torch
 from spira_assets.features.augment import NoiseBank
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import SPLIT
-from spira_assets.ml.data import WindowSet, build_windows
+from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_frames
 from spira_assets.ml.split import SPLITS
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.shards import open_shard
-from spira_assets.storage.tables import AUDIO_16K, DATASET_SPLIT, HOSPITAL_NOISE, UNPARTITIONED
+from spira_assets.storage.tables import (
+    AUDIO_16K,
+    DATASET_SPLIT,
+    HOSPITAL_NOISE,
+    SPECTROGRAM_FEATURES,
+    UNPARTITIONED,
+)
 
 MODEL_SPLIT_FILE = SPLIT
 
@@ -57,26 +63,55 @@ def local_shards(layout: DataLayout, recordings: pl.DataFrame) -> Path:
     return layout.local_root
 
 
-def windows_by_split(
+def recordings_by_split(
     recordings: pl.DataFrame,
     root: Path,
-    window_s: float,
-    step_s: float,
     splits: tuple[str, ...] = SPLITS,
-) -> dict[str, WindowSet]:
-    return {
-        split: build_windows(recordings.filter(pl.col("split") == split), root, window_s, step_s)
-        for split in splits
-    }
+    features_index: pl.DataFrame | None = None,
+    n_features: int = 40,
+) -> dict[str, RecordingSet]:
+    """The recordings of each split; with ``features_index`` (``spectrogram_features`` rows of
+    the model's feature configuration), their clean frames come from the feature store."""
+    out = {}
+    for split in splits:
+        chosen = build_recordings(recordings.filter(pl.col("split") == split), root)
+        if features_index is not None:
+            chosen = with_stored_frames(chosen, features_index, root, n_features)
+        out[split] = chosen
+    return out
+
+
+def stored_features(lake: Lake, layout: DataLayout, config_hash: str) -> pl.DataFrame | None:
+    """The feature store's index for one configuration (its shards made local), or None."""
+    index = lake.read_table(SPECTROGRAM_FEATURES).filter(pl.col("config_hash") == config_hash)
+    if index.is_empty():
+        return None
+    layout.fetch_many(index.get_column("shard").unique().to_list())
+    return index
+
+
+def noise_spans(lake: Lake, shard: str) -> list[tuple[int, int]] | None:
+    """(offset, length) of each noise file in ``shard``, from the ``hospital_noise`` table."""
+    rows = lake.read_table(HOSPITAL_NOISE).filter(pl.col("shard") == shard).sort("sample_offset")
+    if rows.is_empty():
+        return None
+    return [(int(o), int(n)) for o, n in rows.select("sample_offset", "samples").iter_rows()]
 
 
 def noise_bank(
-    lake: Lake, layout: DataLayout, device: torch.device | str, shard: str | None = None
+    lake: Lake,
+    layout: DataLayout,
+    device: torch.device | str,
+    shard: str | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> NoiseBank | None:
-    """The hospital noise bank (a given shard, or the current one); None without noise."""
+    """The hospital noise bank, file by file (a given shard, or the current one); None
+    without noise. ``spans`` (recorded with a model) serve when the table no longer lists an
+    older shard's files."""
     if shard is None:
         noise = lake.read_table(HOSPITAL_NOISE)
         if noise.is_empty():
             return None
         shard = str(noise.get_column("shard")[0])
-    return NoiseBank.from_int16(open_shard(layout.fetch(shard), np.int16), device)
+    files = noise_spans(lake, shard) or spans
+    return NoiseBank.from_int16(open_shard(layout.fetch(shard), np.int16), files, device)

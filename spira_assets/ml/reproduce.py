@@ -18,17 +18,26 @@ import polars as pl
 import torch
 
 from spira_assets.features.config import FeatureConfig
+from spira_assets.features.featurizer import Featurizer
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import CONFIG, LINEAGE, build_model, load_model
-from spira_assets.ml.data import WindowSet
+from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.evaluation import all_metrics
 from spira_assets.ml.inference import THRESHOLD_FILE
-from spira_assets.ml.inputs import MODEL_SPLIT_FILE, noise_bank, windows_by_split, with_split
+from spira_assets.ml.inputs import (
+    MODEL_SPLIT_FILE,
+    noise_bank,
+    recordings_by_split,
+    stored_features,
+    with_split,
+)
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.metrics import mean_by_group
+from spira_assets.ml.model import SpiraConv
+from spira_assets.ml.scoring import per_recording_noise
 from spira_assets.ml.split import SplitConfig, split_of
 from spira_assets.ml.train import (
-    feature_pipeline,
+    Noise,
     train,
     train_config_from,
     validation_threshold,
@@ -64,6 +73,7 @@ class Reproduction:
     code_version_recorded: str = ""
     code_version_now: str = ""
     tolerance: float = 0.0
+    profile: str = ""
 
     @property
     def metrics_match(self) -> bool:
@@ -141,17 +151,16 @@ def recorded_recordings(layout: DataLayout, version: str, lineage: dict[str, Any
 
 
 def _test_metrics(
-    model: torch.nn.Module,
-    test: WindowSet,
-    pipeline: Any,
+    model: SpiraConv,
+    test: RecordingSet,
+    featurizer: Featurizer,
     device: torch.device,
     threshold: float,
-    noisy_seed: int | None,
+    noise: Noise | None,
 ) -> dict[str, float]:
-    scores = window_scores(model, test, pipeline, device, 64, noisy_seed=noisy_seed)  # type: ignore[arg-type]
-    groups, means = mean_by_group(test.recording, scores)
-    labels = test.recordings.get_column("label").to_numpy()[groups]
-    return all_metrics(labels, means, threshold)
+    scores, owners = window_scores(model, test, featurizer, device, 64, noise)
+    groups, means = mean_by_group(owners, scores)
+    return all_metrics(test.labels[groups], means, threshold)
 
 
 def reproduce(
@@ -164,6 +173,7 @@ def reproduce(
     """Retrain ``version``'s kept seed from its record and compare with the original."""
     device = torch.device(device)
     layout = DataLayout.from_location(str(root))
+    lake = Lake(layout.lake)
     lineage, config = recorded_inputs(root, version)
     recordings = recorded_recordings(layout, version, lineage)
     features = FeatureConfig(**config["features"])
@@ -176,12 +186,21 @@ def reproduce(
             ],
         )
     train_config = train_config_from(lineage["train_config"])
-    windows = windows_by_split(recordings, root, train_config.window_s, train_config.step_s)
-    bank = noise_bank(Lake(layout.lake), layout, device, lineage["noise"][0])
-    seed = int(lineage["best_seed"])
-    result = train(
-        windows["train"], windows["validation"], features, bank, train_config, seed, device
+    # the clean validation input the model was trained with (feature store or computed)
+    index = (
+        stored_features(lake, layout, features.config_hash())
+        if str(lineage.get("clean_validation_input", "")).startswith("feature store")
+        else None
     )
+    sets = recordings_by_split(
+        recordings, root, features_index=index, n_features=features.n_features
+    )
+    spans = [(int(o), int(n)) for o, n in lineage.get("noise_files") or []] or None
+    bank = (
+        noise_bank(lake, layout, device, lineage["noise"][0], spans) if lineage["noise"] else None
+    )
+    seed = int(lineage["best_seed"])
+    result = train(sets["train"], sets["validation"], features, bank, train_config, seed, device)
     original = load_model(root / "models" / version).to(device)
     rebuilt = build_model(config)
     rebuilt.load_state_dict(result.state_dict)
@@ -195,25 +214,24 @@ def reproduce(
         torch.equal(reference[name].cpu(), tensor.cpu())
         for name, tensor in result.state_dict.items()
     )
-    pipeline = feature_pipeline(features, bank, train_config.augment, config["frames"], device)
+    featurizer = train_config.featurizer(features, device)
     threshold_file = root / "models" / version / THRESHOLD_FILE
     threshold = (
         float(json.loads(threshold_file.read_text())["threshold"])
         if threshold_file.exists()
-        else validation_threshold(original, windows["validation"], pipeline, device, 64)
+        else validation_threshold(original, sets["validation"], featurizer, device, train_config)
     )
     reproduced_threshold = validation_threshold(
-        rebuilt, windows["validation"], pipeline, device, 64
+        rebuilt, sets["validation"], featurizer, device, train_config
     )
     metrics = []
-    conditions = {"clean": None, "noisy": noisy_seed if bank is not None else None}
-    for condition, seed_ in conditions.items():
-        if condition == "noisy" and seed_ is None:
-            continue
-        first = _test_metrics(original, windows["test"], pipeline, device, threshold, seed_)
-        second = _test_metrics(
-            rebuilt, windows["test"], pipeline, device, reproduced_threshold, seed_
-        )
+    test = sets["test"]
+    conditions: dict[str, Noise | None] = {"clean": None}
+    if bank is not None:
+        conditions["noisy"] = per_recording_noise(bank, train_config.augment, test, noisy_seed)
+    for condition, noise in conditions.items():
+        first = _test_metrics(original, test, featurizer, device, threshold, noise)
+        second = _test_metrics(rebuilt, test, featurizer, device, reproduced_threshold, noise)
         metrics += [
             {
                 "condition": condition,
@@ -227,7 +245,7 @@ def reproduce(
         model_version=version,
         seed=seed,
         device=str(device),
-        recordings={s: int(recordings.filter(pl.col("split") == s).height) for s in windows},
+        recordings={s: int(recordings.filter(pl.col("split") == s).height) for s in sets},
         weights_identical=identical,
         max_weight_difference=max(differences) if differences else 0.0,
         threshold_original=threshold,
@@ -236,4 +254,5 @@ def reproduce(
         code_version_recorded=str(lineage.get("code_version", "")),
         code_version_now=code_version(),
         tolerance=tolerance,
+        profile=train_config.profile,
     )

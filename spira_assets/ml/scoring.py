@@ -9,6 +9,7 @@ change of split shares, or on noise it never met; everything here reads the mode
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,17 @@ import numpy as np
 import polars as pl
 import torch
 
-from spira_assets.features.augment import AugmentedFeatures, NoiseBank
+from spira_assets.features.augment import AugmentConfig, NoiseBank
 from spira_assets.features.config import FeatureConfig
+from spira_assets.features.featurizer import Featurizer
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import CONFIG, LINEAGE, load_model
-from spira_assets.ml.data import WindowSet, build_windows
+from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_frames
 from spira_assets.ml.inference import THRESHOLD_FILE
-from spira_assets.ml.inputs import MODEL_SPLIT_FILE, noise_bank, with_split
+from spira_assets.ml.inputs import MODEL_SPLIT_FILE, noise_bank, stored_features, with_split
+from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST
 from spira_assets.ml.split import SplitConfig, assign_splits
-from spira_assets.ml.train import TrainConfig, feature_pipeline, train_config_from, window_scores
+from spira_assets.ml.train import Noise, TrainConfig, train_config_from, window_scores
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import AUDIO_16K
 
@@ -94,22 +97,32 @@ class ModelUnderTest:
     def features(self) -> FeatureConfig:
         return FeatureConfig(**self.config["features"])
 
+    def featurizer(self, device: torch.device) -> Featurizer:
+        return self.train_config.featurizer(self.features, device)
+
     def noise(self, lake: Lake, layout: DataLayout, device: torch.device) -> NoiseBank | None:
         """The hospital noise this model was trained with (None: it had none, or that noise
         data version is gone; never today's noise instead)."""
         shards = self.lineage.get("noise") or []
         if not shards or not layout.fetch_if_present(shards[0]).exists():
             return None
-        return noise_bank(lake, layout, device, shards[0])
+        spans = [(int(o), int(n)) for o, n in self.lineage.get("noise_files") or []] or None
+        return noise_bank(lake, layout, device, shards[0], spans)
 
-    def pipeline(self, bank: NoiseBank | None, device: torch.device) -> AugmentedFeatures:
-        return feature_pipeline(
-            self.features, bank, self.train_config.augment, self.config["frames"], device
-        )
-
-    def windows(self, recordings: pl.DataFrame, root: Path) -> WindowSet:
-        config = self.train_config
-        return build_windows(recordings, root, config.window_s, config.step_s)
+    def recordings(
+        self, recordings: pl.DataFrame, root: Path, lake: Lake, layout: DataLayout
+    ) -> RecordingSet:
+        """``recordings`` (audio_16k rows) over their shards, in list order (batch, metadata
+        row), with their clean frames from the feature store when this model transforms whole
+        recordings and the store holds its feature configuration."""
+        ordered = recordings.sort("batch_id", "row_number", "audio_sha256")
+        chosen = build_recordings(ordered, root)
+        if self.train_config.transform_unit != "recording":
+            return chosen
+        index = stored_features(lake, layout, self.features.config_hash())
+        if index is None:
+            return chosen
+        return with_stored_frames(chosen, index, layout.local_root, self.features.n_features)
 
     def test_recordings(self, recordings: pl.DataFrame) -> pl.DataFrame:
         """Today's 16 kHz rows of this model's recorded test split."""
@@ -117,21 +130,41 @@ class ModelUnderTest:
 
     def score(
         self,
-        recordings: pl.DataFrame,
-        root: Path,
-        pipeline: AugmentedFeatures,
+        recordings: RecordingSet,
         device: torch.device,
-        noisy_seed: int | None = None,
+        noise: Noise | None = None,
+        seed: int | None = None,
     ) -> pl.DataFrame:
-        """Window scores of ``recordings`` (participant, recording, label, subgroups, score)."""
-        model = load_model(self.directory).to(device)
-        windows = self.windows(recordings, root)
-        scores = window_scores(model, windows, pipeline, device, 64, noisy_seed=noisy_seed)
-        return window_frame(windows, scores)
+        """Window scores (participant, recording, label, subgroups, score) of the kept model,
+        or of ``seed``'s model when every seed was kept. Recordings with no window under the
+        model's window rule have no rows."""
+        model = load_model(self.directory, seed).to(device)
+        scores, owners = window_scores(
+            model, recordings, self.featurizer(device), device, 64, noise
+        )
+        return window_frame(recordings.recordings, owners, scores)
 
 
-def window_frame(windows: WindowSet, scores: np.ndarray) -> pl.DataFrame:
-    rec = windows.recordings.with_columns(
+def per_recording_noise(
+    bank: NoiseBank, config: AugmentConfig, recordings: RecordingSet, salt: int
+) -> Noise:
+    """Fixed noise per recording (seeded by its content and ``salt``), the same whatever the
+    batching, the device or the other recordings."""
+    shas = recordings.recordings.get_column("audio_sha256").to_list()
+    return Noise(bank, config, lambda rows: [random.Random(f"{salt}:{shas[r]}") for r in rows])
+
+
+def published_noise(bank: NoiseBank, recordings: RecordingSet) -> Noise:
+    """SPIRA's noisy test draws: ``random.seed(42 * index)``, index = the recording's 0-based
+    position in the test list (``recordings`` in list order)."""
+    protocol = PUBLISHED_NOISY_TEST
+    return Noise(
+        bank, protocol.augment(), lambda rows: [random.Random(protocol.seed * r) for r in rows]
+    )
+
+
+def window_frame(recordings: pl.DataFrame, owners: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
+    rec = recordings.with_columns(
         pl.when(pl.col("age") < 40)
         .then(pl.lit("18-39"))
         .when(pl.col("age") < 60)
@@ -139,5 +172,5 @@ def window_frame(windows: WindowSet, scores: np.ndarray) -> pl.DataFrame:
         .otherwise(pl.lit("60+"))
         .alias("age_band")
     )
-    take = rec.select("participant", "audio_sha256", "label", *SUBGROUPS)[windows.recording]
+    take = rec.select("participant", "audio_sha256", "label", *SUBGROUPS)[owners.tolist()]
     return take.rename({"audio_sha256": "recording"}).with_columns(pl.Series("score", scores))

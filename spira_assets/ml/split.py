@@ -46,21 +46,36 @@ def split_of(participant: str, config: SplitConfig) -> str:
     return "train"
 
 
+def _hashed(config: SplitConfig) -> pl.Expr:
+    return pl.col("participant").map_elements(lambda p: split_of(p, config), return_dtype=pl.String)
+
+
 def assign_splits(recordings: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
     """One row per recording (rows of ``audio_16k``): its batch, content hash, participant,
-    label, speaker grouping and the participant's split."""
+    label, speaker grouping and split: the dataset's published split where the import kept
+    one (``published_split``), else the participant's hash."""
     frame = recordings.select(
         pl.col("batch_id").alias("source_batch"),
         "audio_sha256",
         "participant",
         "label",
         "speaker_grouping",
+        pl.col("published_split")
+        if "published_split" in recordings.columns
+        else pl.lit(None, pl.String).alias("published_split"),
     )
-    return frame.with_columns(
-        pl.col("participant")
-        .map_elements(lambda p: split_of(p, config), return_dtype=pl.String)
-        .alias("split")
-    ).sort("source_batch", "audio_sha256")
+    return (
+        frame.with_columns(_hashed(config).alias("hashed"))
+        .with_columns(
+            pl.coalesce("published_split", "hashed").alias("split"),
+            pl.when(pl.col("published_split").is_not_null())
+            .then(pl.lit("published"))
+            .otherwise(pl.lit("hash"))
+            .alias("assigned_by"),
+        )
+        .drop("published_split", "hashed")
+        .sort("source_batch", "audio_sha256")
+    )
 
 
 def _listed(frame: pl.DataFrame, column: str, limit: int = 20) -> list[str]:

@@ -25,7 +25,12 @@ from mlflow.tracking import MlflowClient
 
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
-from spira_assets.ml.inputs import noise_bank, recordings_with_split, windows_by_split
+from spira_assets.ml.inputs import (
+    noise_bank,
+    recordings_by_split,
+    recordings_with_split,
+    stored_features,
+)
 from spira_assets.ml.train import EpochLog, TrainConfig, train
 from spira_assets.storage.lake import Lake
 
@@ -41,12 +46,20 @@ ALIASES = {
 TUNABLE = {
     f.name: f.type
     for f in fields(TrainConfig)
-    if f.name not in ("augment", "eval_batch_size", "max_loss")
+    if f.name not in ("augment", "eval_batch_size", "max_loss", "profile")
 }
 
 
 class SweepSpecError(ValueError):
     """A --param that names no training parameter or has a value of the wrong type."""
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(text)
 
 
 def parse_param(text: str) -> tuple[str, list[Any]]:
@@ -59,7 +72,7 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         known = ", ".join(sorted({*TUNABLE, *ALIASES}))
         raise SweepSpecError(f"--param {text!r}: unknown parameter {name!r} (known: {known})")
     declared = TUNABLE[name]
-    kind = {"float": float, "int": int}.get(
+    kind = {"float": float, "int": int, "bool": _boolean}.get(
         declared if isinstance(declared, str) else declared.__name__, str
     )
     parsed = []
@@ -111,12 +124,19 @@ def run_trial(root: Path, features: FeatureConfig, trial: Trial, threads: int) -
     lake = Lake(layout.lake)
     recordings = recordings_with_split(lake)
     cfg = trial.config
-    windows = windows_by_split(recordings, root, cfg.window_s, cfg.step_s, ("train", "validation"))
+    index = (
+        stored_features(lake, layout, features.config_hash())
+        if cfg.transform_unit == "recording"
+        else None
+    )
+    sets = recordings_by_split(
+        recordings, root, ("train", "validation"), index, features.n_features
+    )
     device = torch.device("cpu")
     try:
         result = train(
-            windows["train"],
-            windows["validation"],
+            sets["train"],
+            sets["validation"],
             features,
             noise_bank(lake, layout, device),
             cfg,

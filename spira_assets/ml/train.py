@@ -1,45 +1,70 @@
-"""The training loop: BCE, Adam, Noam warm-up, early stopping, best checkpoint by validation
-loss, abort on NaN or exploding loss; seeded and deterministic on the CPU."""
+"""The training loop: batches of recordings with all their windows, noise inserted into whole
+recordings, BCE, Adam, Noam warm-up, validation every epoch (and every N steps), the checkpoint
+with the lowest validation loss kept, optional early stopping, abort on NaN or exploding loss;
+seeded and deterministic on the CPU.
+
+Every choice that differs between the platform and SPIRA's published experiment is a field of
+``TrainConfig`` (the profiles are in ``protocol.py``).
+"""
 
 from __future__ import annotations
 
 import copy
 import math
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from spira_assets.features.augment import AugmentConfig, AugmentedFeatures, NoiseBank
+from spira_assets.features.augment import AugmentConfig, NoiseBank, insert_noise, mixup
 from spira_assets.features.config import FeatureConfig
-from spira_assets.ml.data import WindowSet
+from spira_assets.features.featurizer import Featurizer, TransformUnit
+from spira_assets.features.windows import WindowRule
+from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.metrics import accuracy, auroc, mean_by_group
 from spira_assets.ml.model import Norm, SpiraConv
+
+ThresholdRule = Literal["youden", "fixed"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Published defaults (SPIRA.md): Adam lr 1e-3, weight decay 0.01, Noam warm-up, batch
-    5-30, dropout 0.7, GroupNorm (v2), 4 s windows every 1 s, noise insertion."""
+    """One training protocol. Defaults are the platform's; ``protocol.PROFILES`` holds the
+    published SPIRA-ACL2021 experiment 3.5 as another instance."""
 
+    profile: str = "platform"
     norm: Norm = "group"
     dropout: float = 0.7
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 500
-    batch_size: int = 30
+    batch_size: int = 8  # recordings per batch, each with all its windows
+    drop_last: bool = False  # drop a last, incomplete batch of an epoch
     max_epochs: int = 30
-    patience: int = 6
+    patience: int = 6  # epochs without a better validation loss before stopping; 0: never
     max_loss: float = 100.0
     window_s: float = 4.0
     step_s: float = 1.0
+    window_rule: WindowRule = "platform"
+    transform_unit: TransformUnit = "recording"
+    validation_noise: bool = False  # validate on noisy recordings (fresh draws each time)
+    validate_every_steps: int = 0  # also validate every N optimizer steps; 0: per epoch only
+    threshold_rule: ThresholdRule = "youden"
+    fixed_threshold: float = 0.5
+    keep_all_seeds: bool = False  # save every seed's model, not only the best
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval_batch_size: int = 64
+
+    def featurizer(self, features: FeatureConfig, device: torch.device | str) -> Featurizer:
+        return Featurizer(
+            features, self.transform_unit, self.window_rule, self.window_s, self.step_s, device
+        )
 
 
 def train_config_from(record: dict[str, Any]) -> TrainConfig:
@@ -73,6 +98,8 @@ class TrainResult:
     best_epoch: int
     best_val_loss: float
     device: str
+    best_step: int = 0
+    excluded: int = 0  # recordings with no window under the window rule
 
     @property
     def best(self) -> EpochLog:
@@ -96,65 +123,85 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-def feature_pipeline(
-    features: FeatureConfig,
-    noise: NoiseBank | None,
-    augment: AugmentConfig,
-    frames: int,
+def usable(recordings: RecordingSet, featurizer: Featurizer) -> list[int]:
+    """Recordings with at least one window under the window rule."""
+    return [i for i in range(len(recordings)) if featurizer.count(int(recordings.samples[i]))]
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Noise to insert: the bank, how much per class, and one generator per recording (or one
+    shared generator, for sequential training and validation draws)."""
+
+    bank: NoiseBank
+    config: AugmentConfig
+    rngs: Callable[[list[int]], list[random.Random]]
+
+
+def recording_windows(
+    recordings: RecordingSet,
+    rows: list[int],
+    featurizer: Featurizer,
     device: torch.device,
-) -> AugmentedFeatures:
-    bank = noise or NoiseBank(torch.zeros(1))
-    if noise is None:
-        augment = AugmentConfig(0, 0, augment.min_peak, augment.max_peak, augment.mixup_alpha)
-    return AugmentedFeatures(features.build_transform().to(device), bank, augment, frames)
+    noise: Noise | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Windows of ``rows`` (clean from the feature store when it has them and the transform
+    unit allows, else computed) and the position in ``rows`` of each window's recording."""
+    if noise is None and recordings.stored is not None and featurizer.unit == "recording":
+        frames = recordings.stored.get(rows, device)
+        return featurizer.from_frames(frames, [int(recordings.samples[r]) for r in rows])
+    waves = [w.to(device) for w in recordings.waves(rows)]
+    if noise is not None:
+        labels = [int(recordings.labels[r]) for r in rows]
+        waves = insert_noise(waves, labels, noise.bank, noise.config, noise.rngs(rows))
+    return featurizer.windows(waves)
 
 
 @torch.no_grad()
 def window_scores(
     model: SpiraConv,
-    windows: WindowSet,
-    pipeline: AugmentedFeatures,
+    recordings: RecordingSet,
+    featurizer: Featurizer,
     device: torch.device,
     batch_size: int,
-    noisy_seed: int | None = None,
-) -> np.ndarray:
-    """Probability per window; with ``noisy_seed``, fixed-seed noise per window."""
+    noise: Noise | None = None,
+    chunk: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probability per window, recording row per window) over every recording."""
     model.eval()
-    scores = []
-    for first in range(0, len(windows), batch_size):
-        rows = np.arange(first, min(first + batch_size, len(windows)))
-        waves = windows.waves(rows).to(device)
-        labels = torch.from_numpy(windows.labels[rows])
-        seeds = windows.seeds(rows, noisy_seed) if noisy_seed is not None else None
-        if seeds is None:
-            feats = pipeline.transform(waves[:, None]).squeeze(1).transpose(1, 2)
-            feats = feats[:, : pipeline.frames]
-        else:
-            feats, _ = pipeline(waves, labels, sample_seeds=seeds)
-        scores.append(torch.sigmoid(model(feats)).float().cpu().numpy())
-    return np.concatenate(scores) if scores else np.zeros(0)
+    scores, owners = [], []
+    for first in range(0, len(recordings), chunk):
+        rows = list(range(first, min(first + chunk, len(recordings))))
+        windows, owner = recording_windows(recordings, rows, featurizer, device, noise)
+        for start in range(0, windows.shape[0], batch_size):
+            logits = model(windows[start : start + batch_size])
+            scores.append(torch.sigmoid(logits).float().cpu().numpy())
+        owners.append(np.asarray(rows, dtype=np.int64)[owner])
+    if not scores:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(scores), np.concatenate(owners)
 
 
 def evaluate(
     model: SpiraConv,
-    windows: WindowSet,
-    pipeline: AugmentedFeatures,
+    recordings: RecordingSet,
+    featurizer: Featurizer,
     device: torch.device,
     batch_size: int,
+    noise: Noise | None = None,
 ) -> tuple[float, float, float]:
-    """(window BCE loss, recording AUROC, recording accuracy) on clean windows."""
-    scores = window_scores(model, windows, pipeline, device, batch_size)
+    """(window BCE loss, recording AUROC, recording accuracy at 0.5)."""
+    scores, owners = window_scores(model, recordings, featurizer, device, batch_size, noise)
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
-    labels = windows.labels
+    labels = recordings.labels[owners]
     loss = float(-(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)).mean())
-    groups, means = mean_by_group(windows.recording, scores)
-    recording_labels = windows.recordings.get_column("label").to_numpy()[groups]
-    return loss, auroc(recording_labels, means), accuracy(recording_labels, means)
+    groups, means = mean_by_group(owners, scores)
+    return loss, auroc(recordings.labels[groups], means), accuracy(recordings.labels[groups], means)
 
 
 def train(
-    train_set: WindowSet,
-    val_set: WindowSet,
+    train_set: RecordingSet,
+    val_set: RecordingSet,
     features: FeatureConfig,
     noise: NoiseBank | None,
     config: TrainConfig,
@@ -162,16 +209,22 @@ def train(
     device: torch.device,
     log: Callable[[EpochLog], None] | None = None,
 ) -> TrainResult:
-    if len(train_set) == 0 or len(val_set) == 0:
+    featurizer = config.featurizer(features, device)
+    train_rows, val_rows = usable(train_set, featurizer), usable(val_set, featurizer)
+    if not train_rows or not val_rows:
         raise ValueError(
-            f"need training and validation windows (got {len(train_set)} and {len(val_set)})"
+            f"need training and validation recordings with at least one window (got "
+            f"{len(train_rows)} and {len(val_rows)} under the {config.window_rule} window rule)"
         )
+    excluded = len(train_set) - len(train_rows) + len(val_set) - len(val_rows)
+    train_set, val_set = train_set.subset(train_rows), val_set.subset(val_rows)
     torch.manual_seed(seed)
     order_rng = np.random.default_rng(seed)
+    noise_rng, val_rng = random.Random(seed), random.Random(f"validation:{seed}")
     generator = torch.Generator().manual_seed(seed)
-    frames = round(config.window_s * features.sample_rate / features.hop_length)
-    pipeline = feature_pipeline(features, noise, config.augment, frames, device)
-    model = SpiraConv(frames, features.n_features, config.norm, config.dropout).to(device)
+    model = SpiraConv(featurizer.frames, features.n_features, config.norm, config.dropout).to(
+        device
+    )
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -180,23 +233,48 @@ def train(
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     )
+    inserting = noise is not None and config.augment.k_control + config.augment.k_patient > 0
+    train_noise = (
+        Noise(noise, config.augment, lambda rows: [noise_rng] * len(rows))
+        if inserting and noise is not None
+        else None
+    )
+    val_noise = (
+        Noise(noise, config.augment, lambda rows: [val_rng] * len(rows))
+        if config.validation_noise and train_noise is not None and noise is not None
+        else None
+    )
     history: list[EpochLog] = []
     best_state: dict[str, torch.Tensor] = {}
-    best_loss, best_epoch, step = math.inf, 0, 0
+    best_loss, best_epoch, best_step, step = math.inf, 0, 0, 0
+
+    def validate(epoch: int) -> tuple[float, float, float]:
+        nonlocal best_loss, best_epoch, best_step, best_state
+        result = evaluate(model, val_set, featurizer, device, config.eval_batch_size, val_noise)
+        if result[0] < best_loss:
+            best_loss, best_epoch, best_step = result[0], epoch, step
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        model.train()
+        return result
+
     with deterministic(device):
         for epoch in range(1, config.max_epochs + 1):
             model.train()
-            started, waiting, total, batches = time.perf_counter(), 0.0, 0.0, 0
+            started, waiting, total, batches, seen = time.perf_counter(), 0.0, 0.0, 0, 0
             order = order_rng.permutation(len(train_set))
             for first in range(0, len(order), config.batch_size):
-                rows = order[first : first + config.batch_size]
+                rows = [int(r) for r in order[first : first + config.batch_size]]
+                if config.drop_last and len(rows) < config.batch_size:
+                    continue
                 t0 = time.perf_counter()
-                waves = train_set.waves(rows).to(device, non_blocking=True)
-                labels = torch.from_numpy(train_set.labels[rows]).to(device)
+                windows, owners = recording_windows(
+                    train_set, rows, featurizer, device, train_noise
+                )
+                labels = torch.from_numpy(train_set.labels[rows][owners]).to(device)
+                windows, targets = mixup(windows, labels, config.augment.mixup_alpha, generator)
                 waiting += time.perf_counter() - t0
-                feats, targets = pipeline(waves, labels, generator=generator)
                 with autocast:
-                    loss = loss_fn(model(feats).float(), targets)
+                    loss = loss_fn(model(windows).float(), targets.float())
                 value = float(loss.detach())
                 step += 1
                 if not math.isfinite(value) or value > config.max_loss:
@@ -210,10 +288,11 @@ def train(
                 schedule.step()
                 total += value
                 batches += 1
+                seen += int(windows.shape[0])
+                if config.validate_every_steps and step % config.validate_every_steps == 0:
+                    validate(epoch)
             elapsed = time.perf_counter() - started
-            val_loss, val_auc, val_acc = evaluate(
-                model, val_set, pipeline, device, config.eval_batch_size
-            )
+            val_loss, val_auc, val_acc = validate(epoch)
             entry = EpochLog(
                 epoch,
                 total / max(batches, 1),
@@ -221,31 +300,43 @@ def train(
                 val_auc,
                 val_acc,
                 elapsed,
-                len(train_set) / elapsed,
-                waiting / elapsed,
+                seen / elapsed if elapsed else 0.0,
+                waiting / elapsed if elapsed else 0.0,
             )
             history.append(entry)
             if log:
                 log(entry)
-            if val_loss < best_loss:
-                best_loss, best_epoch = val_loss, epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            elif epoch - best_epoch >= config.patience:
+            if config.patience and epoch - best_epoch >= config.patience:
                 break
-    return TrainResult(seed, copy.deepcopy(best_state), history, best_epoch, best_loss, str(device))
+    return TrainResult(
+        seed,
+        copy.deepcopy(best_state),
+        history,
+        best_epoch,
+        best_loss,
+        str(device),
+        best_step,
+        excluded,
+    )
 
 
 def validation_threshold(
     model: SpiraConv,
-    val_set: WindowSet,
-    pipeline: AugmentedFeatures,
+    val_set: RecordingSet,
+    featurizer: Featurizer,
     device: torch.device,
-    batch_size: int,
+    config: TrainConfig,
 ) -> float:
-    """The decision threshold recorded with a model: Youden's J over validation recordings
-    (mean of clean window probabilities), so the test set never influences it."""
+    """The decision threshold recorded with a model: fixed (SPIRA: 0.5), or Youden's J over
+    clean validation recordings (mean of window probabilities), so the test set never
+    influences it."""
+    if config.threshold_rule == "fixed":
+        return config.fixed_threshold
     from spira_assets.ml.evaluation import youden_threshold
 
-    scores = window_scores(model, val_set, pipeline, device, batch_size)
-    groups, means = mean_by_group(val_set.recording, scores)
-    return youden_threshold(val_set.recordings.get_column("label").to_numpy()[groups], means)
+    rows = usable(val_set, featurizer)
+    scores, owners = window_scores(
+        model, val_set.subset(rows), featurizer, device, config.eval_batch_size
+    )
+    groups, means = mean_by_group(owners, scores)
+    return youden_threshold(val_set.subset(rows).labels[groups], means)

@@ -93,6 +93,7 @@ VALIDATED_METADATA = TableSpec(
         "duration_s": pl.Float64(),
         "pseudonym_key_id": pl.String(),
         "speaker_grouping": pl.String(),  # how participants were identified (provenance.py)
+        "published_split": pl.String(),  # the dataset's own split, when the import kept it
     },
 )
 
@@ -100,6 +101,7 @@ AUDIO_16K = TableSpec(
     "audio_16k",
     {
         "batch_id": pl.String(),
+        "row_number": pl.Int64(),  # the recording's row in metadata.csv (list order)
         "audio_sha256": pl.String(),
         "participant": pl.String(),
         "label": pl.Int64(),
@@ -109,6 +111,7 @@ AUDIO_16K = TableSpec(
         "utterance": pl.String(),
         "pseudonym_key_id": pl.String(),
         "speaker_grouping": pl.String(),
+        "published_split": pl.String(),
         "sample_offset": pl.Int64(),
         "samples": pl.Int64(),
         "duration_s": pl.Float64(),
@@ -172,6 +175,7 @@ DATASET_SPLIT = TableSpec(
         "label": pl.Int64(),
         "speaker_grouping": pl.String(),
         "split": pl.String(),
+        "assigned_by": pl.String(),  # hash (of the participant) or published (kept from import)
     },
 )
 
