@@ -72,16 +72,16 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         known = ", ".join(sorted({*TUNABLE, *ALIASES}))
         raise SweepSpecError(f"--param {text!r}: unknown parameter {name!r} (known: {known})")
     declared = TUNABLE[name]
-    kind = {"float": float, "int": int, "bool": _boolean}.get(
-        declared if isinstance(declared, str) else declared.__name__, str
-    )
+    type_name = declared if isinstance(declared, str) else getattr(declared, "__name__", "str")
+    kinds: dict[str, Callable[[str], Any]] = {"float": float, "int": int, "bool": _boolean}
+    kind = kinds.get(type_name, str)
     parsed = []
     for raw in values.split(","):
         try:
             parsed.append(kind(raw.strip()))
         except ValueError:
             raise SweepSpecError(
-                f"--param {text!r}: {raw.strip()!r} is not a valid {kind.__name__}"
+                f"--param {text!r}: {raw.strip()!r} is not a valid {type_name}"
             ) from None
     return name, parsed
 
