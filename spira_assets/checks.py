@@ -11,7 +11,7 @@ import dagster as dg
 import pandera.errors
 import pandera.polars as pa
 
-from spira_assets.assets.presentation import markdown_table
+from spira_assets.assets.presentation import table_metadata
 from spira_assets.ingest.gates import (
     STORED_SCHEMA,
     CheckOutcome,
@@ -45,7 +45,7 @@ def stored_schema_result(
         return dg.AssetCheckResult(
             check_name=SCHEMA_CHECK,
             passed=False,
-            metadata={"rows": frame.height, "failures": markdown_table(cases)},
+            metadata={"rows": frame.height, "failures": table_metadata(cases)},
             description=f"{errors.failure_cases.height} schema failures in {spec.name}",
         )
     return dg.AssetCheckResult(

@@ -45,8 +45,6 @@ RESOURCES = {
     "drift": DriftSettings(),
     "retraining": RetrainingPolicy(),
     "mlflow_tracking": _MLFLOW,
-    # dagster-mlflow's end_mlflow_on_run_finished hook looks for the key "mlflow".
-    "mlflow": _MLFLOW,
 }
 
 defs = dg.Definitions(

@@ -1,10 +1,8 @@
 """Jobs: what the sensors, the CLI and backfills run."""
 
 import dagster as dg
-from dagster_mlflow import end_mlflow_on_run_finished
 
 from spira_assets.deployment import current_deployment
-from spira_assets.partitions import collection_batch
 
 DEPLOYMENT = current_deployment()  # SPIRA_DEPLOYMENT: local (default) or k8s
 
@@ -21,7 +19,6 @@ TRAINING_ASSETS = ("dataset_split", "spira_model", "evaluation_report", "champio
 process_batch_job = dg.define_asset_job(
     name="process_batch",
     selection=dg.AssetSelection.assets(*BATCH_ASSETS),
-    partitions_def=collection_batch,
     description="Every per-batch asset (and its checks) for one collection batch.",
     executor_def=DEPLOYMENT.batch_executor,
 )
@@ -38,6 +35,5 @@ train_model_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
     description="Patient-grouped split over every batch, SpiraConv (one model per seed), its "
     "evaluation on held-out participants and the promotion gate.",
-    hooks={end_mlflow_on_run_finished},
     executor_def=DEPLOYMENT.training_executor,
 )

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import roc_curve
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -111,9 +112,10 @@ def evaluation_figure(
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     fig, (roc, cal, conf) = plt.subplots(1, 3, figsize=(12, 3.6))
-    thresholds = np.r_[np.inf, np.sort(np.unique(scores))[::-1]]
-    tpr = [((scores >= t) & labels).sum() / max(labels.sum(), 1) for t in thresholds]
-    fpr = [((scores >= t) & ~labels).sum() / max((~labels).sum(), 1) for t in thresholds]
+    if labels.all() or not labels.any():
+        fpr, tpr = np.array([0.0, 1.0]), np.array([0.0, 1.0])
+    else:
+        fpr, tpr, _ = roc_curve(labels, scores)
     roc.plot(fpr, tpr, color="#4c72b0")
     roc.plot([0, 1], [0, 1], ":", color="grey")
     roc.set(title=f"ROC ({title})", xlabel="1 - specificity", ylabel="sensitivity")

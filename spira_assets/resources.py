@@ -1,6 +1,8 @@
 """Dagster resources: typed configuration around the core's storage, keys and rules."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -200,10 +202,12 @@ class TrainingSettings(dg.ConfigurableResource):
 
 
 class MlflowTracking(dg.ConfigurableResource):
-    """MLflow for training runs. Wraps what dagster-mlflow's legacy resource does (one MLflow
-    run per Dagster run, ended by dagster-mlflow's ``end_mlflow_on_run_finished`` hook) but
-    creates the experiment with its artifact root under the data root: the legacy resource
-    lets MLflow default it to ``./mlruns`` of whichever process started the run."""
+    """MLflow for training runs: one MLflow run per Dagster run (found again by the tag
+    ``dagster.run_id``), with the experiment's artifact root under the data root. Each step
+    that logs ends the run when it is done (``finished``), so no run stays RUNNING whatever
+    step a Dagster run stops at. (dagster-mlflow is not used: its resource lets MLflow put the
+    artifact root in ``./mlruns`` of whichever process started the run, and its
+    end-of-run hook only ended what the steps already end.)"""
 
     tracking_uri: str = Field(
         default="", description="Empty: $MLFLOW_TRACKING_URI, else SQLite under the data root."
@@ -251,8 +255,20 @@ class MlflowTracking(dg.ConfigurableResource):
         )
         return run.info.run_id
 
-    def end_run(self, status: str = "FINISHED") -> None:
-        """Called by dagster-mlflow's end_mlflow_on_run_finished hook."""
+    @contextmanager
+    def run(self, dagster_run_id: str) -> Iterator[str]:
+        """The MLflow run of this Dagster run for the duration of a step: ended FINISHED when
+        the step's block completes, FAILED when it raises."""
+        run_id = self.start(dagster_run_id)
+        try:
+            yield run_id
+        except BaseException:
+            self.finish("FAILED")
+            raise
+        self.finish()
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the active MLflow run (a step that logged calls it, FAILED on an error)."""
         if mlflow.active_run() is not None:
             mlflow.end_run(status=status)
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.execution.execution_result import ExecutionResult
 
 from spira_assets.batches import READY_MARKER, require_valid_batch_id
 from spira_assets.definitions import defs
@@ -21,6 +20,8 @@ from spira_assets.jobs import (
 )
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
+
+RunResult = dg.ExecuteInProcessResult | dg.JobExecutionResult
 
 
 # Zero-argument builders: ``dg.reconstructable`` rebuilds a job in each step process by name.
@@ -43,7 +44,7 @@ def _execute(
     selection: list[dg.AssetKey] | None,
     run_config: dict[str, object],
     partition: str | None = None,
-) -> ExecutionResult:
+) -> RunResult:
     """Run a job in this process, or with its executor (one process per step).
 
     ``in_process`` is quick for one batch at a time; ``multiprocess`` uses the deployment's
@@ -102,7 +103,7 @@ def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
     return True
 
 
-def _outcome(label: str, result: ExecutionResult) -> RunOutcome:
+def _outcome(label: str, result: RunResult) -> RunOutcome:
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = tuple(
         f"{e.asset_key.to_user_string()}:{e.check_name}"

@@ -70,14 +70,16 @@ def test_psi_alone_is_not_enough_for_small_samples() -> None:
     assert chance <= 4  # about alpha = 1% of 200
 
 
-def test_ks_matches_scipy_and_scales_with_sample_size() -> None:
+def test_ks_is_scipys_and_the_critical_value_scales_with_sample_size() -> None:
     from scipy.stats import ks_2samp
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(0, 1, 300), rng.normal(0.4, 1, 50)
-    statistic, critical = ks_drift(pl.Series(a), pl.Series(b))
-    assert statistic == pytest.approx(ks_2samp(a, b).statistic)
+    statistic, p_value, critical = ks_drift(pl.Series(a), pl.Series(b))
+    assert (statistic, p_value) == (ks_2samp(a, b).statistic, ks_2samp(a, b).pvalue)
     assert critical == pytest.approx(1.628 * np.sqrt((300 + 50) / (300 * 50)))
+    same = ks_drift(pl.Series(a[:150]), pl.Series(a[150:]))
+    assert same[1] > 0.01  # the same population is not significant
 
 
 def test_same_population_does_not_drift_but_shifted_age_and_devices_do() -> None:

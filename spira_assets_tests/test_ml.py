@@ -13,7 +13,7 @@ from upath import UPath
 
 from spira_assets.features.augment import AugmentConfig, NoiseBank
 from spira_assets.features.config import FeatureConfig
-from spira_assets.ml.artifacts import load_model, load_torchscript, model_config, save_model_version
+from spira_assets.ml.artifacts import load_exported, load_model, model_config, save_model_version
 from spira_assets.ml.data import RecordingSet, build_recordings
 from spira_assets.ml.metrics import auroc
 from spira_assets.ml.model import SpiraConv
@@ -163,7 +163,7 @@ def test_exported_and_reloaded_models_give_the_trained_outputs(tmp_path: Path) -
     features = torch.randn(3, 400, 40)
     expected = model(features)
     torch.testing.assert_close(load_model(directory)(features), expected)
-    torch.testing.assert_close(load_torchscript(directory)(features), expected)
+    torch.testing.assert_close(load_exported(directory)(features), expected)
     assert not list(tmp_path.glob(".*tmp"))
 
 

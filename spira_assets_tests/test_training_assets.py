@@ -44,7 +44,7 @@ def test_model_is_trained_tracked_registered_and_reused(root: Path) -> None:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     parent = client.get_run(model["mlflow_run_id"])
-    assert parent.info.status == "FINISHED"  # ended by dagster-mlflow's hook
+    assert parent.info.status == "FINISHED"  # ended by spira_model itself
     assert parent.data.params["seeds"] == "[42, 43]"
     assert parent.info.artifact_uri.startswith((root / "mlartifacts").as_uri())
     children = mlflow.search_runs(
@@ -62,7 +62,7 @@ def test_model_is_trained_tracked_registered_and_reused(root: Path) -> None:
     assert lineage["packages"]["torch"].startswith("2.11")
     assert {p.name for p in Path(model["directory"]).iterdir()} >= {
         "weights.pt",
-        "model.torchscript.pt",
+        "model.pt2",
         "model_config.json",
         "lineage.json",
     }

@@ -10,7 +10,7 @@ import mlflow
 import polars as pl
 
 from spira_assets.assets.features import spectrogram_features
-from spira_assets.assets.presentation import image, markdown_table
+from spira_assets.assets.presentation import image, table_metadata
 from spira_assets.assets.training import spira_model
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
 from spira_assets.ml.assessment import PUBLISHED, assess
@@ -232,9 +232,9 @@ def evaluation_report(
         "test_sensitivity_clean": round(value[("clean", "sensitivity")], 4),
         "report": dg.MetadataValue.path(str(html)),
         "report_markdown": dg.MetadataValue.path(str(md)),
-        "metrics": markdown_table(with_ci(metrics.filter(pl.col("role") == "candidate"))),
+        "metrics": table_metadata(with_ci(metrics.filter(pl.col("role") == "candidate"))),
         "profile": profile,
-        "published_test_per_seed": markdown_table(assessed.per_seed),
+        "published_test_per_seed": table_metadata(assessed.per_seed),
         "recordings_without_window": assessed.excluded,
     }
     if ("noisy", "auroc") in value:

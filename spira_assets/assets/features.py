@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from spira_assets.assets.presentation import column_schema, data_version, image, markdown_table
+from spira_assets.assets.presentation import column_schema, data_version, image, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.assets.waveforms import audio_16k
 from spira_assets.checks import require_open
@@ -138,7 +138,7 @@ def _features(
         "seconds": round(elapsed, 2),
         "realtime_factor": round(audio_s / elapsed, 1) if elapsed else 0.0,
         "shard": shard,
-        "coefficient_stats": markdown_table(
+        "coefficient_stats": table_metadata(
             statistics.select("coefficient", "mean", "std", "min", "max").with_columns(
                 pl.col("mean", "std", "min", "max").round(3)
             )

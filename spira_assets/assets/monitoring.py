@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets.features import spectrogram_features
-from spira_assets.assets.presentation import column_schema, image, markdown_table
+from spira_assets.assets.presentation import column_schema, image, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.checks import require_open
 from spira_assets.ml.champions import current_champion_in_audit
@@ -107,7 +107,7 @@ def _batch_drift(
         "reference_batches": reference_batches,
         "recordings": current.height,
         "drifted": len(summary),
-        "metadata_drift": markdown_table(
+        "metadata_drift": table_metadata(
             result.filter(pl.col("kind") == "metadata").select(
                 "feature", "statistic", "value", "threshold", "drifted", "detail"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from collections.abc import Iterable
 
 import dagster as dg
@@ -19,22 +20,31 @@ def image(png: bytes, title: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
-def markdown_table(frame: pl.DataFrame, limit: int = MAX_TABLE_ROWS) -> dg.MetadataValue:
-    if frame.is_empty():
-        return dg.MetadataValue.md("_none_")
-    shown = frame.head(limit)
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
-    body = [
-        "| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |"
-        for row in shown.iter_rows()
-    ]
-    more = (
-        [f"\n_{frame.height - limit} more rows: query the warehouse_"]
-        if frame.height > limit
-        else []
+def _cell(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    return str(value)
+
+
+def table_metadata(frame: pl.DataFrame, limit: int = MAX_TABLE_ROWS) -> dg.MetadataValue:
+    """A structured table for the UI (``MetadataValue.table``): columns that are empty in every
+    row are left out, floats rounded to 4 digits, at most ``limit`` rows."""
+    shown = frame.select(
+        [c for c in frame.columns if frame.get_column(c).null_count() < frame.height]
     )
-    return dg.MetadataValue.md("\n".join([header, rule, *body, *more]))
+    kinds = {
+        name: "float" if dtype.is_float() else "int" if dtype.is_integer() else
+        "bool" if dtype == pl.Boolean else "string"
+        for name, dtype in shown.schema.items()
+    }  # fmt: skip
+    records = [
+        dg.TableRecord({k: _cell(v) for k, v in row.items()})
+        for row in shown.head(limit).iter_rows(named=True)
+    ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kinds[name]) for name in shown.columns])
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def column_schema(spec: TableSpec) -> dg.TableSchema:

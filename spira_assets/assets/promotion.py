@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from spira_assets.assets.evaluation import evaluation_report, model_version_of_run
 from spira_assets.assets.features import spectrogram_features
-from spira_assets.assets.presentation import markdown_table
+from spira_assets.assets.presentation import table_metadata
 from spira_assets.assets.split import dataset_split
 from spira_assets.assets.waveforms import audio_16k
 from spira_assets.ml.artifacts import SUMMARY
@@ -210,8 +210,8 @@ def champion(
         "compared_with": len(comparisons),
         "model_card": dg.MetadataValue.path(str(html)),
         "model_card_markdown": dg.MetadataValue.path(str(md)),
-        "gate_criteria": markdown_table(criteria_table(decision)),
-        "promotion_history": markdown_table(
+        "gate_criteria": table_metadata(criteria_table(decision)),
+        "promotion_history": table_metadata(
             history.select(
                 "decided_at",
                 "candidate_version",

@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from spira_assets.assets.presentation import markdown_table
+from spira_assets.assets.presentation import table_metadata
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 SUMMED = ("dagster/row_count", "recordings", "audio_minutes", "frames", "windows", "drifted")
@@ -45,7 +45,7 @@ def combine(results: dict[str, dg.MaterializeResult]) -> dg.MaterializeResult:
         plain = {k: _plain(v) for k, v in (result.metadata or {}).items()}
         rows.append({"batch_id": batch_id, **{k: v for k, v in plain.items() if v is not None}})
     table = pl.DataFrame(rows, infer_schema_length=None, strict=False)
-    metadata: dict[str, Any] = {"batches": len(results), "per_batch": markdown_table(table)}
+    metadata: dict[str, Any] = {"batches": len(results), "per_batch": table_metadata(table)}
     for key in SUMMED:
         if key in table.columns and table.schema[key].is_numeric():
             metadata[key] = table.get_column(key).sum()

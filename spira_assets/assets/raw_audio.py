@@ -11,8 +11,8 @@ from spira_assets.assets.presentation import (
     column_schema,
     data_version,
     image,
-    markdown_table,
     quarantine_summary,
+    table_metadata,
 )
 from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
@@ -149,13 +149,13 @@ def raw_audio(
             "accepted_duration_s": round(result.total_duration_s, 2),
             "seconds": round(elapsed, 2),
             "realtime_factor": round(result.total_duration_s / elapsed, 1) if elapsed else 0.0,
-            "formats": markdown_table(formats),
-            "quarantine": markdown_table(quarantine_summary(result.quarantine)),
+            "formats": table_metadata(formats),
+            "quarantine": table_metadata(quarantine_summary(result.quarantine)),
             "overview": image(raw_audio_overview(result.table), "raw audio overview"),
             "quality_rules": asdict(rules),
             "import_rejections": imported.height,
             **(
-                {"import_quarantine": markdown_table(quarantine_summary(imported))}
+                {"import_quarantine": table_metadata(quarantine_summary(imported))}
                 if imported.height
                 else {}
             ),

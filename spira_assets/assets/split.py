@@ -4,7 +4,7 @@ its participant, with the checks that can actually fail on stored data."""
 import dagster as dg
 import polars as pl
 
-from spira_assets.assets.presentation import column_schema, markdown_table
+from spira_assets.assets.presentation import column_schema, table_metadata
 from spira_assets.assets.waveforms import audio_16k
 from spira_assets.ingest.gates import blocked_batches, describe_blocked
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
@@ -86,7 +86,7 @@ def dataset_split(
         metadata={
             "dagster/row_count": stored.height,
             "participants": stored.get_column("participant").n_unique(),
-            "participants_by_split_and_label": markdown_table(counts),
+            "participants_by_split_and_label": table_metadata(counts),
             "recordings_by_split": {
                 s: int(stored.filter(pl.col("split") == s).height) for s in SPLITS
             },

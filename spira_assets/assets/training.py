@@ -168,7 +168,7 @@ def spira_model(
 ) -> dg.MaterializeResult:
     """SpiraConv trained on the train split of every open batch (one model per seed, the best
     by validation loss kept), on the configured device with on-the-fly noise insertion; saved
-    with its TorchScript export, lineage and the split it was trained on, logged and
+    with its exported program, lineage and the split it was trained on, logged and
     registered in MLflow. The split is verified first (no leak, one pseudonym key, no blocked
     batch). An unchanged input set reuses the existing version instead of retraining, and
     restores its rows and registration if they are gone."""
@@ -227,52 +227,52 @@ def spira_model(
             },
             data_version=dg.DataVersion(version),
         )
-    run_id = mlflow_tracking.start(context.run_id)
-    mlflow.log_params(params)
-    if saved:
-        context.log.warning(
-            f"model version {version} is saved but not registered in {uri}: registering it"
-        )
-        lineage = json.loads((directory / LINEAGE).read_text())
-        mlflow.log_param(
-            "threshold", json.loads((directory / THRESHOLD_FILE).read_text())["threshold"]
-        )
-    else:
-        summary, lineage = _train(
-            context,
+    with mlflow_tracking.run(context.run_id) as run_id:
+        mlflow.log_params(params)
+        if saved:
+            context.log.warning(
+                f"model version {version} is saved but not registered in {uri}: registering it"
+            )
+            lineage = json.loads((directory / LINEAGE).read_text())
+            mlflow.log_param(
+                "threshold", json.loads((directory / THRESHOLD_FILE).read_text())["threshold"]
+            )
+        else:
+            summary, lineage = _train(
+                context,
+                directory,
+                version,
+                inputs,
+                split,
+                recordings,
+                layout,
+                lake,
+                features,
+                training,
+                device,
+                run_id,
+            )
+        lineage["mlflow_run_id"] = run_id
+        (directory / LINEAGE).write_text(json.dumps(lineage, indent=2, default=str))
+        mlflow.log_artifacts(str(directory), artifact_path="spira_model")
+        context.log.info("logging and registering the MLflow pyfunc model")
+        info = log_pyfunc(
             directory,
-            version,
-            inputs,
-            split,
-            recordings,
-            layout,
-            lake,
-            features,
-            training,
-            device,
-            run_id,
+            mlflow_tracking.registered_model,
+            Path(spira_assets.__file__).parent,
+            pinned_requirements(PIP_PACKAGES),
         )
-    lineage["mlflow_run_id"] = run_id
-    (directory / LINEAGE).write_text(json.dumps(lineage, indent=2, default=str))
-    mlflow.log_artifacts(str(directory), artifact_path="spira_model")
-    context.log.info("logging and registering the MLflow pyfunc model")
-    info = log_pyfunc(
-        directory,
-        mlflow_tracking.registered_model,
-        Path(spira_assets.__file__).parent,
-        pinned_requirements(PIP_PACKAGES),
-    )
-    registered = str(info.registered_model_version or "")
-    mlflow.log_metrics(
-        {
-            "val_auroc_mean": summary["val_auroc_mean"],
-            "val_auroc_std": summary["val_auroc_std"],
-            "best_val_loss": summary["val_loss"],
-        }
-    )
-    summary["registered_version"] = registered
-    summary["mlflow_run_id"] = run_id
-    (directory / SUMMARY).write_text(json.dumps(summary, indent=2))
+        registered = str(info.registered_model_version or "")
+        mlflow.log_metrics(
+            {
+                "val_auroc_mean": summary["val_auroc_mean"],
+                "val_auroc_std": summary["val_auroc_std"],
+                "best_val_loss": summary["val_loss"],
+            }
+        )
+        summary["registered_version"] = registered
+        summary["mlflow_run_id"] = run_id
+        (directory / SUMMARY).write_text(json.dumps(summary, indent=2))
     layout.publish(f"models/{version}")  # to object storage when the root is remote
     lake.write_part(MODEL_VERSIONS, version, _version_row(str(layout.root), summary, lineage))
     storage.warehouse().ensure_views()

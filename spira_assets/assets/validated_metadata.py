@@ -13,8 +13,8 @@ from spira_assets.assets.presentation import (
     column_schema,
     data_version,
     image,
-    markdown_table,
     quarantine_summary,
+    table_metadata,
 )
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
@@ -119,7 +119,7 @@ def validated_metadata(
             SPEAKER_WARNING.format(n=not_safe) if not_safe else "guaranteed by participant ids"
         ),
         "seconds": round(time.perf_counter() - started, 2),
-        "quarantine": markdown_table(quarantine_summary(result.quarantine)),
+        "quarantine": table_metadata(quarantine_summary(result.quarantine)),
     }
     if result.file_error:
         metadata["metadata_file_error"] = result.file_error

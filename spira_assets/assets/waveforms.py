@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from spira_assets.assets.presentation import column_schema, data_version, markdown_table
+from spira_assets.assets.presentation import column_schema, data_version, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.audio.quality import (
@@ -191,7 +191,7 @@ def hospital_noise(
             "files_accepted": len(accepted),
             "files_quarantined": len(files) - len(accepted),
             "noise_minutes": round(minutes, 2),
-            "quarantine": markdown_table(
+            "quarantine": table_metadata(
                 pl.DataFrame(
                     {"item": [r.item for r in rejections], "rule": [r.rule for r in rejections]},
                     schema={"item": pl.String, "rule": pl.String},

@@ -1,4 +1,4 @@
-"""A model version on disk: weights, configuration, TorchScript export, lineage, summary."""
+"""A model version on disk: weights, configuration, exported program, lineage, summary."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.train import TrainConfig
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
-WEIGHTS, CONFIG, TORCHSCRIPT, LINEAGE, SUMMARY, SPLIT, THRESHOLD = (
+WEIGHTS, CONFIG, EXPORTED, LINEAGE, SUMMARY, SPLIT, THRESHOLD = (
     "weights.pt",
     "model_config.json",
-    "model.torchscript.pt",
+    "model.pt2",
     "lineage.json",
     "summary.json",
     "split.parquet",
@@ -65,8 +65,7 @@ def save_model_version(
         model = build_model(config)
         model.load_state_dict(state)
         model.eval()
-        example = torch.zeros(1, config["frames"], config["n_features"])
-        torch.jit.trace(model, example).save(str(tmp / TORCHSCRIPT))
+        export(model, config["frames"], config["n_features"], tmp / EXPORTED)
         (tmp / LINEAGE).write_text(json.dumps(lineage, indent=2, default=str))
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
         if split is not None:
@@ -101,5 +100,15 @@ def kept_seeds(directory: Path) -> list[int]:
     return sorted(int(p.stem) for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
-def load_torchscript(directory: Path) -> torch.jit.ScriptModule:
-    return torch.jit.load(str(directory / TORCHSCRIPT)).eval()
+def export(model: SpiraConv, frames: int, n_features: int, path: Path) -> None:
+    """The network as a ``torch.export`` program (any batch size): loadable without our code,
+    the successor of the deprecated TorchScript export."""
+    example = (torch.zeros(2, frames, n_features),)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(model, example, dynamic_shapes={"features": {0: batch}})
+    torch.export.save(program, str(path))
+
+
+def load_exported(directory: Path) -> torch.nn.Module:
+    """The exported program of a model version, as a callable module."""
+    return torch.export.load(str(directory / EXPORTED)).module()

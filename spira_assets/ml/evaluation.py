@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_curve
 
 from spira_assets.ml.metrics import auroc
 
@@ -30,23 +31,18 @@ METRICS = (
 
 
 def auprc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (the step-wise area under precision-recall, as scikit-learn)."""
+    """Average precision (scikit-learn); nan without positives."""
     labels = np.asarray(labels).astype(bool)
-    if labels.sum() == 0:
+    if not labels.any():
         return float("nan")
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
-    sorted_scores = np.asarray(scores, dtype=np.float64)[order]
-    hits = labels[order]
-    distinct = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(hits) - 1]
-    true_pos = np.cumsum(hits)[distinct]
-    predicted = distinct + 1
-    precision = true_pos / predicted
-    recall = true_pos / labels.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(labels, np.asarray(scores, dtype=np.float64)))
 
 
 def brier(labels: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.mean((np.asarray(scores, dtype=np.float64) - np.asarray(labels)) ** 2))
+    """Brier score (scikit-learn)."""
+    return float(
+        brier_score_loss(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64))
+    )
 
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
@@ -103,18 +99,15 @@ def all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dic
 
 
 def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold maximizing sensitivity + specificity - 1 (ties: the lowest)."""
+    """The score threshold maximizing sensitivity + specificity - 1 over scikit-learn's ROC
+    curve (ties: the highest threshold); 0.5 without both classes."""
     labels = np.asarray(labels).astype(bool)
-    candidates = np.unique(np.asarray(scores, dtype=np.float64))
-    if labels.all() or not labels.any() or candidates.size == 0:
+    if labels.all() or not labels.any():
         return 0.5
-    best, best_j = 0.5, -np.inf
-    for threshold in candidates:
-        m = threshold_metrics(labels, scores, float(threshold))
-        j = m["sensitivity"] + m["specificity"] - 1
-        if j > best_j:
-            best, best_j = float(threshold), j
-    return best
+    fpr, tpr, thresholds = roc_curve(labels, np.asarray(scores, dtype=np.float64))
+    finite = np.isfinite(thresholds)
+    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
+    return float(thresholds[best])
 
 
 def aggregate(windows: pl.DataFrame, level: str) -> pl.DataFrame:

@@ -1,16 +1,22 @@
-"""``spira sweep`` and ``spira reproduce``: experiments over training parameters and the
-recreation of a past model version for an audit (registered on the ``spira`` group)."""
+"""Commands on models: ``predict``, ``sweep``, ``reproduce``."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from spira_assets.cli import (
+if TYPE_CHECKING:
+    from spira_assets.ml.inference import FileScore
+from dataclasses import replace
+from datetime import UTC
+from typing import Any
+
+from spira_assets.cli.app import (
     DATA_DIR_OPTION,
     PROFILE_OPTION,
     CliError,
@@ -19,6 +25,52 @@ from spira_assets.cli import (
     _run_shared,
     main,
 )
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per file (full-precision probability), for scripts.",
+)
+@DATA_DIR_OPTION
+def predict(files: tuple[Path, ...], device: str, as_json: bool, data_dir: str | None) -> None:
+    """Score audio files with the champion model: probability of respiratory insufficiency and
+    the decision at the threshold chosen on validation data, per file."""
+    from spira_assets.ml.inference import score_files
+    from spira_assets.ml.tracking import RegistryError, champion_model_version, default_tracking_uri
+
+    layout = _layout(data_dir)
+    root = _local_root(layout)
+    try:
+        version = champion_model_version(default_tracking_uri(root))
+    except RegistryError as error:
+        raise CliError(str(error)) from error
+    if version is None or not (root / "models" / version).exists():
+        raise CliError("no champion model yet: run `spira demo` (or materialize `champion`) first")
+    scores = score_files(list(files), root / "models" / version, device)
+    if as_json:
+        for s in scores:
+            click.echo(json.dumps({"model_version": version, **asdict(s)}))
+    else:
+        _print_scores(version, scores)
+    failed = sum(1 for s in scores if s.error)
+    if failed:
+        raise CliError(f"{failed} of {len(scores)} files could not be scored")
+
+
+def _print_scores(version: str, scores: list[FileScore]) -> None:
+    click.echo(f"champion model {version}")
+    click.echo(f"{'probability':>11}  {'decision':<26}  file")
+    for s in scores:
+        if s.error:
+            click.echo(f"{'-':>11}  {'error':<26}  {s.path}: {s.error}")
+        else:
+            decision = "respiratory insufficiency" if s.decision else "no insufficiency"
+            click.echo(f"{s.probability:>11.4f}  {decision:<26}  {s.path}")
 
 
 @main.command()
