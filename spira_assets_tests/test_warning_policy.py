@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PLANTED = '''
+PLANTED = """
 import warnings
 
 
@@ -18,7 +18,7 @@ def test_ours():
 
 def test_a_library():
     warnings.warn_explicit("old API", DeprecationWarning, "y.py", 1, module="torch.y")
-'''
+"""
 
 
 def test_our_deprecations_fail_and_libraries_do_not(tmp_path: Path) -> None:
