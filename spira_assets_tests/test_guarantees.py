@@ -277,5 +277,6 @@ def test_overlapping_training_runs_each_judge_their_own_model() -> None:
     first, second = trained_in_a_run("version-a"), trained_in_a_run("version-b")
     log = SimpleNamespace(info=lambda message: None)
     for run_id, expected in ((first, "version-a"), (second, "version-b"), ("other", "version-b")):
-        context = SimpleNamespace(instance=instance, run_id=run_id, log=log)
+        run = SimpleNamespace(run_id=run_id)
+        context = SimpleNamespace(instance=instance, run=run, log=log)
         assert model_version_of_run(context, "spira_model") == expected  # type: ignore[arg-type]

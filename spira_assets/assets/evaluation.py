@@ -47,7 +47,7 @@ def model_version_of_run(
     records = context.instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
     for record in records:
         materialization = record.asset_materialization
-        if record.run_id == context.run_id and materialization is not None:
+        if record.run_id == context.run.run_id and materialization is not None:
             return str(materialization.metadata["model_version"].value)
     if records and records[0].asset_materialization is not None:
         version = str(records[0].asset_materialization.metadata["model_version"].value)

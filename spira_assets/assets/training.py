@@ -227,7 +227,7 @@ def spira_model(
             },
             data_version=dg.DataVersion(version),
         )
-    with mlflow_tracking.run(context.run_id) as run_id:
+    with mlflow_tracking.run(context.run.run_id) as run_id:
         mlflow.log_params(params)
         if saved:
             context.log.warning(
