@@ -1,0 +1,66 @@
+"""Ordered, bounded maps over worker processes.
+
+Decoding and measuring audio is CPU-bound and part of it holds the GIL (numpy on small
+blocks, the Python loop around libsndfile), so threads gave 1.18x on 2 cores where processes
+give close to 2x. The pool is created on first use and kept for the life of the process: a
+forkserver start costs a fraction of a second, which a single batch should not pay every time.
+Workers are started from a fresh forkserver (never ``fork``): the caller may hold threads
+(Dagster's) and torch's OpenMP pool, which a forked child must not inherit.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    pool = _POOLS.get(workers)
+    if pool is None:
+        context = multiprocessing.get_context("forkserver")
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        _POOLS[workers] = pool
+    return pool
+
+
+def shutdown_pools() -> None:
+    """Stop every worker process (benchmarks measure a cold start; tests clean up)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, in_flight: int | None = None
+) -> Iterator[R]:
+    """``map(fn, items)`` in order on ``workers`` processes (in this process when 1), with at
+    most ``in_flight`` results pending so a large batch is never held in memory at once.
+    ``fn`` and the items must be picklable."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    pool = process_pool(workers)
+    limit = in_flight or 2 * workers
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    except BrokenProcessPool:
+        _POOLS.pop(workers, None)  # a worker died (killed, out of memory): start afresh next time
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
