@@ -104,7 +104,7 @@ class FeatureSettings(dg.ConfigurableResource):
     batch_seconds: float = Field(
         default=0.0,
         description="Audio per transform chunk during extraction (bounds memory); 0 = the "
-        "measured default of the device (4 s on CPU).",
+        "measured default of the device (2 s on CPU).",
     )
 
     def config(self) -> FeatureConfig:

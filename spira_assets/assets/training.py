@@ -28,7 +28,13 @@ from spira_assets.ml.artifacts import (
     save_model_version,
 )
 from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
-from spira_assets.ml.inputs import local_shards, noise_bank, windows_by_split, with_split
+from spira_assets.ml.inputs import (
+    local_shards,
+    noise_bank,
+    training_resampler,
+    windows_by_split,
+    with_split,
+)
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
 from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
 from spira_assets.ml.split import SplitConfig, key_ids_by_batch, split_problems
@@ -348,7 +354,7 @@ def _train(
     best = min(results, key=lambda r: r.best_val_loss)
     aurocs = np.array([r.best.val_auroc for r in results])
     frames = round(train_config.window_s * feature_config.sample_rate / feature_config.hop_length)
-    config = model_config(feature_config, train_config, frames)
+    config = model_config(feature_config, train_config, frames, training_resampler(recordings))
     lineage = {
         **inputs,
         "model_version": version,

@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from spira_assets.audio.quality import AudioQualityRules, AudioStats, measure
-from spira_assets.audio.resample import RESAMPLER_VERSION, stream_resampler, to_int16
+from spira_assets.audio.resample import (
+    RESAMPLER_VERSION,
+    StreamResampler,
+    stream_resampler,
+    to_int16,
+)
 
 TARGET_RATE = 16_000
 
@@ -22,7 +27,7 @@ class _Collector:
     def __init__(self, target_rate: int, version: str) -> None:
         self.target_rate, self.version = target_rate, version
         self.parts: list[np.ndarray] = []
-        self._stream = None
+        self._stream: StreamResampler | None = None
 
     def __call__(self, mono: np.ndarray, rate: int) -> None:
         if self._stream is None:

@@ -83,10 +83,10 @@ def assemble_waveform_shard(
         for i, recording in enumerate(recordings):
             if recording.landed is None:
                 continue
-            shard, offset, samples = recording.landed
+            shard, offset, length = recording.landed
             if shard not in maps:
                 maps[shard] = open_shard(shard, np.int16)
-            spans[i] = writer.append(maps[shard][offset : offset + samples])
+            spans[i] = writer.append(maps[shard][offset : offset + length])
             done += 1
             if progress and done % 100 == 0:
                 progress(done, len(recordings))
