@@ -32,6 +32,11 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
+def worker_pids() -> list[int]:
+    """Process ids of the live workers (for measurements such as their peak memory)."""
+    return [pid for pool in _POOLS.values() for pid in (pool._processes or {})]
+
+
 def shutdown_pools() -> None:
     """Stop every worker process (benchmarks measure a cold start; tests clean up)."""
     while _POOLS:
