@@ -20,6 +20,11 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+# What the forkserver imports once for every worker it forks: the per-file work of raw_audio
+# and audio_16k (no polars, torch or Dagster). It replaces the default, ``__main__``, which for
+# the ``spira`` or ``dagster`` command would import the whole CLI in the server first.
+PRELOAD = ["spira_assets.ingest.inspect", "spira_assets.features.waveforms"]
+
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
@@ -27,6 +32,7 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     pool = _POOLS.get(workers)
     if pool is None:
         context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)  # no effect once this process's server runs
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         _POOLS[workers] = pool
     return pool
