@@ -11,6 +11,9 @@ Workers are started from a fresh forkserver (never ``fork``): the caller may hol
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,12 +31,36 @@ PRELOAD = ["spira_assets.ingest.inspect", "spira_assets.features.waveforms"]
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
+def _exit_with(parent: int) -> None:
+    """Worker initializer: leave when the process that made the pool is gone. A worker's
+    parent is the forkserver, and each worker holds the write end of its own task queue, so
+    without this a killed caller (``kill -9``, an out-of-memory kill) would leave the server and
+    its workers waiting forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # alive, someone else's
+                pass
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
     pool = _POOLS.get(workers)
     if pool is None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)  # no effect once this process's server runs
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_exit_with,
+            initargs=(os.getpid(),),
+        )
         _POOLS[workers] = pool
     return pool
 
