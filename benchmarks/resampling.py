@@ -10,14 +10,15 @@ output is known exactly, whichever resampler is judged):
   - alias tones: tones between 8.5 and 21 kHz (above the new Nyquist frequency) that must
     vanish; their level in the output (lower is better, -96 dB is the int16 store's floor);
   - sweep: a 0 Hz -> Nyquist linear chirp; output level while it is above 8.5 kHz;
-  - difference to a high-quality reference (a 128-zero-crossing Kaiser FIR, scipy) on the
-    sweep, in dB below the signal.
+  - difference to a high-quality reference (a long Kaiser-windowed FIR through scipy's
+    resample_poly) on the sweep while it is below 7 kHz, in dB below the signal.
 Speed: 60 s of noise per source rate, one thread, best of 5, as x realtime.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from math import gcd
 
 import numpy as np
@@ -58,9 +59,22 @@ def db(ratio: float) -> float:
     return float(10 * np.log10(ratio))
 
 
+def speed_cases(noise: np.ndarray, rate: int) -> list[tuple[str, Callable[[], object]]]:
+    kernel = torchaudio.transforms.Resample(rate, TARGET)
+    return [
+        ("torchaudio, kernel cached", lambda: kernel(torch.from_numpy(noise))),
+        ("torchaudio, kernel built per call", lambda: torchaudio_sinc(noise, rate)),
+        ("soxr HQ", lambda: soxr.resample(noise, rate, TARGET, "HQ")),
+        ("soxr VHQ", lambda: soxr.resample(noise, rate, TARGET, "VHQ")),
+    ]
+
+
 def main() -> None:
     torch.set_num_threads(1)
-    print("| source | resampler | in-band SNR dB | gain 7.5 kHz dB | alias tones dB | sweep >8.5 kHz dB | vs reference dB |")
+    print(
+        "| source | resampler | in-band SNR dB | gain 7.5 kHz dB | alias tones dB "
+        "| sweep >8.5 kHz dB | vs reference dB |"
+    )
     print("|---|---|---|---|---|---|---|")
     edge = slice(1_600, -1_600)  # 0.1 s at each end
     for rate in (48_000, 44_100, 22_050):
@@ -68,11 +82,15 @@ def main() -> None:
         x = tones(inband, rate).astype(np.float32)
         ideal = tones(inband, TARGET)
         xe = tones([7_500], rate).astype(np.float32)
-        alias = [8_500, 9_500, 11_000, 13_000, 15_000, 19_000, 21_000] if rate >= 44_100 else [
-            8_500,
-            9_000,
-            10_000,
-        ]
+        alias = (
+            [8_500, 9_500, 11_000, 13_000, 15_000, 19_000, 21_000]
+            if rate >= 44_100
+            else [
+                8_500,
+                9_000,
+                10_000,
+            ]
+        )
         xa = tones(alias, rate).astype(np.float32)
         t = np.arange(int(SECONDS * rate)) / rate
         top = rate / 2
@@ -88,7 +106,8 @@ def main() -> None:
             m = min(len(yc), len(ref))
             above = slice(int(8_500 / top * SECONDS * TARGET) + 800, m - 1_600)
             sweep = db(np.mean(yc[above] ** 2) / np.mean(chirp**2))
-            diff = db(np.mean((yc[:m][edge] - ref[:m][edge]) ** 2) / np.mean(ref[:m][edge] ** 2))
+            below = slice(1_600, int(7_000 / top * SECONDS * TARGET))  # sweep under 7 kHz
+            diff = db(np.mean((yc[below] - ref[below]) ** 2) / np.mean(ref[below] ** 2))
             print(
                 f"| {rate} Hz | {name} | {snr:.1f} | {gain:.2f} | {folded:.1f} | {sweep:.1f} | "
                 f"{diff:.1f} |"
@@ -97,13 +116,7 @@ def main() -> None:
     print("|---|---|---|")
     for rate in (48_000, 44_100):
         noise = (np.random.default_rng(0).standard_normal(rate * 60) * 0.1).astype(np.float32)
-        kernel = torchaudio.transforms.Resample(rate, TARGET)
-        for name, run in (
-            ("torchaudio, kernel cached", lambda: kernel(torch.from_numpy(noise))),
-            ("torchaudio.functional (per call)", lambda: torchaudio_sinc(noise, rate)),
-            ("soxr HQ", lambda: soxr.resample(noise, rate, TARGET, "HQ")),
-            ("soxr VHQ", lambda: soxr.resample(noise, rate, TARGET, "VHQ")),
-        ):
+        for name, run in speed_cases(noise, rate):
             best = float("inf")
             for _ in range(5):
                 started = time.perf_counter()
