@@ -3,8 +3,10 @@ while that PCM is there; worker processes change nothing; the resampler is soxr,
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +33,7 @@ from spira_assets.audio.resample import (
 )
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.batch_source import BatchSource
-from spira_assets.ingest.raw_audio import ingest_raw_audio
+from spira_assets.ingest.raw_audio import FirstOccurrence, ingest_raw_audio
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import model_config, save_model_version
 from spira_assets.ml.inference import Scorer
@@ -128,24 +130,43 @@ def test_landed_pcm_is_the_one_decode_resampled_with_soxr(layout: DataLayout) ->
 def test_worker_processes_give_the_same_outcomes_as_one_process(
     tmp_path: Path, defect_corpus: Path, pseudonymizer: Pseudonymizer
 ) -> None:
-    """Every planted defect of the corpus is judged the same, the raw-store copies and the
-    accepted PCM are the same, whether one process or two worker processes decode."""
+    """Every planted fault is judged the same, the raw-store copies and the accepted PCM are
+    the same, whether one process or two worker processes decode: the corpus's defects plus
+    NaN audio, a duplicate in the batch, one from an earlier batch, a text file, a dangling
+    link and a pipe."""
     layout = data_root_with(tmp_path, defect_corpus)
     source = BatchSource.open(layout, "demo-001")
+    folder = Path(str(source.directory))
+    audio = sorted((folder / "audio").iterdir())
+    nan = np.full(16_000, np.nan, dtype=np.float32)
+    sf.write(folder / "nan.wav", nan, 16_000, subtype="FLOAT")
+    shutil.copy(audio[0], folder / f"copy-in-batch{audio[0].suffix}")
+    (folder / "notes.txt").write_text("not audio")
+    (folder / "gone.wav").symlink_to(folder / "never-uploaded.wav")
+    os.mkfifo(folder / "pipe.wav")
+    earlier_sha = hashlib.sha256(audio[1].read_bytes()).hexdigest()
+    elsewhere = {earlier_sha: FirstOccurrence("demo-000", "audio/first.wav")}
     results = {}
     for workers in (1, 2):
         pcm: dict[str, list[int]] = {}
         store = RawStore(UPath(tmp_path / f"raw-{workers}"))
         result = ingest_raw_audio(
             "demo-001", source.directory, store, RULES, pseudonymizer,
-            source.redactor(pseudonymizer), NOW, workers=workers,
+            source.redactor(pseudonymizer), NOW, workers=workers, elsewhere=elsewhere,
             pcm_sink=lambda sha, samples, pcm=pcm: pcm.setdefault(sha, samples.tolist()),
         )  # fmt: skip
         stored = sorted(p.name for p in Path(str(store.root)).rglob("*") if p.is_file())
         results[workers] = (result.table, result.quarantine, stored, pcm)
     shutdown_pools()
     (table1, quarantine1, stored1, pcm1), (table2, quarantine2, stored2, pcm2) = results.values()
-    assert quarantine1.height >= 5 and table1.equals(table2) and quarantine1.equals(quarantine2)
+    rules = set(quarantine1.get_column("rule"))
+    assert rules >= {
+        "non_finite", "duplicate_content", "unsupported_format", "dangling_link", "not_a_file",
+        "truncated", "empty_file", "undecodable", "silent", "clipped", "too_short",
+        "too_many_channels",
+    }  # fmt: skip
+    assert quarantine1.filter(pl.col("rule") == "duplicate_content").height == 2
+    assert table1.equals(table2) and quarantine1.equals(quarantine2)
     assert stored1 == stored2 and pcm1 == pcm2
     assert set(pcm1) == set(table1.filter(pl.col("accepted")).get_column("audio_sha256"))
 
