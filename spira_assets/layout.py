@@ -48,6 +48,7 @@ class DataLayout:
     - ``landing/<batch_id>/`` : what the collection app uploads (raw zone, contains PHI)
     - ``landing/noise/``      : hospital ambience for augmentation
     - ``raw/<aa>/<sha256>.<ext>`` : immutable content-addressed copy of accepted audio
+    - ``waveforms/landed/<batch_id>@<token>.int16`` : raw_audio's 16 kHz PCM of accepted files
     - ``waveforms/16k/<batch_id>@<token>.int16`` : accepted audio at 16 kHz mono, per batch
     - ``waveforms/noise/hospital_noise@<token>.int16`` : the noise set at 16 kHz mono
     - ``features/<config_hash>/<batch_id>@<token>.f32`` : feature frames per config and batch
@@ -181,6 +182,13 @@ class DataLayout:
         from spira_assets.batches import require_valid_batch_id
 
         return f"waveforms/16k/{require_valid_batch_id(batch_id)}@{token}.int16"
+
+    def landed_shard(self, batch_id: str, token: str) -> str:
+        """Relative path of the 16 kHz PCM that ``raw_audio`` made of a batch's accepted files
+        (``audio_16k`` copies from it)."""
+        from spira_assets.batches import require_valid_batch_id
+
+        return f"waveforms/landed/{require_valid_batch_id(batch_id)}@{token}.int16"
 
     def noise_shard(self, token: str) -> str:
         return f"waveforms/noise/hospital_noise@{token}.int16"

@@ -104,7 +104,9 @@ class FeatureSettings(dg.ConfigurableResource):
     log_mels: bool = _FEATURES.log_mels
     normalized: bool = _FEATURES.normalized
     batch_seconds: float = Field(
-        default=240.0, description="Audio per device batch during extraction (memory bound)."
+        default=0.0,
+        description="Audio per transform chunk during extraction (bounds memory); 0 = the "
+        "measured default of the device (2 s on CPU).",
     )
 
     def config(self) -> FeatureConfig:

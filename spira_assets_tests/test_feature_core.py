@@ -11,7 +11,7 @@ import torch
 import torchaudio
 
 from spira_assets.features.config import FeatureConfig, WindowConfig
-from spira_assets.features.extract import FeatureExtractor, FeatureStats, length_groups
+from spira_assets.features.extract import FeatureExtractor, FeatureStats
 from spira_assets.features.windows import cut, instances, window_starts
 from spira_assets.storage.shards import ShardWriter, open_shard, remove_superseded
 
@@ -86,12 +86,17 @@ def test_batched_extraction_equals_per_clip_reference(kind: str) -> None:
         np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4)
 
 
-def test_length_groups_cover_every_clip_once_within_budget() -> None:
-    lengths = [5, 100, 30, 30, 90, 1, 60]
-    groups = list(length_groups(lengths, budget=120))
-    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-    for group in groups:
-        assert len(group) == 1 or max(lengths[i] for i in group) * len(group) <= 120
+@pytest.mark.parametrize("chunk_frames", [1, 7, 100, 10_000])
+def test_clips_split_across_chunks_still_equal_the_per_clip_reference(chunk_frames: int) -> None:
+    """Chunks of frames cut through clips (a clip longer than a chunk, several clips in one):
+    each clip's features are still torchaudio's transform of that clip alone."""
+    generator = torch.Generator().manual_seed(1)
+    clips = [torch.randn(n, generator=generator) * s for n, s in ((48_000, 0.3), (801, 1e-3))]
+    clips.append(torch.randn(20_000, generator=generator) * 0.05)
+    reference = FeatureConfig().build_transform()
+    ours = FeatureExtractor(FeatureConfig(), chunk_frames=chunk_frames).batch(clips)
+    for features, clip in zip(ours, clips, strict=True):
+        np.testing.assert_allclose(features, reference(clip).T.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_running_statistics_equal_numpy() -> None:
@@ -169,4 +174,7 @@ def test_a_quiet_clip_does_not_depend_on_a_loud_neighbour() -> None:
     extractor = FeatureExtractor(FeatureConfig())
     (alone,) = extractor.batch([quiet])
     together, _ = extractor.batch([quiet, loud])
-    np.testing.assert_array_equal(alone, together)
+    # a shared 80 dB floor would lift the quiet clip's values by tens of dB; what packing it
+    # into other chunks may change is float32 rounding of the filterbank product (about 1e-6)
+    np.testing.assert_allclose(alone, together, rtol=1e-5, atol=1e-4)
+    assert alone.min() == together.min()

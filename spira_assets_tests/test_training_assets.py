@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from upath import UPath
 
+from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.ml.tracking import REGISTERED_MODEL
 from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
@@ -58,6 +59,8 @@ def test_model_is_trained_tracked_registered_and_reused(root: Path) -> None:
 
     lineage = json.loads((Path(model["directory"]) / "lineage.json").read_text())
     assert set(lineage["batches"]) == {"demo-001", "demo-002"}
+    config = json.loads((Path(model["directory"]) / "model_config.json").read_text())
+    assert config["resampler"] == RESAMPLER_VERSION  # inference decodes uploads with it
     assert lineage["feature_config_hash"] and lineage["code_version"]
     assert lineage["packages"]["torch"].startswith("2.11")
     assert {p.name for p in Path(model["directory"]).iterdir()} >= {

@@ -55,7 +55,9 @@ def spectrogram_features(
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Features of every recording in ``audio_16k`` with the configured transform on the
-    configured device, stored as float32 frames under ``features/<config_hash>/``, with an index
+    configured device (each recording's frames equal torchaudio's transform of it alone,
+    computed in cache-sized chunks of frames of consecutive recordings), stored as float32
+    frames under ``features/<config_hash>/``, with an index
     (frame offset, frames, 4 s/1 s windows) and per-coefficient statistics for drift checks.
     A backfill does a range of batches in one run; blocked batches are refused."""
     require_open(storage.lake(), context.partition_keys)
@@ -77,7 +79,10 @@ def _features(
     device = compute.torch_device()
     layout, lake = storage.layout(), storage.lake()
     index = lake.read_part(AUDIO_16K, batch_id)
-    token = data_version([config_hash, *sorted(index.get_column("audio_sha256"))]).value[:12]
+    # the waveform shards' names carry their resampler and content: new audio, new features
+    token = data_version(
+        [config_hash, *sorted(index.get_column("shard").unique()), *sorted(index["audio_sha256"])]
+    ).value[:12]
     shard = layout.feature_shard(config_hash, batch_id, token)
     spans = list(index.select("sample_offset", "samples").iter_rows())
     samples = (
@@ -89,7 +94,8 @@ def _features(
     stats = FeatureStats(config.n_features)
     labels = index.get_column("label").to_list()
     examples: dict[str, np.ndarray] = {}
-    extractor = FeatureExtractor(config, device)
+    chunk = round(features.batch_seconds * config.sample_rate / config.hop_length) or None
+    extractor = FeatureExtractor(config, device, chunk_frames=chunk)
     with ShardWriter(layout.local(shard), np.float32, config.n_features) as writer:
 
         def sink(i: int, frames: np.ndarray) -> None:
@@ -98,7 +104,7 @@ def _features(
             name = "patient (1)" if labels[i] == 1 else "control (0)"
             examples.setdefault(name, frames[:1000])
 
-        extractor.run(samples, spans, sink, batch_samples=int(features.batch_seconds * 16_000))
+        extractor.run(samples, spans, sink)
         writer.commit()
     window_config = WindowConfig()
     table = index.select(

@@ -14,18 +14,21 @@ from spira_assets.assets.presentation import (
     quarantine_summary,
     table_metadata,
 )
+from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
+from spira_assets.features.waveforms import LandedPcm
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import QUARANTINE_SHARE
 from spira_assets.ingest.provenance import IMPORT_STAGE
 from spira_assets.ingest.quarantine import Rejection, counts_by_rule, quarantine_frame
 from spira_assets.ingest.raw_audio import STAGE, FirstOccurrence, ingest_raw_audio
 from spira_assets.ingest.schemas import RawAudioTable
+from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import raw_audio_overview
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
 from spira_assets.storage.lake import Lake
-from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO
+from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, RAW_AUDIO_16K
 
 QUARANTINE_CHECK = QUARANTINE_SHARE
 
@@ -62,6 +65,30 @@ def import_quarantine(batch_id: str, source: BatchSource, now: datetime) -> pl.D
     return quarantine_frame(batch_id, IMPORT_STAGE, rejections, now)
 
 
+def commit_landed(layout: DataLayout, batch_id: str, landed: LandedPcm) -> str:
+    """Name the accepted PCM by its content and resampler, publish it; its relative path."""
+    token = data_version([RESAMPLER_VERSION, *sorted(landed.spans)]).value[:12]
+    shard = layout.landed_shard(batch_id, token)
+    landed.commit(layout.local(shard))
+    layout.publish(shard)  # before the index that points to it
+    return shard
+
+
+def landed_index(batch_id: str, shard: str, landed: LandedPcm) -> pl.DataFrame:
+    shas = list(landed.spans)
+    return pl.DataFrame(
+        {
+            "batch_id": [batch_id] * len(shas),
+            "audio_sha256": shas,
+            "resampler": [RESAMPLER_VERSION] * len(shas),
+            "sample_offset": [landed.spans[s][0] for s in shas],
+            "samples": [landed.spans[s][1] for s in shas],
+            "shard": [shard] * len(shas),
+        },
+        schema=RAW_AUDIO_16K.schema,
+    )
+
+
 @dg.asset(
     partitions_def=collection_batch,
     group_name="ingest",
@@ -78,9 +105,11 @@ def raw_audio(
     pseudonyms: PseudonymResource,
     policy: IngestPolicy,
 ) -> dg.MaterializeResult:
-    """Decode every audio file of the batch (soundfile), record content SHA-256, format, rate,
-    channels, duration, peak, RMS, clipping and silence; copy accepted audio into the immutable
-    content-addressed raw store; quarantine files that cannot be decoded or break a rule."""
+    """Decode every audio file of the batch once (soundfile, worker processes), record content
+    SHA-256, format, rate, channels, duration, peak, RMS, clipping and silence; copy accepted
+    audio into the immutable content-addressed raw store; keep its 16 kHz mono PCM, resampled
+    from the same decode, for ``audio_16k`` (``raw_audio_16k``); quarantine files that cannot
+    be decoded or break a rule."""
     batch_id = context.partition_key
     started = time.perf_counter()
     try:
@@ -89,21 +118,31 @@ def raw_audio(
         raise dg.Failure(str(error)) from error
     pseudonymizer = pseudonyms.pseudonymizer()
     rules = policy.audio_rules()
-    lake = storage.lake()
-    result = ingest_raw_audio(
-        batch_id,
-        source.directory,
-        storage.raw_store(),
-        rules,
-        pseudonymizer,
-        source.redactor(pseudonymizer),
-        datetime.now(UTC),
-        workers=policy.decode_workers,
-        progress=lambda done, total: context.log.info(f"{batch_id}: judged {done}/{total} files"),
-        elsewhere=first_occurrences(lake, batch_id),
-    )
+    layout, lake = storage.layout(), storage.lake()
+    landed = LandedPcm(layout.local(layout.landed_shard(batch_id, "pending")))
+    try:
+        result = ingest_raw_audio(
+            batch_id,
+            source.directory,
+            storage.raw_store(),
+            rules,
+            pseudonymizer,
+            source.redactor(pseudonymizer),
+            datetime.now(UTC),
+            workers=policy.decode_workers,
+            progress=lambda done, total: context.log.info(
+                f"{batch_id}: judged {done}/{total} files"
+            ),
+            elsewhere=first_occurrences(lake, batch_id),
+            pcm_sink=landed,
+        )
+        pcm_shard = commit_landed(layout, batch_id, landed)
+    finally:
+        landed.abort()
     now = datetime.now(UTC)
     imported = import_quarantine(batch_id, source, now)
+    lake.write_part(RAW_AUDIO_16K, batch_id, landed_index(batch_id, pcm_shard, landed))
+    layout.remove_superseded(pcm_shard)
     lake.write_part(RAW_AUDIO, batch_id, result.table)
     lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
     lake.write_part(QUARANTINE, batch_id, imported, sub=IMPORT_STAGE)
@@ -154,6 +193,7 @@ def raw_audio(
             "overview": image(raw_audio_overview(result.table), "raw audio overview"),
             "quality_rules": asdict(rules),
             "import_rejections": imported.height,
+            "pcm_16k_shard": pcm_shard,
             **(
                 {"import_quarantine": table_metadata(quarantine_summary(imported))}
                 if imported.height

@@ -34,6 +34,7 @@ from spira_assets.ml.inputs import (
     noise_bank,
     recordings_by_split,
     stored_features,
+    training_resampler,
     with_split,
 )
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
@@ -363,7 +364,9 @@ def _train(
     best = min(results, key=lambda r: r.best_val_loss)
     aurocs = np.array([r.best.val_auroc for r in results])
     featurizer = train_config.featurizer(feature_config, device)
-    config = model_config(feature_config, train_config, featurizer.frames)
+    config = model_config(
+        feature_config, train_config, featurizer.frames, training_resampler(recordings)
+    )
     lineage = {
         **inputs,
         "model_version": version,

@@ -1,60 +1,84 @@
-"""Assets ``audio_16k`` (per batch) and ``hospital_noise``: audio decoded once into 16 kHz
-mono int16 shards that training and feature extraction memory-map."""
+"""Assets ``audio_16k`` (per batch) and ``hospital_noise``: 16 kHz mono int16 shards that
+training and feature extraction memory-map. ``RESAMPLER_VERSION`` (audio/resample.py) enters
+every shard token and data version: a change of resampler makes new shards, never rewrites
+old ones."""
 
 import hashlib
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from spira_assets.assets.presentation import column_schema, data_version, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
+from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.validated_metadata import validated_metadata
+from spira_assets.audio.decode import TARGET_RATE, decode_16k
 from spira_assets.audio.quality import (
     SUPPORTED_SUFFIXES,
     AudioDecodeError,
     AudioQualityRules,
     judge,
-    measure,
 )
-from spira_assets.audio.resample import MonoResampler
+from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.batches import is_control_file
 from spira_assets.checks import require_open
-from spira_assets.features.config import TARGET_RATE
-from spira_assets.features.waveforms import write_waveform_shard
+from spira_assets.features.waveforms import Recording, assemble_waveform_shard
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
+from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, StorageResource
+from spira_assets.storage.lake import Lake
+from spira_assets.storage.shards import ShardWriter
 from spira_assets.storage.tables import (
     AUDIO_16K,
     HOSPITAL_NOISE,
     QUARANTINE,
+    RAW_AUDIO_16K,
     UNPARTITIONED,
     VALIDATED_METADATA,
 )
 
-RESAMPLER_VERSION = "torchaudio-sinc-hann-6"
+__all__ = ["RESAMPLER_VERSION", "audio_16k", "hospital_noise"]
 
 
 @dg.asset(
     partitions_def=collection_batch,
-    deps=[validated_metadata],
+    deps=[raw_audio, validated_metadata],
     group_name="features",
-    kinds={"torch", "numpy", "parquet"},
+    kinds={"numpy", "parquet"},
     metadata={"dagster/column_schema": column_schema(AUDIO_16K)},
     backfill_policy=SINGLE_RUN,
 )
 def audio_16k(
     context: dg.AssetExecutionContext, storage: StorageResource, policy: IngestPolicy
 ) -> dg.MaterializeResult:
-    """Every accepted recording of the batch decoded, downmixed to mono and resampled to
-    16 kHz (torchaudio), appended to one memory-mappable int16 shard per batch; the index
-    (offset, length, pseudonym, label, utterance) goes to the ``audio_16k`` table. A backfill
-    does a range of batches in one run. A batch that failed a blocking ingest check is
-    refused, whatever started the run."""
+    """Every recording ``validated_metadata`` kept, as 16 kHz mono int16 in one
+    memory-mappable shard per batch, copied from the PCM ``raw_audio`` resampled (soxr) from
+    the decode that measured each file: nothing is decoded here, except recordings whose PCM
+    is missing or came from another resampler version (re-decoded from the raw store and
+    counted in ``decoded_again``). The index (offset, length, pseudonym, label, utterance,
+    resampler) goes to the ``audio_16k`` table. A backfill does a range of batches in one run.
+    A batch that failed a blocking ingest check is refused, whatever started the run."""
     require_open(storage.lake(), context.partition_keys)
     return per_batch(context, lambda batch_id: _audio_16k(context, batch_id, storage, policy))
+
+
+def landed_pcm(layout: DataLayout, lake: Lake, batch_id: str) -> dict[str, tuple[Path, int, int]]:
+    """raw_audio's PCM of the batch made with the current resampler, by content hash."""
+    if not lake.has_part(RAW_AUDIO_16K, batch_id):
+        return {}
+    index = lake.read_part(RAW_AUDIO_16K, batch_id).filter(pl.col("resampler") == RESAMPLER_VERSION)
+    shards = {s: layout.fetch(s) for s in index.get_column("shard").unique().to_list()}
+    return {
+        sha: (shards[shard], offset, samples)
+        for sha, shard, offset, samples in index.select(
+            "audio_sha256", "shard", "sample_offset", "samples"
+        ).iter_rows()
+    }
 
 
 def _audio_16k(
@@ -65,13 +89,23 @@ def _audio_16k(
     metadata = lake.read_part(VALIDATED_METADATA, batch_id).sort("audio_sha256")
     token = data_version([RESAMPLER_VERSION, *metadata.get_column("audio_sha256")]).value[:12]
     shard = layout.waveform_shard(batch_id, token)
-    spans = write_waveform_shard(
-        [layout.root / uri for uri in metadata.get_column("raw_uri")],
+    landed = landed_pcm(layout, lake, batch_id)
+    recordings = [
+        Recording(sha, layout.root / uri, landed.get(sha))
+        for sha, uri in metadata.select("audio_sha256", "raw_uri").iter_rows()
+    ]
+    spans, decoded_again = assemble_waveform_shard(
+        recordings,
         layout.local(shard),
-        MonoResampler(TARGET_RATE),
         workers=policy.decode_workers,
-        progress=lambda done, total: context.log.info(f"{batch_id}: resampled {done}/{total}"),
+        progress=lambda done, total: context.log.info(f"{batch_id}: stored {done}/{total}"),
     )
+    if decoded_again:
+        context.log.warning(
+            f"{batch_id}: {decoded_again} recordings had no 16 kHz PCM from raw_audio with "
+            f"{RESAMPLER_VERSION} and were decoded again; re-materialize raw_audio for this "
+            "batch to avoid it"
+        )
     table = metadata.select(
         "batch_id",
         "row_number",
@@ -90,6 +124,7 @@ def _audio_16k(
         pl.Series("samples", [n for _, n in spans], dtype=pl.Int64),
         pl.Series("duration_s", [n / TARGET_RATE for _, n in spans], dtype=pl.Float64),
         pl.lit(shard).alias("shard"),
+        pl.lit(RESAMPLER_VERSION).alias("resampler"),
     )
     layout.publish(shard)  # before the index that points to it
     lake.write_part(AUDIO_16K, batch_id, table)
@@ -107,6 +142,8 @@ def _audio_16k(
             "audio_minutes": round(audio_s / 60, 2),
             "shard": shard,
             "shard_mb": round(layout.local(shard).stat().st_size / 1e6, 2),
+            "resampler": RESAMPLER_VERSION,
+            "decoded_again": decoded_again,
             "seconds": round(elapsed, 2),
             "realtime_factor": round(audio_s / elapsed, 1) if elapsed else 0.0,
             "superseded_shards_removed": len(removed),
@@ -139,6 +176,7 @@ def hospital_noise(
     )
     rules = AudioQualityRules(max_duration_s=24 * 3600.0)
     accepted, rejections, hashes = [], [], []
+    waves: list[np.ndarray] = []
     for path in files:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             rejections.append(
@@ -147,7 +185,8 @@ def hospital_noise(
             continue
         data = path.read_bytes()
         try:
-            findings = [f for f in judge(measure(data, rules), rules) if f.rule != "clipped"]
+            stats, samples = decode_16k(data, rules)  # one decode: judged and resampled
+            findings = [f for f in judge(stats, rules) if f.rule != "clipped"]
         except AudioDecodeError as error:
             findings = [error.finding]
         if findings:
@@ -155,11 +194,12 @@ def hospital_noise(
             continue
         accepted.append(path)
         hashes.append(hashlib.sha256(data).hexdigest())
+        waves.append(samples)
     token = data_version([RESAMPLER_VERSION, *hashes]).value[:12]
     shard = layout.noise_shard(token)
-    spans = write_waveform_shard(
-        accepted, layout.local(shard), MonoResampler(TARGET_RATE), workers=policy.decode_workers
-    )
+    with ShardWriter(layout.local(shard), np.int16) as writer:
+        spans = [writer.append(wave) for wave in waves]
+        writer.commit()
     table = pl.DataFrame(
         {
             "batch_id": [UNPARTITIONED] * len(accepted),

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
 
 from spira_assets.audio.containers import container_truncation
+from spira_assets.audio.resample import downmix
 
 SUPPORTED_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3"})
 FRAME_SECONDS = 0.02
@@ -68,8 +70,19 @@ def _dbfs(value: float) -> float:
     return DB_FLOOR if value <= 10 ** (DB_FLOOR / 20) else 20.0 * math.log10(value)
 
 
-def measure(data: bytes, rules: AudioQualityRules) -> AudioStats:
-    """Decode ``data`` (a whole audio file) and measure it.
+BlockSink = Callable[[np.ndarray, int], None]
+
+
+def _first_non_finite(block: np.ndarray) -> int:
+    return int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+
+
+def measure(data: bytes, rules: AudioQualityRules, sink: BlockSink | None = None) -> AudioStats:
+    """Decode ``data`` (a whole audio file) and measure it, block by block.
+
+    ``sink(mono, rate)`` receives every decoded block downmixed to mono float32, in order: the
+    one decode that measures the file also feeds the resampler (``audio/decode.py``), so no
+    file is decoded twice between landing and the 16 kHz store.
 
     Raises AudioDecodeError with rule ``empty_file``, ``undecodable``, ``truncated`` or
     ``non_finite`` (a float file with NaN or infinite samples: it would be stored as zeros).
@@ -95,14 +108,17 @@ def measure(data: bytes, rules: AudioQualityRules) -> AudioStats:
         decoded = 0
         frames_total = 0
         frames_silent = 0
-        silence_power = 10 ** (rules.silence_frame_dbfs / 10)
+        silent_energy = 10 ** (rules.silence_frame_dbfs / 10) * frame_len
         try:
             while True:
                 block = handle.read(frame_len * BLOCK_FRAMES, dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
-                if not np.isfinite(block).all():
-                    first = decoded + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+                # max/min over the whole block: NaN propagates and inf stays inf, so this one
+                # pass is both the peak and the finiteness check
+                block_peak = float(max(block.max(), -block.min()))
+                if not math.isfinite(block_peak):
+                    first = decoded + _first_non_finite(block)
                     raise AudioDecodeError(
                         Finding(
                             "non_finite",
@@ -111,16 +127,22 @@ def measure(data: bytes, rules: AudioQualityRules) -> AudioStats:
                         )
                     )
                 decoded += block.shape[0]
-                magnitude = np.abs(block).max(axis=1)
-                peak = max(peak, float(magnitude.max()))
-                clipped += int(np.count_nonzero(magnitude >= rules.clip_level))
-                mono = block.mean(axis=1, dtype=np.float64)
-                energy += float(np.dot(mono, mono))
+                peak = max(peak, block_peak)
+                if block_peak >= rules.clip_level:
+                    magnitude = np.abs(block).max(axis=1)
+                    clipped += int(np.count_nonzero(magnitude >= rules.clip_level))
+                mono = downmix(block)
                 usable = (mono.shape[0] // frame_len) * frame_len
                 if usable:
-                    power = (mono[:usable].reshape(-1, frame_len) ** 2).mean(axis=1)
-                    frames_total += power.shape[0]
-                    frames_silent += int(np.count_nonzero(power < silence_power))
+                    frames = mono[:usable].reshape(-1, frame_len)
+                    frame_energy = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+                    energy += float(frame_energy.sum())
+                    frames_total += frame_energy.shape[0]
+                    frames_silent += int(np.count_nonzero(frame_energy < silent_energy))
+                rest = mono[usable:].astype(np.float64)
+                energy += float(np.dot(rest, rest))
+                if sink is not None:
+                    sink(mono, rate)
         except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioDecodeError(
                 Finding(

@@ -3,56 +3,42 @@ store. Every file ends either accepted or with at least one quarantine record.""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import polars as pl
 from upath import UPath
 
-from spira_assets.audio.quality import (
-    SUPPORTED_SUFFIXES,
-    AudioDecodeError,
-    AudioQualityRules,
-    AudioStats,
-    Finding,
-    judge,
-    measure,
-)
+from spira_assets.audio.decode import TARGET_RATE
+from spira_assets.audio.quality import AudioQualityRules, Finding
 from spira_assets.batches import METADATA_FILE, is_control_file
+from spira_assets.ingest.inspect import BatchFile, FileOutcome, inspect_and_resample, inspect_file
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
 from spira_assets.layout import is_local
-from spira_assets.privacy import Pseudonymizer, Redactor, printable
+from spira_assets.privacy import Pseudonymizer, Redactor
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.tables import RAW_AUDIO
+from spira_assets.workers import ordered_map
+
+__all__ = [
+    "BatchFile",
+    "FileOutcome",
+    "FirstOccurrence",
+    "RawAudioResult",
+    "ingest_raw_audio",
+    "inspect_file",
+    "list_batch_files",
+]
 
 STAGE = "raw_audio"
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class BatchFile:
-    relative_path: str  # may carry surrogate escapes when the name is not UTF-8
-    path: UPath
-    fault: Finding | None = None  # found while listing: the file is not read
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    file: BatchFile
-    sha256: str | None
-    size_bytes: int
-    stats: AudioStats | None
-    findings: tuple[Finding, ...]
-
-    @property
-    def accepted(self) -> bool:
-        return not self.findings
+PcmSink = Callable[[str, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -159,45 +145,6 @@ def list_batch_files(batch_dir: UPath) -> list[BatchFile]:
     return found
 
 
-def _read(file: BatchFile) -> bytes | Finding:
-    try:
-        return file.path.read_bytes()
-    except FileNotFoundError:
-        return Finding("vanished", "the file disappeared while the batch was read; upload it again")
-    except IsADirectoryError:
-        return Finding("unreadable", "a folder where a file was listed; upload the file again")
-    except OSError as error:  # permissions, I/O errors, a remote store refusing the read
-        return Finding("unreadable", f"cannot be read ({error.strerror or error})")
-
-
-def inspect_file(
-    file: BatchFile, rules: AudioQualityRules, store: RawStore | None = None
-) -> FileOutcome:
-    """Read a file once, measure and judge it; accepted bytes go to ``store`` from that same
-    read, so the stored copy is exactly what was hashed and judged."""
-    if file.fault is not None:
-        return FileOutcome(file, None, 0, None, (file.fault,))
-    suffix = PurePosixPath(file.relative_path).suffix.lower()
-    data = _read(file)
-    if isinstance(data, Finding):
-        return FileOutcome(file, None, 0, None, (data,))
-    sha = hashlib.sha256(data).hexdigest()
-    if suffix not in SUPPORTED_SUFFIXES:
-        finding = Finding(
-            "unsupported_format",
-            f"extension {printable(suffix) or '(none)'} is not one of {sorted(SUPPORTED_SUFFIXES)}",
-        )
-        return FileOutcome(file, sha, len(data), None, (finding,))
-    try:
-        stats = measure(data, rules)
-    except AudioDecodeError as error:
-        return FileOutcome(file, sha, len(data), None, (error.finding,))
-    findings = tuple(judge(stats, rules))
-    if store is not None and not findings:
-        store.put_bytes(data, sha, suffix)
-    return FileOutcome(file, sha, len(data), stats, findings)
-
-
 def _duplicate(outcome: FileOutcome, finding: Finding) -> FileOutcome:
     return FileOutcome(outcome.file, outcome.sha256, outcome.size_bytes, outcome.stats, (finding,))
 
@@ -213,26 +160,25 @@ def ingest_raw_audio(
     workers: int = 2,
     progress: ProgressCallback | None = None,
     elsewhere: Mapping[str, FirstOccurrence] | None = None,
+    pcm_sink: PcmSink | None = None,
 ) -> RawAudioResult:
-    """Decode and judge every file of one batch; copy accepted audio to the raw store.
+    """Decode and judge every file of one batch on ``workers`` processes; copy accepted audio
+    to the raw store.
 
     ``elsewhere`` maps the content hash of audio accepted by other batches to its first
     occurrence: the same recording uploaded again in a later batch is quarantined, never
-    counted twice (one voice must not reach two splits under two ids)."""
-    files = list_batch_files(batch_dir)
-    outcomes: list[FileOutcome] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        inspected = pool.map(lambda f: inspect_file(f, rules, raw_store), files)
-        for index, outcome in enumerate(inspected, 1):
-            outcomes.append(outcome)
-            if progress and (index % 50 == 0 or index == len(files)):
-                progress(index, len(files))
+    counted twice (one voice must not reach two splits under two ids).
 
+    ``pcm_sink(sha256, samples)`` receives, in file order, the 16 kHz mono int16 waveform of
+    every file finally accepted (after duplicates), made from the decode that measured it."""
+    files = list_batch_files(batch_dir)
+    target_rate = None if pcm_sink is None else TARGET_RATE
+    inspect = partial(inspect_and_resample, rules=rules, store=raw_store, target_rate=target_rate)
     # The same bytes in an earlier batch, or twice in this one: the first occurrence stays.
     earlier = elsewhere or {}
     first_by_sha: dict[str, str] = {}
     deduplicated: list[FileOutcome] = []
-    for outcome in outcomes:
+    for index, (outcome, pcm) in enumerate(ordered_map(inspect, files, workers), 1):
         sha = outcome.sha256
         if outcome.accepted and sha:
             if sha in earlier:
@@ -256,7 +202,11 @@ def ingest_raw_audio(
                             "recording is uploaded once",
                         ),
                     )
+        if pcm_sink is not None and outcome.accepted and sha and pcm is not None:
+            pcm_sink(sha, pcm)
         deduplicated.append(outcome)
+        if progress and (index % 50 == 0 or index == len(files)):
+            progress(index, len(files))
 
     rows: list[dict[str, object]] = []
     rejections: list[Rejection] = []

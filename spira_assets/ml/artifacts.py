@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import torch
 
+from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.train import TrainConfig
@@ -28,9 +29,13 @@ WEIGHTS, CONFIG, EXPORTED, LINEAGE, SUMMARY, SPLIT, THRESHOLD = (
 SEEDS = "seeds"  # every seed's weights, when the protocol keeps them (SPIRA reports each)
 
 
-def model_config(features: FeatureConfig, train: TrainConfig, frames: int) -> dict[str, Any]:
+def model_config(
+    features: FeatureConfig, train: TrainConfig, frames: int, resampler: str = RESAMPLER_VERSION
+) -> dict[str, Any]:
+    """``resampler``: the version that made the training audio; inference decodes with it."""
     return {
         "frames": frames,
+        "resampler": resampler,
         "n_features": features.n_features,
         "norm": train.norm,
         "dropout": train.dropout,

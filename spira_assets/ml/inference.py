@@ -11,14 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spira_assets.audio.quality import (
-    AudioDecodeError,
-    AudioQualityRules,
-    Finding,
-    judge,
-    measure,
-)
-from spira_assets.audio.resample import MonoResampler, from_int16, to_int16
+from spira_assets.audio.decode import decode_16k
+from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules, Finding, judge
+from spira_assets.audio.resample import LEGACY_RESAMPLER, from_int16, to_int16
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import CONFIG, THRESHOLD, load_model
 from spira_assets.ml.train import train_config_from
@@ -49,7 +44,9 @@ class Scorer:
         self.train_config = train_config_from(config["train"])
         self.featurizer = self.train_config.featurizer(self.features, self.device)
         self.model = load_model(directory).to(self.device)
-        self.resampler = MonoResampler(self.features.sample_rate)
+        # the resampler that made the model's training audio (models trained before it was
+        # recorded used torchaudio's): a file is scored exactly as training would store it
+        self.resampler = str(config.get("resampler", LEGACY_RESAMPLER))
         threshold_file = directory / THRESHOLD_FILE
         self.threshold = (
             float(json.loads(threshold_file.read_text())["threshold"])
@@ -86,11 +83,12 @@ class Scorer:
     def audio(self, data: bytes, name: str) -> FileScore:
         """Score an encoded audio file given as bytes (any container the ingest accepts)."""
         try:
-            stats = measure(data, AudioQualityRules())
-            problems = judge(stats, AudioQualityRules())
+            rules = AudioQualityRules()
+            stats, samples = decode_16k(data, rules, self.features.sample_rate, self.resampler)
+            problems = judge(stats, rules)
             if problems:
                 raise AudioDecodeError(problems[0])
-            probability, windows = self.waveform(self.resampler.decode(data))
+            probability, windows = self.waveform(from_int16(samples))
         except AudioDecodeError as error:
             return FileScore(name, None, None, 0, f"{error.finding.rule}: {error.finding.detail}")
         if not math.isfinite(probability):

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.features.augment import NoiseBank
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import SPLIT
@@ -38,6 +39,17 @@ def with_split(recordings: pl.DataFrame, split: pl.DataFrame) -> pl.DataFrame:
     # is reproduced bit for bit only if it sees them in the same order again
     joined = recordings.join(keys, on=["batch_id", "audio_sha256"], how="inner")
     return joined.sort("batch_id", "sample_offset", "audio_sha256")
+
+
+def training_resampler(recordings: pl.DataFrame) -> str:
+    """The resampler that made most of the training audio (all of it, unless some batches
+    were stored before a change of resampler): inference decodes uploads with it."""
+    counts = (
+        recordings.group_by("resampler")
+        .agg(pl.col("samples").sum())
+        .sort("samples", "resampler", descending=True)
+    )
+    return str(counts.get_column("resampler")[0]) if counts.height else RESAMPLER_VERSION
 
 
 def recordings_with_split(lake: Lake) -> pl.DataFrame:

@@ -43,7 +43,13 @@ class ShardWriter:
         self.rows += data.shape[0]
         return offset, int(data.shape[0])
 
-    def commit(self) -> Path:
+    def commit(self, target: Path | None = None) -> Path:
+        """Publish the shard atomically, at ``target`` (same folder) when its name depends on
+        what was written (a content token known only at the end)."""
+        if target is not None:
+            if target.parent != self.path.parent:
+                raise ValueError(f"{target} is not in the folder of {self.path}")
+            self.path = target
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()

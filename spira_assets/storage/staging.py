@@ -64,7 +64,13 @@ def remove_stale_staging(directory: Path | UPath, target_prefix: str) -> list[st
         return []
     now = time.time()
     removed = []
-    for path in directory.glob(f".{target_prefix}*{SUFFIX}"):
+    head = f".{target_prefix}"
+    # a name test per entry, not glob(): glob compiles a regular expression for every target,
+    # which cost more than writing the file when the raw store copies a batch
+    for path in directory.iterdir():
+        name = path.name
+        if not (name.startswith(head) and name.endswith(SUFFIX)) or len(name) < len(head) + 4:
+            continue
         if _is_stale(path, now):
             if path.is_dir():
                 shutil.rmtree(str(path), ignore_errors=True)

@@ -18,12 +18,17 @@ class TableSpec:
     name: str
     schema: dict[str, pl.DataType]
     split_by: str | None = None
+    # columns added after parts were written: the value those older parts stand for
+    added: tuple[tuple[str, str], ...] = ()
 
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.schema)
 
     def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Exactly the declared columns, in order, with the declared types."""
+        older = {c: v for c, v in self.added if c not in frame.columns}
+        if older:
+            frame = frame.with_columns(pl.lit(v).alias(c) for c, v in older.items())
         missing = [c for c in self.schema if c not in frame.columns]
         if missing:
             raise ValueError(f"table {self.name}: frame lacks columns {missing}")
@@ -115,6 +120,23 @@ AUDIO_16K = TableSpec(
         "sample_offset": pl.Int64(),
         "samples": pl.Int64(),
         "duration_s": pl.Float64(),
+        "shard": pl.String(),
+        "resampler": pl.String(),
+    },
+    # parts written before the resampler was recorded were all made with torchaudio's sinc
+    added=(("resampler", "torchaudio-sinc-hann-6"),),
+)
+
+# raw_audio's 16 kHz PCM of the files it accepted, from the decode that measured them
+# (``waveforms/landed/<batch>@<token>.int16``): audio_16k copies from it instead of decoding.
+RAW_AUDIO_16K = TableSpec(
+    "raw_audio_16k",
+    {
+        "batch_id": pl.String(),
+        "audio_sha256": pl.String(),
+        "resampler": pl.String(),
+        "sample_offset": pl.Int64(),
+        "samples": pl.Int64(),
         "shard": pl.String(),
     },
 )
@@ -315,6 +337,7 @@ UNPARTITIONED = "all"
 
 ALL_TABLES: tuple[TableSpec, ...] = (
     RAW_AUDIO,
+    RAW_AUDIO_16K,
     VALIDATED_METADATA,
     QUARANTINE,
     BATCH_CHECKS,

@@ -1,0 +1,54 @@
+"""The decode worker pool: order kept, and no process left behind by a killed caller."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from spira_assets.workers import ordered_map, shutdown_pools
+
+CALLER = textwrap.dedent(
+    """
+    import time
+    from spira_assets.workers import ordered_map, worker_pids
+
+    if __name__ == "__main__":
+        assert list(ordered_map(abs, range(-5, 0), 2)) == [5, 4, 3, 2, 1]
+        print(*worker_pids(), flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    return state != "Z"  # a zombie is gone for our purpose
+
+
+def test_results_come_back_in_order_from_worker_processes() -> None:
+    assert list(ordered_map(abs, range(-40, 0), 2, in_flight=3)) == list(range(40, 0, -1))
+    shutdown_pools()
+
+
+def test_workers_leave_when_their_caller_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "caller.py"
+    script.write_text(CALLER)
+    caller = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, text=True)
+    assert caller.stdout is not None
+    pids = [int(p) for p in caller.stdout.readline().split()]
+    assert len(pids) == 2 and all(alive(p) for p in pids)
+    caller.send_signal(signal.SIGKILL)
+    caller.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in pids)
