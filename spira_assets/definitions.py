@@ -4,6 +4,8 @@ import dagster as dg
 
 from spira_assets.assets.evaluation import evaluation_report
 from spira_assets.assets.features import spectrogram_features
+from spira_assets.assets.ingest_tables import batch_checks, quarantine
+from spira_assets.assets.landing import landing_batch, landing_noise
 from spira_assets.assets.monitoring import batch_drift
 from spira_assets.assets.promotion import champion
 from spira_assets.assets.raw_audio import raw_audio
@@ -27,6 +29,7 @@ from spira_assets.resources import (
     TrainingSettings,
 )
 from spira_assets.sensors import landing_zone_sensor, noise_folder_sensor
+from spira_assets.stale import stale_batches_sensor, with_conditions
 
 # a deployment's key (an example's placeholder, a short one) stops the code location here,
 # before a sensor or a run can pseudonymize anything with it
@@ -48,20 +51,26 @@ RESOURCES = {
 }
 
 defs = dg.Definitions(
-    assets=[
-        raw_audio,
-        validated_metadata,
-        audio_16k,
-        spectrogram_features,
-        batch_drift,
-        hospital_noise,
-        dataset_split,
-        spira_model,
-        evaluation_report,
-        champion,
-    ],
+    assets=with_conditions(
+        [
+            landing_batch,
+            landing_noise,
+            raw_audio,
+            validated_metadata,
+            quarantine,
+            batch_checks,
+            audio_16k,
+            spectrogram_features,
+            batch_drift,
+            hospital_noise,
+            dataset_split,
+            spira_model,
+            evaluation_report,
+            champion,
+        ]
+    ),
     jobs=[process_batch_job, prepare_noise_job, train_model_job],
-    sensors=[landing_zone_sensor, noise_folder_sensor, retraining_sensor],
+    sensors=[landing_zone_sensor, noise_folder_sensor, retraining_sensor, stale_batches_sensor],
     schedules=[nightly_reconcile, weekly_retraining],
     resources=RESOURCES,
 )

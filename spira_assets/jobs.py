@@ -8,13 +8,27 @@ DEPLOYMENT = current_deployment()  # SPIRA_DEPLOYMENT: local (default) or k8s
 
 BATCH_ASSETS = (
     "raw_audio",
+    "raw_audio_16k",
     "validated_metadata",
+    "quarantine",
+    "batch_checks",
     "audio_16k",
     "spectrogram_features",
+    "feature_stats",
     "batch_drift",
 )
 SHARED_ASSETS = ("hospital_noise",)
-TRAINING_ASSETS = ("dataset_split", "spira_model", "evaluation_report", "champion")
+TRAINING_ASSETS = (
+    "dataset_split",
+    "spira_model",
+    "model_versions",
+    "evaluation_report",
+    "evaluation_metrics",
+    "evaluation_subgroups",
+    "champion",
+    "evaluation_comparisons",
+    "promotions",
+)
 
 process_batch_job = dg.define_asset_job(
     name="process_batch",

@@ -52,6 +52,8 @@ def _execute(
     batches can run at once against one instance (PostgreSQL)."""
     if executor not in EXECUTORS:
         raise MaterializeError(f"executor {executor!r}: expected one of {list(EXECUTORS)}")
+    if selection is not None:
+        selection = with_step_outputs(selection)
     tags = {"spira/launched_by": "cli"}
     if executor == "multiprocess":
         if partition is not None:
@@ -71,6 +73,17 @@ def _execute(
         tags=tags,
         run_config=run_config,
     )
+
+
+def with_step_outputs(selection: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The selection plus the other outputs of the steps it names: a step that writes a table
+    (``spectrogram_features`` and ``feature_stats``) always materializes both."""
+    expanded = (
+        dg.AssetSelection.assets(*selection)
+        .required_multi_asset_neighbors()
+        .resolve(defs.resolve_asset_graph())
+    )
+    return sorted(expanded, key=lambda key: key.to_user_string())
 
 
 class MaterializeError(RuntimeError):

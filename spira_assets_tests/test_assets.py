@@ -130,7 +130,7 @@ def test_failed_blocking_check_stops_downstream_assets(clean_layout: DataLayout)
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evaluations["quarantine_share_within_limit"] is False
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"raw_audio"}
+    assert materialized == {"raw_audio", "raw_audio_16k"}  # the step's outputs, nothing after
 
 
 def test_incomplete_batch_fails_with_a_clear_message(clean_layout: DataLayout) -> None:

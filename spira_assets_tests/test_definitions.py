@@ -30,6 +30,7 @@ def graph_snapshot() -> dict[str, object]:
             "group": node.group_name,
             "partitions": getattr(partitions, "name", None) if partitions else None,
             "kinds": sorted(node.kinds),
+            "code_version": node.code_version,
             "checks": sorted(
                 f"{c.name}{' (blocking)' if graph.get(c).blocking else ''}" for c in node.check_keys
             ),
@@ -76,3 +77,44 @@ def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
 
 def test_definitions_object_is_a_single_dagster_definitions() -> None:
     assert isinstance(defs, dg.Definitions)
+
+
+MISSION_CHAIN = (
+    "landing_batch",
+    "raw_audio",
+    "validated_metadata",
+    "audio_16k",
+    "spectrogram_features",
+    "spira_model",
+    "evaluation_report",
+    "champion",
+)
+
+
+def test_the_mission_chain_is_a_path_of_the_graph() -> None:
+    graph = defs.resolve_asset_graph()
+    for parent, child in zip(MISSION_CHAIN, MISSION_CHAIN[1:], strict=False):
+        parents = {k.to_user_string() for k in graph.get(dg.AssetKey(child)).parent_keys}
+        assert parent in parents, f"{child} does not declare {parent}"
+
+
+def test_every_warehouse_table_is_an_asset_with_its_columns() -> None:
+    from spira_assets.storage.tables import ALL_TABLES
+
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    missing = sorted(spec.name for spec in ALL_TABLES if spec.name not in keys)
+    assert not missing, f"tables with no asset: {missing}"
+    for spec in ALL_TABLES:
+        schema = graph.get(dg.AssetKey(spec.name)).metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns] == list(spec.schema), spec.name
+
+
+def test_every_materializable_asset_has_a_code_version() -> None:
+    graph = defs.resolve_asset_graph()
+    unversioned = sorted(
+        k.to_user_string()
+        for k in graph.materializable_asset_keys
+        if not graph.get(k).code_version
+    )
+    assert not unversioned, f"assets without a code_version: {unversioned}"

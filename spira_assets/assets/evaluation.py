@@ -3,16 +3,16 @@ recorded in its own lineage (clean, and with its own hospital noise), with a blo
 none of them was seen in training."""
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import mlflow
 import polars as pl
 
-from spira_assets.assets.features import spectrogram_features
+from spira_assets.assets import versions
 from spira_assets.assets.presentation import image, table_metadata
-from spira_assets.assets.training import spira_model
-from spira_assets.assets.waveforms import audio_16k, hospital_noise
+from spira_assets.assets.tables import table_out, with_tables
 from spira_assets.ml.assessment import PUBLISHED, assess
 from spira_assets.ml.evaluation import subgroup_table
 from spira_assets.ml.inputs import local_shards
@@ -71,21 +71,7 @@ def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
     return mlflow.start_run(run_id=run_id)
 
 
-@dg.asset(
-    deps=[spira_model, audio_16k, spectrogram_features, hospital_noise],
-    group_name="evaluation",
-    kinds={"pytorch", "mlflow", "duckdb"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            LEAK_CHECK,
-            asset="evaluation_report",
-            blocking=True,
-            description="No test recording of the model (by participant or by audio content) "
-            "is in the model's own training or validation data, as recorded with the model.",
-        )
-    ],
-)
-def evaluation_report(
+def _evaluation_report(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     compute: ComputeResource,
@@ -255,3 +241,70 @@ def evaluation_report(
         ],
         data_version=dg.DataVersion(version),
     )
+
+
+@dg.multi_asset(
+    name="evaluation_report",
+    outs={
+        "evaluation_report": dg.AssetOut(
+            group_name="evaluation",
+            kinds={"pytorch", "mlflow", "duckdb"},
+            code_version=versions.EVALUATION,
+            description="The model version trained in this run on the test participants of its "
+            "own recorded split, clean, noisy and SPIRA's published noisy condition: metrics "
+            "with participant-bootstrap 95% CIs, subgroups, figures, a Markdown/HTML report.",
+        ),
+        "evaluation_metrics": table_out(
+            EVALUATION_METRICS,
+            "Every metric of every evaluated model version: condition, level, value, 95% CI, "
+            "threshold.",
+            "evaluation",
+            versions.EVALUATION,
+            is_required=False,
+        ),
+        "evaluation_subgroups": table_out(
+            EVALUATION_SUBGROUPS,
+            "Metrics per subgroup (sex, age band, device, utterance...) of every evaluated "
+            "model version, with whether the subgroup is large enough to judge.",
+            "evaluation",
+            versions.EVALUATION,
+            is_required=False,
+        ),
+    },
+    deps=[
+        "spira_model",
+        "model_versions",
+        "audio_16k",
+        "spectrogram_features",
+        "hospital_noise",
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            LEAK_CHECK,
+            asset="evaluation_report",
+            blocking=True,
+            description="No test recording of the model (by participant or by audio content) "
+            "is in the model's own training or validation data, as recorded with the model.",
+        )
+    ],
+)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    compute: ComputeResource,
+    evaluation: EvaluationSettings,
+    mlflow_tracking: MlflowTracking,
+) -> Iterator[dg.MaterializeResult]:
+    """Evaluate the model version trained in this run and record its metric rows."""
+    result = _evaluation_report(context, storage, compute, evaluation, mlflow_tracking)
+    version, lake = str(result.metadata["model_version"]), storage.lake()
+    leaking = any(not check.passed for check in result.check_results or [])
+    written = (
+        []
+        if leaking  # nothing was evaluated: the tables keep no row of this run
+        else [
+            (spec, lake.read_part(spec, version))
+            for spec in (EVALUATION_METRICS, EVALUATION_SUBGROUPS)
+        ]
+    )
+    yield from with_tables(result, "evaluation_report", written)

@@ -3,6 +3,7 @@ computed in device batches, stored per feature configuration."""
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -10,9 +11,10 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from spira_assets.assets import versions
 from spira_assets.assets.presentation import column_schema, data_version, image, table_metadata
-from spira_assets.assets.ranges import SINGLE_RUN, per_batch
-from spira_assets.assets.waveforms import audio_16k
+from spira_assets.assets.ranges import SINGLE_RUN, per_batch_outputs
+from spira_assets.assets.tables import table_out, with_tables
 from spira_assets.checks import require_open
 from spira_assets.features.config import FeatureConfig, WindowConfig
 from spira_assets.features.extract import FeatureExtractor, FeatureStats
@@ -40,12 +42,28 @@ def stats_frame(batch_id: str, config_hash: str, stats: FeatureStats) -> pl.Data
     )
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="spectrogram_features",
     partitions_def=collection_batch,
-    deps=[audio_16k],
-    group_name="features",
-    kinds={"torch", "numpy", "parquet"},
-    metadata={"dagster/column_schema": column_schema(SPECTROGRAM_FEATURES)},
+    outs={
+        "spectrogram_features": dg.AssetOut(
+            group_name="features",
+            kinds={"torch", "numpy", "parquet"},
+            code_version=versions.SPECTROGRAM_FEATURES,
+            description="Features of every recording of the batch (MFCC by default, SPIRA's "
+            "configuration) as float32 frames under features/<config_hash>/, with an index "
+            "(frame offset, frames, windows). Training reads its clean windows from here.",
+            metadata={"dagster/column_schema": column_schema(SPECTROGRAM_FEATURES)},
+        ),
+        "feature_stats": table_out(
+            FEATURE_STATS,
+            "Per-coefficient mean, SD, min and max of the batch's frames for each feature "
+            "configuration: what batch_drift compares with the champion's training batches.",
+            "features",
+            versions.SPECTROGRAM_FEATURES,
+        ),
+    },
+    deps=["audio_16k", "batch_checks"],
     backfill_policy=SINGLE_RUN,
 )
 def spectrogram_features(
@@ -53,7 +71,7 @@ def spectrogram_features(
     storage: StorageResource,
     features: FeatureSettings,
     compute: ComputeResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """Features of every recording in ``audio_16k`` with the configured transform on the
     configured device (each recording's frames equal torchaudio's transform of it alone,
     computed in cache-sized chunks of frames of consecutive recordings), stored as float32
@@ -61,9 +79,14 @@ def spectrogram_features(
     (frame offset, frames, 4 s/1 s windows) and per-coefficient statistics for drift checks.
     A backfill does a range of batches in one run; blocked batches are refused."""
     require_open(storage.lake(), context.partition_keys)
-    return per_batch(
-        context, lambda batch_id: _features(context, batch_id, storage, features, compute)
-    )
+    config_hash = features.config().config_hash()
+
+    def one(batch_id: str) -> tuple[dg.MaterializeResult, ...]:
+        result = _features(context, batch_id, storage, features, compute)
+        stats = storage.lake().read_part(FEATURE_STATS, batch_id, sub=config_hash)
+        yield from with_tables(result, "spectrogram_features", [(FEATURE_STATS, stats)])
+
+    yield from per_batch_outputs(context, one)
 
 
 def _features(

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from spira_assets.assets.features import spectrogram_features
+from spira_assets.assets import versions
 from spira_assets.assets.presentation import column_schema, image, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.checks import require_open
@@ -23,7 +23,8 @@ DRIFT_CHECK = "no_drift_from_champion_data"
 
 @dg.asset(
     partitions_def=collection_batch,
-    deps=[spectrogram_features],
+    deps=["audio_16k", "feature_stats", "batch_checks", "promotions", "spira_model"],
+    code_version=versions.BATCH_DRIFT,
     group_name="monitoring",
     kinds={"python", "parquet"},
     check_specs=[

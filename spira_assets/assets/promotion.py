@@ -2,6 +2,7 @@
 the ``promotions`` audit table and the model card."""
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,11 +10,10 @@ import dagster as dg
 import polars as pl
 from mlflow.tracking import MlflowClient
 
-from spira_assets.assets.evaluation import evaluation_report, model_version_of_run
-from spira_assets.assets.features import spectrogram_features
+from spira_assets.assets import versions
+from spira_assets.assets.evaluation import model_version_of_run
 from spira_assets.assets.presentation import table_metadata
-from spira_assets.assets.split import dataset_split
-from spira_assets.assets.waveforms import audio_16k
+from spira_assets.assets.tables import table_out, with_tables
 from spira_assets.ml.artifacts import SUMMARY
 from spira_assets.ml.champions import resolve_champion
 from spira_assets.ml.comparison import Comparison, compare, comparisons_frame
@@ -68,23 +68,7 @@ def _compared_with(comparisons: list[Comparison]) -> str:
     )
 
 
-@dg.asset(
-    deps=[evaluation_report, dataset_split, audio_16k, spectrogram_features],
-    group_name="evaluation",
-    kinds={"mlflow", "duckdb"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            GATE_CHECK,
-            asset="champion",
-            blocking=True,
-            description="The candidate meets the floors on its own test set, is non-inferior "
-            "(paired bootstrap, lower 95% bound above -margin) to the champion and to every past "
-            "champion on participants unseen by both, and no judgeable subgroup falls short. A "
-            "champion that cannot be evaluated fails the gate.",
-        )
-    ],
-)
-def champion(
+def _champion(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     compute: ComputeResource,
@@ -204,6 +188,7 @@ def champion(
     history = lake.read_table(PROMOTIONS).sort("decided_at")
     metadata: dict[str, Any] = {
         "candidate_version": version,
+        "decision_id": decision_id,
         "decision": "passed" if decision.passed else "failed",
         "reasons": "; ".join(decision.reasons) or "none",
         "champion_version": holder,
@@ -242,4 +227,76 @@ def champion(
             )
         ],
         data_version=dg.DataVersion(holder),
+    )
+
+
+@dg.multi_asset(
+    name="champion",
+    outs={
+        "champion": dg.AssetOut(
+            group_name="evaluation",
+            kinds={"mlflow", "duckdb"},
+            code_version=versions.CHAMPION,
+            description="The promotion gate's decision for the model evaluated in this run: "
+            "floors on its own test set, non-inferiority against the champion and every past "
+            "champion on participants unseen by both, subgroup floors; the model card.",
+        ),
+        "evaluation_comparisons": table_out(
+            EVALUATION_COMPARISONS,
+            "Paired comparisons of each candidate with every model that held the title, on the "
+            "participants neither saw (AUROC difference, 95% CI).",
+            "evaluation",
+            versions.CHAMPION,
+        ),
+        "promotions": table_out(
+            PROMOTIONS,
+            "Every gate decision (the audit trail of which model served when, and why).",
+            "evaluation",
+            versions.CHAMPION,
+        ),
+    },
+    deps=[
+        "evaluation_report",
+        "evaluation_metrics",
+        "evaluation_subgroups",
+        "spira_model",
+        "model_versions",
+        "dataset_split",
+        "audio_16k",
+        "spectrogram_features",
+        "hospital_noise",
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE_CHECK,
+            asset="champion",
+            blocking=True,
+            description="The candidate meets the floors on its own test set, is non-inferior "
+            "(paired bootstrap, lower 95% bound above -margin) to the champion and to every past "
+            "champion on participants unseen by both, and no judgeable subgroup falls short. A "
+            "champion that cannot be evaluated fails the gate.",
+        )
+    ],
+)
+def champion(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    compute: ComputeResource,
+    evaluation: EvaluationSettings,
+    mlflow_tracking: MlflowTracking,
+) -> Iterator[dg.MaterializeResult]:
+    """Decide on the model evaluated in this run and record the comparison and decision rows."""
+    result = _champion(context, storage, compute, evaluation, mlflow_tracking)
+    lake = storage.lake()
+    version, decision = (
+        str(result.metadata["candidate_version"]),
+        str(result.metadata["decision_id"]),
+    )
+    yield from with_tables(
+        result,
+        "champion",
+        [
+            (EVALUATION_COMPARISONS, lake.read_part(EVALUATION_COMPARISONS, version)),
+            (PROMOTIONS, lake.read_part(PROMOTIONS, decision)),
+        ],
     )

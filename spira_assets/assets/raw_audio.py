@@ -1,12 +1,14 @@
 """Asset ``raw_audio``: every file of a collection batch decoded, measured and judged."""
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 
+from spira_assets.assets import versions
 from spira_assets.assets.presentation import (
     column_schema,
     data_version,
@@ -14,6 +16,7 @@ from spira_assets.assets.presentation import (
     quarantine_summary,
     table_metadata,
 )
+from spira_assets.assets.tables import table_out, table_result
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.features.waveforms import LandedPcm
@@ -89,22 +92,38 @@ def landed_index(batch_id: str, shard: str, landed: LandedPcm) -> pl.DataFrame:
     )
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="raw_audio",
     partitions_def=collection_batch,
-    group_name="ingest",
-    kinds={"python", "parquet", "duckdb"},
+    outs={
+        "raw_audio": dg.AssetOut(
+            group_name="ingest",
+            kinds={"python", "parquet", "duckdb"},
+            code_version=versions.RAW_AUDIO,
+            description="One row per landed file of the batch: content SHA-256, format, rate, "
+            "channels, duration, level statistics, accepted or the rule that rejected it.",
+            metadata={"dagster/column_schema": column_schema(RAW_AUDIO)},
+        ),
+        "raw_audio_16k": table_out(
+            RAW_AUDIO_16K,
+            "Where each accepted file's 16 kHz mono PCM (resampled from the decode that "
+            "measured it) lies in the batch's landed shard: what audio_16k copies.",
+            "ingest",
+            versions.RAW_AUDIO,
+        ),
+    },
+    deps=["landing_batch"],
     check_specs=[
         dg.AssetCheckSpec(QUARANTINE_CHECK, asset="raw_audio", blocking=True),
         schema_check_spec("raw_audio"),
     ],
-    metadata={"dagster/column_schema": column_schema(RAW_AUDIO)},
 )
 def raw_audio(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     pseudonyms: PseudonymResource,
     policy: IngestPolicy,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """Decode every audio file of the batch once (soundfile, worker processes), record content
     SHA-256, format, rate, channels, duration, peak, RMS, clipping and silence; copy accepted
     audio into the immutable content-addressed raw store; keep its 16 kHz mono PCM, resampled
@@ -141,7 +160,8 @@ def raw_audio(
         landed.abort()
     now = datetime.now(UTC)
     imported = import_quarantine(batch_id, source, now)
-    lake.write_part(RAW_AUDIO_16K, batch_id, landed_index(batch_id, pcm_shard, landed))
+    pcm_index = landed_index(batch_id, pcm_shard, landed)
+    lake.write_part(RAW_AUDIO_16K, batch_id, pcm_index)
     layout.remove_superseded(pcm_shard)
     lake.write_part(RAW_AUDIO, batch_id, result.table)
     lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
@@ -178,7 +198,15 @@ def raw_audio(
     )
     checks = [check, stored_schema_result(lake, RAW_AUDIO, RawAudioTable, batch_id)]
     record_checks(lake, batch_id, "raw_audio", checks, now)
-    return dg.MaterializeResult(
+    pcm = table_result(
+        RAW_AUDIO_16K,
+        pcm_index,
+        shard=pcm_shard,
+        resampler=RESAMPLER_VERSION,
+        data_version=data_version([pcm_shard, *pcm_index.iter_rows()]),
+    )
+    yield dg.MaterializeResult(
+        asset_key="raw_audio",
         metadata={
             "dagster/row_count": result.table.height,
             "files_in": result.files_in,
@@ -208,3 +236,4 @@ def raw_audio(
             ]
         ),
     )
+    yield pcm

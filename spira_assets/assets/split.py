@@ -4,8 +4,8 @@ its participant, with the checks that can actually fail on stored data."""
 import dagster as dg
 import polars as pl
 
+from spira_assets.assets import versions
 from spira_assets.assets.presentation import column_schema, table_metadata
-from spira_assets.assets.waveforms import audio_16k
 from spira_assets.ingest.gates import blocked_batches, describe_blocked
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
 from spira_assets.ml.lineage import fingerprint
@@ -25,7 +25,8 @@ KEY_CHECK = "one_pseudonym_key"
 
 
 @dg.asset(
-    deps=[audio_16k],
+    deps=["audio_16k", "batch_checks"],
+    code_version=versions.DATASET_SPLIT,
     group_name="training",
     kinds={"python", "parquet"},
     check_specs=[

@@ -3,6 +3,7 @@ kept), saved with the split it was trained on, tracked and registered in MLflow.
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +15,9 @@ import numpy as np
 import polars as pl
 
 import spira_assets
-from spira_assets.assets.features import spectrogram_features
-from spira_assets.assets.presentation import column_schema, image
-from spira_assets.assets.split import dataset_split
-from spira_assets.assets.waveforms import audio_16k, hospital_noise
+from spira_assets.assets import versions
+from spira_assets.assets.presentation import image
+from spira_assets.assets.tables import table_out, with_tables
 from spira_assets.ingest.gates import blocked_batches, describe_blocked
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
 from spira_assets.ml.artifacts import (
@@ -151,15 +151,7 @@ def _mlflow_link(uri: str, run_id: str) -> dict[str, Any]:
     return {"mlflow_ui": dg.MetadataValue.text(f"mlflow ui --backend-store-uri {uri}")}
 
 
-@dg.asset(
-    deps=[dataset_split, audio_16k, spectrogram_features, hospital_noise],
-    group_name="training",
-    kinds={"pytorch", "mlflow"},
-    op_tags=GPU_TAGS,
-    pool="gpu",
-    metadata={"dagster/column_schema": column_schema(MODEL_VERSIONS)},
-)
-def spira_model(
+def _spira_model(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     features: FeatureSettings,
@@ -435,3 +427,42 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         "training_seconds": round(summary["training_seconds"], 1),
         "curves": image(training_curves(histories), "training curves"),
     }
+
+
+@dg.multi_asset(
+    name="spira_model",
+    outs={
+        "spira_model": dg.AssetOut(
+            group_name="training",
+            kinds={"pytorch", "mlflow"},
+            code_version=versions.SPIRA_MODEL,
+            description="SpiraConv trained on the train split of every open batch (one model per "
+            "seed, the best by validation loss kept): clean windows read from the feature "
+            "store, noisy ones transformed on the device; exported program, lineage, split; "
+            "logged and registered in MLflow.",
+        ),
+        "model_versions": table_out(
+            MODEL_VERSIONS,
+            "One row per trained model version: seeds, validation scores, device, feature "
+            "configuration, code version, MLflow run and registered version.",
+            "training",
+            versions.SPIRA_MODEL,
+        ),
+    },
+    deps=["dataset_split", "audio_16k", "spectrogram_features", "hospital_noise", "batch_checks"],
+    op_tags=GPU_TAGS,
+    pool="gpu",
+)
+def spira_model(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    features: FeatureSettings,
+    training: TrainingSettings,
+    compute: ComputeResource,
+    mlflow_tracking: MlflowTracking,
+) -> Iterator[dg.MaterializeResult]:
+    """Train (or reuse) the model version of the current inputs and record its row."""
+    result = _spira_model(context, storage, features, training, compute, mlflow_tracking)
+    version = str(result.metadata["model_version"])
+    row = storage.lake().read_part(MODEL_VERSIONS, version)
+    yield from with_tables(result, "spira_model", [(MODEL_VERSIONS, row)])

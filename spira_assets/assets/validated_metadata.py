@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from spira_assets.assets import versions
 from spira_assets.assets.presentation import (
     column_schema,
     data_version,
@@ -16,7 +17,6 @@ from spira_assets.assets.presentation import (
     quarantine_summary,
     table_metadata,
 )
-from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import BOTH_CLASSES, QUARANTINE_SHARE
@@ -35,7 +35,8 @@ CLASSES_CHECK = BOTH_CLASSES
 
 @dg.asset(
     partitions_def=collection_batch,
-    deps=[raw_audio],
+    deps=["raw_audio", "landing_batch"],
+    code_version=versions.VALIDATED_METADATA,
     group_name="ingest",
     kinds={"python", "polars", "parquet", "duckdb"},
     check_specs=[

@@ -12,10 +12,9 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from spira_assets.assets import versions
 from spira_assets.assets.presentation import column_schema, data_version, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
-from spira_assets.assets.raw_audio import raw_audio
-from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.audio.decode import TARGET_RATE, decode_16k
 from spira_assets.audio.quality import (
     SUPPORTED_SUFFIXES,
@@ -47,7 +46,8 @@ __all__ = ["RESAMPLER_VERSION", "audio_16k", "hospital_noise"]
 
 @dg.asset(
     partitions_def=collection_batch,
-    deps=[raw_audio, validated_metadata],
+    deps=["raw_audio_16k", "raw_audio", "validated_metadata", "batch_checks"],
+    code_version=versions.AUDIO_16K,
     group_name="features",
     kinds={"numpy", "parquet"},
     metadata={"dagster/column_schema": column_schema(AUDIO_16K)},
@@ -153,6 +153,8 @@ def _audio_16k(
 
 
 @dg.asset(
+    deps=["landing_noise"],
+    code_version=versions.HOSPITAL_NOISE,
     group_name="features",
     kinds={"torch", "numpy", "parquet"},
     metadata={"dagster/column_schema": column_schema(HOSPITAL_NOISE)},

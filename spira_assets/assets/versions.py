@@ -1,0 +1,30 @@
+"""Dagster code versions of the assets: what a materialization was computed with.
+
+Each is made of the version constants that live beside the code they describe (quality rules,
+resampler, validation, feature extraction...). When one changes, Dagster shows the affected
+partitions as stale (code version differs from the one their latest materialization recorded)
+and ``automation.STALE_BATCH`` re-materializes them. Data versions stay content digests (what
+was written), so an unchanged input does not make its downstream stale.
+"""
+
+from __future__ import annotations
+
+from spira_assets.audio.quality import QUALITY_RULES_VERSION
+from spira_assets.audio.resample import RESAMPLER_VERSION
+from spira_assets.features.config import FEATURE_CODE_VERSION
+from spira_assets.ingest.schemas import VALIDATION_VERSION
+from spira_assets.privacy import PSEUDONYM_SCHEME
+
+INGEST_VERSION = "2"  # decode once on worker processes, raw-store copy, per-file faults
+RAW_AUDIO = f"ingest-{INGEST_VERSION}+quality-{QUALITY_RULES_VERSION}+{RESAMPLER_VERSION}"
+VALIDATED_METADATA = f"validation-{VALIDATION_VERSION}+{PSEUDONYM_SCHEME}"
+QUARANTINE = "quarantine-1"
+BATCH_CHECKS = "batch-checks-1"
+AUDIO_16K = f"store-1+{RESAMPLER_VERSION}"
+HOSPITAL_NOISE = f"noise-1+quality-{QUALITY_RULES_VERSION}+{RESAMPLER_VERSION}"
+SPECTROGRAM_FEATURES = f"features-{FEATURE_CODE_VERSION}"
+BATCH_DRIFT = "drift-2"  # scipy chi-square on counts and ks_2samp
+DATASET_SPLIT = f"split-2+{PSEUDONYM_SCHEME}"
+SPIRA_MODEL = "training-2"  # profiles (issue 17), features from the store
+EVALUATION = "evaluation-2"
+CHAMPION = "gate-2"
