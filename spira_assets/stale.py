@@ -27,8 +27,11 @@ AC = dg.AutomationCondition
 # the landing zone is observed by the landing sensor, never materialized: never "missing"
 LANDING = dg.AssetSelection.assets("landing_batch", "landing_noise")
 
+# code version changed, or an input was materialized again
+CHANGED: dg.AutomationCondition = AC.code_version_changed() | AC.any_deps_updated()
+
 STALE_BATCH = (
-    (AC.code_version_changed() | AC.any_deps_updated()).since_last_handled()
+    CHANGED.since_last_handled()
     & ~AC.missing()
     & ~AC.any_deps_missing().ignore(LANDING)
     & ~AC.any_deps_in_progress()
@@ -36,9 +39,7 @@ STALE_BATCH = (
 ).with_label("stale: code version changed or an input was re-materialized")
 
 TABLE_AFTER_WRITERS = (
-    (AC.code_version_changed() | AC.any_deps_updated()).since_last_handled()
-    & ~AC.any_deps_in_progress()
-    & ~AC.in_progress()
+    CHANGED.since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
 ).with_label("a writer of the table ran")
 
 CONDITIONS: dict[str, dg.AutomationCondition] = {

@@ -5,6 +5,7 @@ Set UPDATE_SNAPSHOTS=1 to rewrite the snapshot after an intended change of the g
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -93,7 +94,7 @@ MISSION_CHAIN = (
 
 def test_the_mission_chain_is_a_path_of_the_graph() -> None:
     graph = defs.resolve_asset_graph()
-    for parent, child in zip(MISSION_CHAIN, MISSION_CHAIN[1:], strict=False):
+    for parent, child in itertools.pairwise(MISSION_CHAIN):
         parents = {k.to_user_string() for k in graph.get(dg.AssetKey(child)).parent_keys}
         assert parent in parents, f"{child} does not declare {parent}"
 
@@ -113,8 +114,6 @@ def test_every_warehouse_table_is_an_asset_with_its_columns() -> None:
 def test_every_materializable_asset_has_a_code_version() -> None:
     graph = defs.resolve_asset_graph()
     unversioned = sorted(
-        k.to_user_string()
-        for k in graph.materializable_asset_keys
-        if not graph.get(k).code_version
+        k.to_user_string() for k in graph.materializable_asset_keys if not graph.get(k).code_version
     )
     assert not unversioned, f"assets without a code_version: {unversioned}"

@@ -12,7 +12,7 @@ import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.presentation import image, table_metadata
-from spira_assets.assets.tables import table_out, with_tables
+from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ml.assessment import PUBLISHED, assess
 from spira_assets.ml.evaluation import subgroup_table
 from spira_assets.ml.inputs import local_shards
@@ -297,7 +297,7 @@ def evaluation_report(
 ) -> Iterator[dg.MaterializeResult]:
     """Evaluate the model version trained in this run and record its metric rows."""
     result = _evaluation_report(context, storage, compute, evaluation, mlflow_tracking)
-    version, lake = str(result.metadata["model_version"]), storage.lake()
+    version, lake = metadata_text(result, "model_version"), storage.lake()
     leaking = any(not check.passed for check in result.check_results or [])
     written = (
         []

@@ -84,7 +84,7 @@ def spectrogram_features(
     def one(batch_id: str) -> tuple[dg.MaterializeResult, ...]:
         result = _features(context, batch_id, storage, features, compute)
         stats = storage.lake().read_part(FEATURE_STATS, batch_id, sub=config_hash)
-        yield from with_tables(result, "spectrogram_features", [(FEATURE_STATS, stats)])
+        return with_tables(result, "spectrogram_features", [(FEATURE_STATS, stats)])
 
     yield from per_batch_outputs(context, one)
 

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from spira_assets.assets import versions
 from spira_assets.assets.evaluation import model_version_of_run
 from spira_assets.assets.presentation import table_metadata
-from spira_assets.assets.tables import table_out, with_tables
+from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ml.artifacts import SUMMARY
 from spira_assets.ml.champions import resolve_champion
 from spira_assets.ml.comparison import Comparison, compare, comparisons_frame
@@ -289,8 +289,8 @@ def champion(
     result = _champion(context, storage, compute, evaluation, mlflow_tracking)
     lake = storage.lake()
     version, decision = (
-        str(result.metadata["candidate_version"]),
-        str(result.metadata["decision_id"]),
+        metadata_text(result, "candidate_version"),
+        metadata_text(result, "decision_id"),
     )
     yield from with_tables(
         result,

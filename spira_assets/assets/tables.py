@@ -55,7 +55,7 @@ def with_tables(
 ) -> tuple[dg.MaterializeResult, ...]:
     """The step's main result under its own key, then one result per table part it wrote
     (omitted when the step wrote none, e.g. a blocked evaluation: those outputs are optional)."""
-    main = dg.MaterializeResult(
+    main: dg.MaterializeResult = dg.MaterializeResult(
         asset_key=key,
         metadata=result.metadata,
         check_results=result.check_results,
@@ -63,3 +63,9 @@ def with_tables(
         tags=result.tags,
     )
     return (main, *(table_result(spec, frame) for spec, frame in tables))
+
+
+def metadata_text(result: dg.MaterializeResult, key: str) -> str:
+    """A plain metadata value of a step's result (the model version it made...)."""
+    value = (result.metadata or {})[key]
+    return str(value.value if isinstance(value, dg.MetadataValue) else value)

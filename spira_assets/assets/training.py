@@ -17,7 +17,7 @@ import polars as pl
 import spira_assets
 from spira_assets.assets import versions
 from spira_assets.assets.presentation import image
-from spira_assets.assets.tables import table_out, with_tables
+from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ingest.gates import blocked_batches, describe_blocked
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
 from spira_assets.ml.artifacts import (
@@ -463,6 +463,6 @@ def spira_model(
 ) -> Iterator[dg.MaterializeResult]:
     """Train (or reuse) the model version of the current inputs and record its row."""
     result = _spira_model(context, storage, features, training, compute, mlflow_tracking)
-    version = str(result.metadata["model_version"])
+    version = metadata_text(result, "model_version")
     row = storage.lake().read_part(MODEL_VERSIONS, version)
     yield from with_tables(result, "spira_model", [(MODEL_VERSIONS, row)])
