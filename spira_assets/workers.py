@@ -2,14 +2,21 @@
 
 Decoding and measuring audio is CPU-bound and part of it holds the GIL (numpy on small
 blocks, the Python loop around libsndfile), so threads gave 1.18x on 2 cores where processes
-give close to 2x. The pool is created on first use and kept for the life of the process: a
-forkserver start costs a fraction of a second, which a single batch should not pay every time.
-Workers are started from a fresh forkserver (never ``fork``): the caller may hold threads
-(Dagster's) and torch's OpenMP pool, which a forked child must not inherit.
+give close to 2x. The pool is created on first use and kept for the life of the process (and
+of its environment): starting workers costs a fraction of a second, which a single batch
+should not pay every time. Workers are spawned (never ``fork``: the caller may hold threads,
+Dagster's, and torch's OpenMP pool, which a forked child must not inherit), and not from the
+forkserver either: a process has one forkserver, which Dagster's multiprocess executor
+preloads with the definitions for its step processes and whose environment is frozen when it
+starts. Decode workers that started it first (an in-process ``raw_audio``) left later step
+processes with their preload and without later environment (a PostgreSQL instance's
+credentials): the PostgreSQL and object-storage tests caught it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import multiprocessing
 import os
 import threading
@@ -23,19 +30,26 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-# What the forkserver imports once for every worker it forks: the per-file work of raw_audio
-# and audio_16k (no polars, torch or Dagster). It replaces the default, ``__main__``, which for
-# the ``spira`` or ``dagster`` command would import the whole CLI in the server first.
+# What each worker imports when it starts: the per-file work of raw_audio and audio_16k (no
+# polars, torch or Dagster).
 PRELOAD = ["spira_assets.ingest.inspect", "spira_assets.features.waveforms"]
 
-_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS: dict[tuple[int, str], ProcessPoolExecutor] = {}
 
 
-def _exit_with(parent: int) -> None:
-    """Worker initializer: leave when the process that made the pool is gone. A worker's
-    parent is the forkserver, and each worker holds the write end of its own task queue, so
-    without this a killed caller (``kill -9``, an out-of-memory kill) would leave the server and
-    its workers waiting forever."""
+def _environment_key() -> str:
+    return hashlib.sha256(repr(sorted(os.environ.items())).encode()).hexdigest()
+
+
+def _exit_with(parent: int, environment: dict[str, str]) -> None:
+    """Worker initializer: take the environment of the process that made the pool, import the
+    per-file modules, and leave when that process is gone (each worker holds the write end of
+    its own task queue, so without this a killed caller, ``kill -9`` or an out-of-memory kill,
+    would leave its workers waiting forever)."""
+    os.environ.clear()
+    os.environ.update(environment)
+    for module in PRELOAD:
+        importlib.import_module(module)
 
     def watch() -> None:
         while True:
@@ -51,17 +65,21 @@ def _exit_with(parent: int) -> None:
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    pool = _POOLS.get(workers)
+    """The pool of ``workers`` processes for the current environment (a changed environment,
+    e.g. other credentials, gets fresh workers that carry it)."""
+    key = (workers, _environment_key())
+    pool = _POOLS.get(key)
     if pool is None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)  # no effect once this process's server runs
+        for stale in [k for k in _POOLS if k[0] == workers]:
+            _POOLS.pop(stale).shutdown(wait=False, cancel_futures=True)
+        context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=context,
             initializer=_exit_with,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), dict(os.environ)),
         )
-        _POOLS[workers] = pool
+        _POOLS[key] = pool
     return pool
 
 
@@ -97,7 +115,8 @@ def ordered_map(
         while pending:
             yield pending.popleft().result()
     except BrokenProcessPool:
-        _POOLS.pop(workers, None)  # a worker died (killed, out of memory): start afresh next time
+        # a worker died (killed, out of memory): start afresh next time
+        _POOLS.pop((workers, _environment_key()), None)
         raise
     finally:
         for future in pending:

@@ -21,7 +21,8 @@ from spira_assets.storage.tables import AUDIO_16K, FEATURE_STATS, SPECTROGRAM_FE
 from spira_assets_tests.conftest import copy_data_root
 
 pytestmark = pytest.mark.slow
-RANGE_ASSETS = ("audio_16k", "spectrogram_features", "batch_drift")
+# spectrogram_features and feature_stats are one step: a selection names both
+RANGE_ASSETS = ("audio_16k", "spectrogram_features", "feature_stats", "batch_drift")
 
 
 def test_a_range_of_batches_materializes_in_one_run(
@@ -69,12 +70,18 @@ def test_combined_result_sums_counts_and_names_failed_batches() -> None:
         return dg.MaterializeResult(
             metadata={"dagster/row_count": rows, "shard": f"x@{rows}", "figure": figure},
             check_results=[check],
+            data_version=dg.DataVersion(f"content-{rows}"),
         )
 
     combined = combine({"b1": result(3, True), "b2": result(4, False), "b3": result(5, False)})
     assert combined.metadata is not None and combined.metadata["dagster/row_count"] == 12
     assert combined.metadata["batches"] == 3
     assert "x@4" in str(combined.metadata["per_batch"].value)  # type: ignore[union-attr]
+    # each batch's data version is kept in its row, and the run's version digests them all
+    assert "content-4" in str(combined.metadata["per_batch"].value)  # type: ignore[union-attr]
+    assert combined.data_version is not None
+    other = combine({"b1": result(3, True), "b2": result(4, False), "b3": result(6, False)})
+    assert other.data_version != combined.data_version
     (check,) = combined.check_results or []
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["failed_batches"].value == ["b2", "b3"]  # type: ignore[union-attr]

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from spira_assets.workers import ordered_map, shutdown_pools
 
 CALLER = textwrap.dedent(
@@ -52,3 +54,16 @@ def test_workers_leave_when_their_caller_is_killed(tmp_path: Path) -> None:
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(p) for p in pids)
+
+
+def test_workers_see_the_environment_of_the_call_not_of_the_first_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The forkserver's environment is frozen when it starts: credentials or a data root set
+    afterwards (a test, a deployment's secret mounted later) must still reach the workers."""
+    monkeypatch.delenv("SPIRA_WORKER_PROBE", raising=False)
+    assert list(ordered_map(os.getenv, ["SPIRA_WORKER_PROBE"] * 2, 2)) == [None, None]
+    monkeypatch.setenv("SPIRA_WORKER_PROBE", "set after the pool started")
+    seen = list(ordered_map(os.getenv, ["SPIRA_WORKER_PROBE"] * 2, 2))
+    assert seen == ["set after the pool started"] * 2
+    shutdown_pools()
