@@ -53,12 +53,23 @@ def sweep_trials_job_def() -> dg.JobDefinition:  # rebuilt by name in each step 
 
 
 class LocalTrials:
-    """Trials executed by this process, one run at a time, against ``instance``."""
+    """Trials executed by this process, one run at a time, against ``instance``.
 
-    def __init__(self, instance: dg.DagsterInstance, executor: Executor = "multiprocess") -> None:
+    ``resources`` is resource configuration for every run (the CLI passes its data root and
+    MLflow store): a step process may be forked from a server started earlier with another
+    environment, so the run is told where its data is rather than left to read the
+    environment."""
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        resources: dict[str, dict[str, object]] | None = None,
+        executor: Executor = "multiprocess",
+    ) -> None:
         if executor not in EXECUTORS:
             raise ValueError(f"executor {executor!r}: expected one of {list(EXECUTORS)}")
         self.instance, self.executor = instance, executor
+        self.resources = {name: {"config": value} for name, value in (resources or {}).items()}
 
     def register(self, keys: list[str]) -> None:
         known = set(self.instance.get_dynamic_partitions(SWEEP_TRIAL))
@@ -69,7 +80,10 @@ class LocalTrials:
     def run(self, sweep: str, keys: list[str], workers: int, finished: Finished) -> None:
         if workers != 1:
             raise ValueError("without a daemon trials run one at a time (workers=1)")
-        config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        config = {
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            "resources": self.resources,
+        }
         for key in keys:
             result: dg.ExecuteInProcessResult | dg.JobExecutionResult
             if self.executor == "multiprocess":

@@ -5,6 +5,7 @@ lineage record, compared weight for weight)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -28,7 +29,7 @@ from spira_assets.ml.train import TrainConfig
 from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import MODEL_VERSIONS
-from spira_assets.sweep_runs import SWEEP_TAG, LocalTrials
+from spira_assets.sweep_runs import SWEEP_TAG, LocalTrials, TrialRun
 from spira_assets_tests.conftest import SMALL_TRAINING, copy_data_root
 
 
@@ -106,7 +107,9 @@ def test_sweep_trials_are_dagster_runs_and_a_stopped_sweep_trains_only_the_rest(
     stopped = CliRunner().invoke(main, [*args, "--max-trials", "2"])  # "killed" after two
     assert stopped.exit_code == 0, stopped.output
     assert "2 of 4 trials not trained yet" in stopped.output
-    name = stopped.output.split(":")[0]
+    found = re.search(r"^(sweep-[0-9a-f]{10}): 4 trials", stopped.output, re.MULTILINE)
+    assert found, stopped.output
+    name = found.group(1)
     store = SweepStore(UPath(root))
     sweep = store.load_plan(name)
     assert sweep is not None
@@ -156,8 +159,13 @@ def test_sweep_trials_are_dagster_runs_and_a_stopped_sweep_trains_only_the_rest(
     assert len(_trial_runs(instance, name)) == 4
 
     # planted fault: a sweep that trains a finished trial again is caught by the assertions
-    LocalTrials(instance).run(name, keys[:1], 1, lambda run: None)
-    assert len(_trial_runs(instance, name)) == 5
+    resources = {
+        "storage": {"data_dir": str(root)},
+        "mlflow_tracking": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
+    }
+    retrained: list[TrialRun] = []
+    LocalTrials(instance, resources).run(name, keys[:1], 1, retrained.append)
+    assert [r.status for r in retrained] == ["SUCCESS"]
     with pytest.raises(AssertionError, match="materialized 2 times"):
         assert_trained_once(instance, keys)
 

@@ -105,7 +105,6 @@ def sweep_trial(
 sweep_trials_job = dg.define_asset_job(
     name="sweep_trials",
     selection=dg.AssetSelection.assets(sweep_trial),
-    partitions_def=sweep_trial_partitions,
     description="One sweep trial per run (partition = trial), launched by `spira sweep`.",
     executor_def=DEPLOYMENT.training_executor,
 )

@@ -254,7 +254,17 @@ def _sweep(
             )
         click.echo(f"  {label(trial.combination)} seed={trial.seed}: {outcome}")
 
-    launcher = QueuedTrials(dagster_url) if dagster_url else LocalTrials(_instance(layout))
+    launcher = (
+        QueuedTrials(dagster_url)
+        if dagster_url
+        else LocalTrials(
+            _instance(layout),
+            {
+                "storage": {"data_dir": str(layout.root)},
+                "mlflow_tracking": {"tracking_uri": uri, "data_dir": str(layout.root)},
+            },
+        )
+    )
     try:
         launcher.register(keys)
         launcher.run(name, now, workers, finished)
