@@ -16,6 +16,8 @@ Both wait for the runs they started and report each as it ends.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -31,7 +33,13 @@ from spira_assets.partitions import SWEEP_TRIAL
 
 SWEEP_TAG = "spira/sweep"
 TRIAL_TAG = "spira/sweep_trial"
+PID_TAG, HOST_TAG = "spira/sweep_pid", "spira/sweep_host"  # the process executing a local run
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,34 @@ class LocalTrials:
         if new:
             self.instance.add_dynamic_partitions(SWEEP_TRIAL, new)
 
+    def recover(self, sweep: str) -> list[str]:
+        """Release what runs of this sweep hold after their process died, as the daemon's run
+        monitoring would (there is none here): a run left unfinished by a ``spira sweep``
+        process on this host that is gone is reported failed, and a finished run that still
+        holds a ``gpu`` pool slot (its step process died) gives it back; otherwise the next
+        trial waits for that slot for ever. Returns the runs it released."""
+        released = []
+        storage = self.instance.event_log_storage
+        holding = storage.get_concurrency_run_ids()  # runs with a claimed or pending pool step
+        for run in self.instance.get_runs(filters=dg.RunsFilter(tags={SWEEP_TAG: sweep})):
+            pid = run.tags.get(PID_TAG, "")
+            orphaned = (
+                run.status in UNFINISHED
+                and run.tags.get(HOST_TAG) == socket.gethostname()
+                and pid.isdigit()
+                and not _alive(int(pid))
+            )
+            if orphaned:
+                self.instance.report_run_failed(
+                    run, f"the spira sweep process that executed it (pid {pid}) is gone"
+                )
+            ended = orphaned or run.status.value in TERMINAL
+            if ended and run.run_id in holding:
+                storage.free_concurrency_slots_for_run(run.run_id)
+            if orphaned or (ended and run.run_id in holding):
+                released.append(run.run_id)
+        return released
+
     def run(self, sweep: str, keys: list[str], workers: int, finished: Finished) -> None:
         if workers != 1:
             raise ValueError("without a daemon trials run one at a time (workers=1)")
@@ -85,12 +121,13 @@ class LocalTrials:
             "resources": self.resources,
         }
         for key in keys:
+            self.recover(sweep)
             result: dg.ExecuteInProcessResult | dg.JobExecutionResult
             if self.executor == "multiprocess":
                 with dg.execute_job(
                     dg.reconstructable(sweep_trials_job_def),
                     instance=self.instance,
-                    tags=trial_tags(sweep, key),
+                    tags=self._tags(sweep, key),
                     run_config=config,
                 ) as result:
                     ok = result.success
@@ -98,12 +135,26 @@ class LocalTrials:
                 result = sweep_trials_job_def().execute_in_process(
                     partition_key=key,
                     instance=self.instance,
-                    tags=trial_tags(sweep, key),
+                    tags=self._tags(sweep, key),
                     run_config=config,
                     raise_on_error=False,
                 )
                 ok = result.success
             finished(TrialRun(key, result.run_id, "SUCCESS" if ok else "FAILURE"))
+
+    @staticmethod
+    def _tags(sweep: str, key: str) -> dict[str, str]:
+        return {**trial_tags(sweep, key), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class DagsterApiError(RuntimeError):

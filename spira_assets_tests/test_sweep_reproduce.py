@@ -5,7 +5,10 @@ lineage record, compared weight for weight)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -210,3 +213,35 @@ def test_reproduce_matches_exactly_on_cpu_and_names_missing_inputs(
     assert f"batch {batch}: waveform file {shard} was deleted" in missing.output
     gone = CliRunner().invoke(main, ["reproduce", "0123456789abcdef", "--data-dir", str(root)])
     assert gone.exit_code == 1 and "lineage.json" in gone.output
+
+
+def test_a_killed_local_sweep_releases_its_run_and_gpu_slot(tmp_path: Path) -> None:
+    """A trial run whose `spira sweep` process was killed stays STARTED holding the `gpu` pool
+    slot, and a run whose step process died can end FAILED still holding it (no daemon frees
+    either): the sweep must release both, or the next trial waits for ever. A run of a live
+    process is left alone."""
+    from spira_assets.sweep_runs import HOST_TAG, PID_TAG, sweep_trials_job_def
+
+    instance = local_instance()
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # reaped: its pid names no process now
+    dead_pid = str(finished.pid)
+    job = sweep_trials_job_def()
+    runs = {}
+    instance.event_log_storage.set_concurrency_slots("gpu", 3)  # each run holds one
+    started, failed = dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.FAILURE
+    for label_, pid, status in (
+        ("dead", dead_pid, started),
+        ("alive", str(os.getpid()), started),
+        ("failed", str(os.getpid()), failed),
+    ):
+        tags = {SWEEP_TAG: "sweep-x", PID_TAG: pid, HOST_TAG: socket.gethostname()}
+        run = instance.create_run_for_job(job, status=status, tags=tags)
+        instance.event_log_storage.claim_concurrency_slot("gpu", run.run_id, "sweep_trial")
+        runs[label_] = run.run_id
+    assert set(LocalTrials(instance).recover("sweep-x")) == {runs["dead"], runs["failed"]}
+    dead, alive = (instance.get_run_by_id(runs[k]) for k in ("dead", "alive"))
+    assert dead is not None and dead.status == dg.DagsterRunStatus.FAILURE
+    assert alive is not None and alive.status == dg.DagsterRunStatus.STARTED
+    info = instance.event_log_storage.get_concurrency_info("gpu")
+    assert {slot.run_id for slot in info.claimed_slots} == {runs["alive"]}
