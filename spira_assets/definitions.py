@@ -10,6 +10,7 @@ from spira_assets.assets.monitoring import batch_drift
 from spira_assets.assets.promotion import champion
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.split import dataset_split
+from spira_assets.assets.sweep import sweep_trial, sweep_trials_job
 from spira_assets.assets.training import spira_model
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
@@ -67,9 +68,10 @@ defs = dg.Definitions(
             spira_model,
             evaluation_report,
             champion,
+            sweep_trial,
         ]
     ),
-    jobs=[process_batch_job, prepare_noise_job, train_model_job],
+    jobs=[process_batch_job, prepare_noise_job, train_model_job, sweep_trials_job],
     sensors=[landing_zone_sensor, noise_folder_sensor, retraining_sensor, stale_batches_sensor],
     schedules=[nightly_reconcile, weekly_retraining],
     resources=RESOURCES,

@@ -28,3 +28,4 @@ DATASET_SPLIT = f"split-2+{PSEUDONYM_SCHEME}"
 SPIRA_MODEL = "training-2"  # profiles (issue 17), features from the store
 EVALUATION = "evaluation-2"
 CHAMPION = "gate-2"
+SWEEP_TRIAL = "sweep-trial-1"  # one trial of a sweep, trained with the training core

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from spira_assets.layout import DataLayout
     from spira_assets.ml.inference import FileScore
 from dataclasses import replace
 from datetime import UTC
@@ -20,6 +21,7 @@ from spira_assets.cli.app import (
     DATA_DIR_OPTION,
     PROFILE_OPTION,
     CliError,
+    _instance,
     _layout,
     _local_root,
     _run_shared,
@@ -86,11 +88,32 @@ def _print_scores(version: str, scores: list[FileScore]) -> None:
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--warmup", default=100, show_default=True, type=click.IntRange(1))
 @click.option(
+    "--name",
+    default=None,
+    help="Sweep name (default: derived from the grid, seeds, settings and the current split, "
+    "so the same command resumes the same sweep).",
+)
+@click.option(
+    "--dagster-url",
+    envvar="SPIRA_DAGSTER_URL",
+    default=None,
+    help="A Dagster webserver with a daemon (make ui: http://127.0.0.1:3000): trials go "
+    "through its run queue. Without it, this process runs them one after another against "
+    "the local instance ($DAGSTER_HOME).",
+)
+@click.option(
     "--workers",
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Trials trained in parallel processes (CPU threads are divided between them).",
+    help="With --dagster-url: at most N trial runs queued or running at once (the instance's "
+    "run queue and its gpu pool limit them further). Without it: 1.",
+)
+@click.option(
+    "--max-trials",
+    default=None,
+    type=click.IntRange(1),
+    help="Start at most N of the remaining trials now; the same command later trains the rest.",
 )
 @click.option(
     "--promote",
@@ -104,30 +127,19 @@ def sweep(
     seeds: str,
     epochs: int,
     warmup: int,
+    name: str | None,
+    dagster_url: str | None,
     workers: int,
+    max_trials: int | None,
     promote: bool,
     profile: str,
     data_dir: str | None,
 ) -> None:
-    """Train every combination of the given parameters (per seed) as MLflow runs nested under
-    one parent run, score each on the validation split and print a ranked comparison."""
-    import mlflow
-    import polars as pl
-    from mlflow.tracking import MlflowClient
-
-    from spira_assets.ml.sweep import (
-        SweepSpecError,
-        label,
-        log_trial,
-        parse_param,
-        plan,
-        ranking,
-        run_trials,
-    )
-    from spira_assets.ml.tracking import default_tracking_uri, ensure_experiment
-    from spira_assets.resources import FeatureSettings, TrainingSettings
-    from spira_assets.storage.lake import Lake
-    from spira_assets.storage.tables import DATASET_SPLIT, UNPARTITIONED
+    """Train every combination of the given parameters (per seed), each trial a Dagster run of
+    `sweep_trials` (an MLflow run nested under the sweep's), and print a ranked comparison on
+    the validation split. Trials that finished are never trained again: after an interruption
+    the same command trains only the rest."""
+    from spira_assets.ml.sweep import SWEEP_NAME, SweepSpecError, parse_param
 
     layout = _layout(data_dir)
     root = _local_root(layout)
@@ -136,7 +148,45 @@ def sweep(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except (SweepSpecError, ValueError) as error:
         raise CliError(str(error)) from error
-    if Lake(layout.lake).read_part(DATASET_SPLIT, UNPARTITIONED).is_empty():
+    if name is not None and not SWEEP_NAME.match(name):
+        raise CliError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    if workers > 1 and not dagster_url:
+        raise CliError(
+            "--workers above 1 needs the run queue: start `make ui` and pass "
+            "--dagster-url http://127.0.0.1:3000 (without it trials run one at a time)"
+        )
+    _sweep(layout, root, grid, seed_list, epochs, warmup, name, dagster_url, workers,
+           max_trials, promote, profile)  # fmt: skip
+
+
+def _sweep(
+    layout: DataLayout,
+    root: Path,
+    grid: dict[str, list[Any]],
+    seed_list: list[int],
+    epochs: int,
+    warmup: int,
+    name: str | None,
+    dagster_url: str | None,
+    workers: int,
+    max_trials: int | None,
+    promote: bool,
+    profile: str,
+) -> None:
+    import mlflow
+    import polars as pl
+    from mlflow.tracking import MlflowClient
+
+    from spira_assets.ml.lineage import fingerprint
+    from spira_assets.ml.sweep import SweepPlan, SweepStore, label, ranking, sweep_name
+    from spira_assets.ml.tracking import default_tracking_uri, ensure_experiment
+    from spira_assets.resources import TrainingSettings
+    from spira_assets.storage.lake import Lake
+    from spira_assets.storage.tables import DATASET_SPLIT, UNPARTITIONED
+    from spira_assets.sweep_runs import DagsterApiError, LocalTrials, QueuedTrials, TrialRun
+
+    split = Lake(layout.lake).read_part(DATASET_SPLIT, UNPARTITIONED)
+    if split.is_empty():
         raise CliError("no dataset split yet: run `spira demo` (or materialize dataset_split)")
     base = replace(
         TrainingSettings(profile=profile).train_config(),
@@ -144,39 +194,99 @@ def sweep(
         warmup_steps=warmup,
         patience=max(2, epochs // 2),
     )
-    trials = plan(base, grid, seed_list)
+    columns = ("source_batch", "audio_sha256", "participant", "split")
+    split_rows = fingerprint({"rows": split.select(columns).sort(columns).rows()})
+    name = name or sweep_name(base, grid, seed_list, split_rows)
     uri = default_tracking_uri(root)
-    experiment = ensure_experiment(uri, "spira-sweeps", root / "mlartifacts")
     client = MlflowClient(uri)
-    name = f"sweep-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    parent = client.create_run(experiment, run_name=name, tags={"spira.sweep": "true"})
-    parent_id = str(parent.info.run_id)
-    for key, values in grid.items():
-        client.log_param(parent_id, f"grid.{key}", json.dumps(values))
-    client.log_param(parent_id, "seeds", json.dumps(seed_list))
-    client.log_param(parent_id, "base", json.dumps({"max_epochs": epochs, "warmup_steps": warmup}))
-    click.echo(
-        f"{name}: {len(trials)} trials ({len(trials) // len(seed_list)} combinations x "
-        f"{len(seed_list)} seeds), {workers} worker process(es); MLflow run {parent_id}"
-    )
-
-    def finished(result: Any) -> None:
-        log_trial(client, experiment, parent_id, result)
-        outcome = (
-            f"failed: {result.error}"
-            if result.error
-            else f"val AUROC {result.best_val_auroc:.3f}, loss {result.best_val_loss:.3f} "
-            f"(epoch {result.best_epoch}, {result.seconds:.0f} s)"
+    store = SweepStore(layout.root)
+    planned = store.load_plan(name)
+    if planned is None:
+        experiment = ensure_experiment(uri, "spira-sweeps", root / "mlartifacts")
+        parent = client.create_run(
+            experiment, run_name=name, tags={"spira.sweep": "true", "spira.sweep_name": name}
         )
-        click.echo(f"  {label(result.combination)} seed={result.seed}: {outcome}")
+        planned = SweepPlan(name, base, grid, seed_list, experiment, str(parent.info.run_id))
+        for key, values in grid.items():
+            client.log_param(planned.mlflow_parent_run_id, f"grid.{key}", json.dumps(values))
+        client.log_param(planned.mlflow_parent_run_id, "seeds", json.dumps(seed_list))
+        client.log_param(
+            planned.mlflow_parent_run_id,
+            "base",
+            json.dumps({"max_epochs": epochs, "warmup_steps": warmup}),
+        )
+        store.save_plan(planned)
+    elif not planned.same_grid(SweepPlan(name, base, grid, seed_list, "", "")):
+        raise CliError(
+            f"sweep {name} was planned with another grid, seeds or settings "
+            f"({store.root / name / 'plan.json'}); choose another --name"
+        )
+    parent_id = planned.mlflow_parent_run_id
+    client.update_run(parent_id, status="RUNNING")
+    keys = planned.trial_keys()
+    done = store.results(planned)
+    pending = [key for key in keys if key not in done]
+    now = pending[:max_trials] if max_trials else pending
+    where = (
+        f"through the run queue of {dagster_url}, {workers} at a time"
+        if dagster_url
+        else f"in this process against the instance in {_dagster_home()}, one at a time"
+    )
+    click.echo(
+        f"{name}: {len(keys)} trials ({len(keys) // len(seed_list)} combinations x "
+        f"{len(seed_list)} seeds), {len(done)} already trained, {len(now)} to run {where}; "
+        f"MLflow run {parent_id}"
+    )
+    failed: list[TrialRun] = []
 
-    features = FeatureSettings().config()
+    def finished(run: TrialRun) -> None:
+        result = store.load_result(run.key)
+        trial = planned.trial(run.key)
+        if run.status != "SUCCESS" or result is None:
+            failed.append(run)
+            outcome = f"run {run.run_id[:8]} {run.status}"
+        elif result.error:
+            outcome = f"failed: {result.error} (run {run.run_id[:8]})"
+        else:
+            outcome = (
+                f"val AUROC {result.best_val_auroc:.3f}, loss {result.best_val_loss:.3f} "
+                f"(epoch {result.best_epoch}, {result.seconds:.0f} s, run {run.run_id[:8]})"
+            )
+        click.echo(f"  {label(trial.combination)} seed={trial.seed}: {outcome}")
+
+    launcher = (
+        QueuedTrials(dagster_url)
+        if dagster_url
+        else LocalTrials(
+            _instance(layout),
+            {
+                "storage": {"data_dir": str(layout.root)},
+                "mlflow_tracking": {"tracking_uri": uri, "data_dir": str(layout.root)},
+            },
+        )
+    )
     try:
-        results = run_trials(root, features, trials, workers, finished)
-    except BaseException:
+        launcher.register(keys)
+        launcher.run(name, now, workers, finished)
+    except DagsterApiError as error:
         client.set_terminated(parent_id, "FAILED")
+        raise CliError(str(error)) from error
+    except BaseException:
+        client.set_terminated(parent_id, "KILLED")
         raise
-    table = ranking(results)
+    results = store.results(planned)
+    if len(results) < len(keys):
+        client.set_terminated(parent_id, "FAILED" if failed else "KILLED")
+        missing = len(keys) - len(results)
+        message = (
+            f"{missing} of {len(keys)} trials not trained yet: run the same command again "
+            f"(or --name {name}) to train only those"
+        )
+        if failed:
+            raise CliError(f"{len(failed)} trial run(s) failed; {message}")
+        click.echo(message)
+        return
+    table = ranking(list(results.values()))
     best = table.row(0, named=True)
     client.log_metric(parent_id, "best_val_auroc_mean", best["val_auroc_mean"] or float("nan"))
     client.log_param(parent_id, "best_combination", best["combination"])
@@ -192,7 +302,9 @@ def sweep(
     mlflow.set_tracking_uri(uri)
     if not promote:
         return
-    chosen = next(r.combination for r in results if label(r.combination) == best["combination"])
+    chosen = next(
+        r.combination for r in results.values() if label(r.combination) == best["combination"]
+    )
     # TrainConfig field names are TrainingSettings (the typed Dagster config) names
     training = {
         "profile": profile,
@@ -203,15 +315,21 @@ def sweep(
         **chosen,
     }
     click.echo(f"promoting the best combination through Dagster: {training}")
-    failed = _run_shared(
+    promotion_failed = _run_shared(
         layout,
         ("dataset_split", "spira_model", "evaluation_report", "champion"),
         {"training": training},
         log_level="INFO",
         tolerated=frozenset({"champion:promotion_gate"}),
     )
-    if failed:
-        raise CliError(f"promotion run failed: {failed}")
+    if promotion_failed:
+        raise CliError(f"promotion run failed: {promotion_failed}")
+
+
+def _dagster_home() -> str:
+    import os
+
+    return os.environ.get("DAGSTER_HOME", ".dagster_home")
 
 
 @main.command()

@@ -1,20 +1,22 @@
-"""Hyperparameter sweeps: a grid over training parameters, each combination trained per seed
-(in parallel processes when asked), scored on the validation split and ranked (no Dagster).
+"""Hyperparameter sweeps: a grid over training parameters, each combination trained per seed,
+scored on the validation split and ranked (no Dagster).
 
-Parameters are TrainConfig fields; short aliases (``lr``, ``window``...) are accepted. Every
-trial returns its per-epoch history, so the caller can log it (MLflow) and rank the trials.
+Parameters are TrainConfig fields; short aliases (``lr``, ``window``...) are accepted. A sweep
+is a ``SweepPlan`` written under the data root; each trial has a stable key (its Dagster
+partition), trains with ``run_trial`` and leaves a ``TrialResult`` file, which is what resuming
+and ranking read. Which process runs a trial (a Dagster run, on a pod or not) is the caller's
+business.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-import multiprocessing
-import os
+import json
+import re
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -22,16 +24,19 @@ import polars as pl
 import torch
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from upath import UPath
 
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
 from spira_assets.ml.inputs import (
+    local_shards,
     noise_bank,
     recordings_by_split,
     recordings_with_split,
     stored_features,
 )
-from spira_assets.ml.train import EpochLog, TrainConfig, train
+from spira_assets.ml.lineage import fingerprint
+from spira_assets.ml.train import EpochLog, TrainConfig, train, train_config_from
 from spira_assets.storage.lake import Lake
 
 ALIASES = {
@@ -92,11 +97,29 @@ def grid(params: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*params.values())]
 
 
+SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 @dataclass(frozen=True)
 class Trial:
     combination: dict[str, Any]
     seed: int
     config: TrainConfig
+
+    @property
+    def trial_id(self) -> str:
+        """``<combination hash>-s<seed>``: the same combination and seed, the same id."""
+        digest = hashlib.sha256(json.dumps(self.combination, sort_keys=True).encode())
+        return f"{digest.hexdigest()[:8]}-s{self.seed}"
+
+
+def trial_key(sweep: str, trial: Trial) -> str:
+    """The trial's partition key, ``<sweep>/<combination hash>-s<seed>``."""
+    return f"{sweep}/{trial.trial_id}"
+
+
+def sweep_of(key: str) -> str:
+    return key.partition("/")[0]
 
 
 @dataclass
@@ -109,20 +132,127 @@ class TrialResult:
     best_val_auroc: float
     seconds: float
     error: str | None = None
+    device: str = "cpu"
+    mlflow_run_id: str = ""
+    dagster_run_id: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialResult:
+        values = json.loads(text)
+        values["history"] = [EpochLog(**entry) for entry in values["history"]]
+        return cls(**values)
 
 
 def plan(base: TrainConfig, params: dict[str, list[Any]], seeds: list[int]) -> list[Trial]:
     return [Trial(combo, seed, replace(base, **combo)) for combo in grid(params) for seed in seeds]
 
 
-def run_trial(root: Path, features: FeatureConfig, trial: Trial, threads: int) -> TrialResult:
+def sweep_name(
+    base: TrainConfig, params: dict[str, list[Any]], seeds: list[int], split_rows: str
+) -> str:
+    """A name that is the same for the same grid, seeds, base settings and split (so running a
+    command again resumes it) and differs when any of them changes (new data: a new sweep)."""
+    payload = {"base": asdict(base), "params": params, "seeds": seeds, "split": split_rows}
+    return "sweep-" + fingerprint(payload)[:10]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep trains, written once under the data root before any trial runs: each trial
+    run reads its combination from here by its partition key, so a trial can be re-run from the
+    UI with nothing but its key."""
+
+    name: str
+    base: TrainConfig
+    params: dict[str, list[Any]]
+    seeds: list[int]
+    mlflow_experiment_id: str
+    mlflow_parent_run_id: str
+
+    def trials(self) -> list[Trial]:
+        return plan(self.base, self.params, self.seeds)
+
+    def trial_keys(self) -> list[str]:
+        return [trial_key(self.name, t) for t in self.trials()]
+
+    def trial(self, key: str) -> Trial:
+        for candidate in self.trials():
+            if trial_key(self.name, candidate) == key:
+                return candidate
+        raise KeyError(f"sweep {self.name} plans no trial {key!r} (trials: {self.trial_keys()})")
+
+    def same_grid(self, other: SweepPlan) -> bool:
+        return (self.base, self.params, self.seeds) == (other.base, other.params, other.seeds)
+
+    def to_json(self) -> str:
+        values = asdict(self)
+        return json.dumps(values, indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepPlan:
+        values = json.loads(text)
+        values["base"] = train_config_from(values["base"])
+        return cls(**values)
+
+
+class SweepStore:
+    """Plans and trial results under ``<data root>/sweeps/<sweep>/`` (local or object store):
+    ``plan.json`` and ``results/<trial id>.json``. A result is written only when its trial
+    finished, whole (write then rename), so "has a result" means "trained"."""
+
+    def __init__(self, root: UPath) -> None:
+        self.root = root / "sweeps"
+
+    def _plan_path(self, name: str) -> UPath:
+        return self.root / name / "plan.json"
+
+    def _result_path(self, key: str) -> UPath:
+        name, _, trial = key.partition("/")
+        return self.root / name / "results" / f"{trial}.json"
+
+    @staticmethod
+    def _write(path: UPath, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.rename(path)
+
+    def save_plan(self, sweep: SweepPlan) -> None:
+        self._write(self._plan_path(sweep.name), sweep.to_json())
+
+    def load_plan(self, name: str) -> SweepPlan | None:
+        path = self._plan_path(name)
+        return SweepPlan.from_json(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def save_result(self, key: str, result: TrialResult) -> None:
+        self._write(self._result_path(key), result.to_json())
+
+    def load_result(self, key: str) -> TrialResult | None:
+        path = self._result_path(key)
+        return TrialResult.from_json(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def results(self, sweep: SweepPlan) -> dict[str, TrialResult]:
+        """The finished trials of a sweep, by partition key, in plan order."""
+        found = {key: self.load_result(key) for key in sweep.trial_keys()}
+        return {key: result for key, result in found.items() if result is not None}
+
+
+def run_trial(
+    layout: DataLayout,
+    features: FeatureConfig,
+    trial: Trial,
+    device: torch.device,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> TrialResult:
     """Train one combination with one seed on the train split; best epoch by validation loss.
-    Runs in a worker process, so it reads its inputs from the lake itself."""
-    torch.set_num_threads(max(1, threads))
+    Reads its inputs from the lake itself (the split, 16 kHz audio, stored features, noise)."""
     started = time.perf_counter()
-    layout = DataLayout.from_location(str(root))
     lake = Lake(layout.lake)
     recordings = recordings_with_split(lake)
+    root = local_shards(layout, recordings)
     cfg = trial.config
     index = (
         stored_features(lake, layout, features.config_hash())
@@ -132,7 +262,6 @@ def run_trial(root: Path, features: FeatureConfig, trial: Trial, threads: int) -
     sets = recordings_by_split(
         recordings, root, ("train", "validation"), index, features.n_features
     )
-    device = torch.device("cpu")
     try:
         result = train(
             sets["train"],
@@ -142,10 +271,19 @@ def run_trial(root: Path, features: FeatureConfig, trial: Trial, threads: int) -
             cfg,
             trial.seed,
             device,
+            on_epoch,
         )
     except (ValueError, RuntimeError) as error:  # diverged or no data: a result, not a crash
         return TrialResult(
-            trial.combination, trial.seed, [], 0, float("nan"), float("nan"), 0.0, str(error)
+            trial.combination,
+            trial.seed,
+            [],
+            0,
+            float("nan"),
+            float("nan"),
+            time.perf_counter() - started,
+            str(error),
+            str(device),
         )
     return TrialResult(
         trial.combination,
@@ -155,36 +293,8 @@ def run_trial(root: Path, features: FeatureConfig, trial: Trial, threads: int) -
         result.best_val_loss,
         result.best.val_auroc,
         time.perf_counter() - started,
+        device=str(device),
     )
-
-
-def run_trials(
-    root: Path,
-    features: FeatureConfig,
-    trials: list[Trial],
-    workers: int = 1,
-    on_result: Callable[[TrialResult], None] | None = None,
-) -> list[TrialResult]:
-    """All trials, ``workers`` at a time in separate processes (torch threads split evenly)."""
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // max(1, workers))
-    results: list[TrialResult] = []
-
-    def finished(result: TrialResult) -> None:
-        results.append(result)
-        if on_result:
-            on_result(result)
-
-    if workers <= 1:
-        for trial in trials:
-            finished(run_trial(root, features, trial, torch.get_num_threads()))
-        return results
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(run_trial, root, features, t, threads) for t in trials]
-        for future in as_completed(futures):
-            finished(future.result())
-    return results
 
 
 def ranking(results: list[TrialResult]) -> pl.DataFrame:
@@ -227,31 +337,43 @@ def label(combination: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in combination.items())
 
 
-def history_metrics(result: TrialResult) -> Iterator[tuple[str, float, int]]:
-    """(metric, value, epoch) for every epoch of a trial, for the tracking store."""
-    for entry in result.history:
-        for name in ("train_loss", "val_loss", "val_auroc", "val_accuracy"):
-            value = float(getattr(entry, name))
-            if np.isfinite(value):
-                yield name, value, entry.epoch
-
-
-def log_trial(client: MlflowClient, experiment_id: str, parent_run_id: str, r: TrialResult) -> str:
-    """A child run of the sweep's parent run with the trial's parameters and curves."""
+def start_trial_run(
+    client: MlflowClient, sweep: SweepPlan, key: str, trial: Trial, dagster_run_id: str
+) -> str:
+    """A child run of the sweep's parent run with the trial's parameters; epochs are logged
+    to it as they finish (``log_epoch``), so the curves grow live in the MLflow UI."""
     run = client.create_run(
-        experiment_id,
-        run_name=f"{label(r.combination)} seed={r.seed}",
-        tags={"mlflow.parentRunId": parent_run_id, "spira.sweep_trial": "true"},
+        sweep.mlflow_experiment_id,
+        run_name=f"{label(trial.combination)} seed={trial.seed}",
+        tags={
+            "mlflow.parentRunId": sweep.mlflow_parent_run_id,
+            "spira.sweep_trial": "true",
+            "spira.sweep": sweep.name,
+            "spira.trial_key": key,
+            "dagster.run_id": dagster_run_id,
+        },
     )
     run_id = str(run.info.run_id)
     client.log_batch(
         run_id,
-        params=[Param(k, str(v)) for k, v in {**r.combination, "seed": r.seed}.items()],
+        params=[Param(k, str(v)) for k, v in {**trial.combination, "seed": trial.seed}.items()],
+    )
+    return run_id
+
+
+def log_epoch(client: MlflowClient, run_id: str, entry: EpochLog) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
         metrics=[
-            Metric(name, value, int(time.time() * 1000), step)
-            for name, value, step in history_metrics(r)
+            Metric(name, float(getattr(entry, name)), now, entry.epoch)
+            for name in ("train_loss", "val_loss", "val_auroc", "val_accuracy")
+            if np.isfinite(float(getattr(entry, name)))
         ],
     )
+
+
+def finish_trial_run(client: MlflowClient, run_id: str, r: TrialResult) -> None:
     if r.error is None:
         client.log_metric(run_id, "best_val_auroc", r.best_val_auroc)
         client.log_metric(run_id, "best_val_loss", r.best_val_loss)
@@ -259,4 +381,3 @@ def log_trial(client: MlflowClient, experiment_id: str, parent_run_id: str, r: T
     else:
         client.set_tag(run_id, "spira.error", r.error[:5000])
     client.set_terminated(run_id, "FINISHED" if r.error is None else "FAILED")
-    return run_id
