@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -80,6 +81,12 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
             initargs=(os.getpid(), dict(os.environ)),
         )
         _POOLS[key] = pool
+        # A multiprocessing child (a Dagster step process) ends through multiprocessing's exit
+        # function, which joins every child process before the interpreter's own exit hooks
+        # run: without this finalizer the step process waits forever for workers that were
+        # never told to stop. Priority 20: before the queues' own close finalizers (10), which
+        # would stop the pool's feeder thread before the stop messages are sent.
+        multiprocessing.util.Finalize(None, shutdown_pools, exitpriority=20)
     return pool
 
 

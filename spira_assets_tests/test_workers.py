@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.queues
 import os
 import signal
 import subprocess
@@ -67,3 +69,37 @@ def test_workers_see_the_environment_of_the_call_not_of_the_first_pool(
     seen = list(ordered_map(os.getenv, ["SPIRA_WORKER_PROBE"] * 2, 2))
     assert seen == ["set after the pool started"] * 2
     shutdown_pools()
+
+
+def _child_decodes(results: multiprocessing.queues.Queue[list[int]]) -> None:
+    results.put(list(ordered_map(abs, [-1, -2, -3], 2)))
+
+
+def test_a_child_process_that_used_the_pool_exits() -> None:
+    """A Dagster step process is a multiprocessing child: it must end once its step is done,
+    not wait forever for its idle decode workers (the hang of every multiprocess run)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_child_decodes, args=(results,))
+    child.start()
+    assert results.get(timeout=60) == [1, 2, 3]
+    child.join(timeout=60)
+    if child.exitcode is None:
+        child.kill()
+        for pid in psutil_children(child.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert child.exitcode == 0
+
+
+def psutil_children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc), to clean up after a hung child."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().split(")")[-1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
