@@ -49,9 +49,9 @@ format: setup
 	$(VENV)/bin/ruff format spira_assets spira_assets_tests benchmarks deploy
 	$(VENV)/bin/ruff check --fix spira_assets spira_assets_tests benchmarks deploy
 
-ui: setup  ## Dagster UI (webserver + daemon, so the landing-zone sensor runs) on :3000
+ui: setup  ## Dagster UI (webserver + daemon) on :3000, MLflow UI on :5000, reports on :8001
 	@$(PY) -m spira_assets.instance >/dev/null  # DAGSTER_HOME with spira_assets/instance.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(PY) -m spira_assets.ui
 
 serve: setup  ## the champion model over REST (MLflow scoring server) on :5001
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$${SPIRA_DATA_DIR:-$(CURDIR)/data}/mlflow.db}" \

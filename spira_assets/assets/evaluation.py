@@ -11,6 +11,7 @@ import mlflow
 import polars as pl
 
 from spira_assets.assets import versions
+from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import image, table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ml.assessment import PUBLISHED, assess
@@ -216,7 +217,8 @@ def _evaluation_report(
         "test_auroc_clean": round(value[("clean", "auroc")], 4),
         "test_accuracy_clean": round(value[("clean", "accuracy")], 4),
         "test_sensitivity_clean": round(value[("clean", "sensitivity")], 4),
-        "report": dg.MetadataValue.path(str(html)),
+        "report": report_url(version, html.name),
+        "report_file": dg.MetadataValue.path(str(html)),
         "report_markdown": dg.MetadataValue.path(str(md)),
         "metrics": table_metadata(with_ci(metrics.filter(pl.col("role") == "candidate"))),
         "profile": profile,

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from spira_assets.assets import versions
 from spira_assets.assets.evaluation import model_version_of_run
+from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ml.artifacts import SUMMARY
@@ -193,7 +194,8 @@ def _champion(
         "reasons": "; ".join(decision.reasons) or "none",
         "champion_version": holder,
         "compared_with": len(comparisons),
-        "model_card": dg.MetadataValue.path(str(html)),
+        "model_card": report_url(version, html.name),
+        "model_card_file": dg.MetadataValue.path(str(html)),
         "model_card_markdown": dg.MetadataValue.path(str(md)),
         "gate_criteria": table_metadata(criteria_table(decision)),
         "promotion_history": table_metadata(

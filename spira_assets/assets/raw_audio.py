@@ -114,7 +114,14 @@ def landed_index(batch_id: str, shard: str, landed: LandedPcm) -> pl.DataFrame:
     },
     deps=["landing_batch"],
     check_specs=[
-        dg.AssetCheckSpec(QUARANTINE_CHECK, asset="raw_audio", blocking=True),
+        dg.AssetCheckSpec(
+            QUARANTINE_CHECK,
+            asset="raw_audio",
+            blocking=True,
+            description="The share of the batch's files quarantined (undecodable, silent, "
+            "clipped, wrong rate, duplicate...) is within the policy's limit; the description "
+            "names the batch.",
+        ),
         schema_check_spec("raw_audio"),
     ],
 )
@@ -186,14 +193,16 @@ def raw_audio(
         check_name=QUARANTINE_CHECK,
         passed=result.files_in > 0 and share <= policy.max_quarantine_share,
         metadata={
-            "quarantined_share": share,
+            "batch": batch_id,
+            "quarantined_share": round(share, 4),
             "limit": policy.max_quarantine_share,
             "files_in": result.files_in,
         },
         description=(
-            "the batch has no audio files"
+            f"batch {batch_id} has no audio files"
             if result.files_in == 0
-            else f"{share:.1%} of files quarantined (limit {policy.max_quarantine_share:.0%})"
+            else f"batch {batch_id}: {quarantined} of {result.files_in} files quarantined "
+            f"({share:.1%}, limit {policy.max_quarantine_share:.0%})"
         ),
     )
     checks = [check, stored_schema_result(lake, RAW_AUDIO, RawAudioTable, batch_id)]

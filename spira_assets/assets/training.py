@@ -16,6 +16,7 @@ import polars as pl
 
 import spira_assets
 from spira_assets.assets import versions
+from spira_assets.assets.links import mlflow_links
 from spira_assets.assets.presentation import image
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ingest.gates import blocked_batches, describe_blocked
@@ -140,15 +141,9 @@ def _version_row(
     )
 
 
-def _mlflow_link(uri: str, run_id: str) -> dict[str, Any]:
-    experiment_id = mlflow.get_run(run_id).info.experiment_id
-    if uri.startswith(("http://", "https://")):
-        return {
-            "mlflow_run": dg.MetadataValue.url(
-                f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-            )
-        }
-    return {"mlflow_ui": dg.MetadataValue.text(f"mlflow ui --backend-store-uri {uri}")}
+def _mlflow_link(uri: str, run_id: str, registered_model: str, registered: str) -> dict[str, Any]:
+    experiment_id = str(mlflow.get_run(run_id).info.experiment_id)
+    return mlflow_links(uri, experiment_id, run_id, registered_model, registered)
 
 
 def _spira_model(
@@ -275,7 +270,7 @@ def _spira_model(
             "reused": False,
             "mlflow_tracking_uri": uri,
             "mlflow_run_id": run_id,
-            **_mlflow_link(uri, run_id),
+            **_mlflow_link(uri, run_id, mlflow_tracking.registered_model, registered),
             "registered_model": f"{mlflow_tracking.registered_model} v{registered}",
             "speaker_independence": speaker_independence(split),
             **_summary_metadata(summary),

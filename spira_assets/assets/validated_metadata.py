@@ -40,8 +40,20 @@ CLASSES_CHECK = BOTH_CLASSES
     group_name="ingest",
     kinds={"python", "polars", "parquet", "duckdb"},
     check_specs=[
-        dg.AssetCheckSpec(QUARANTINE_CHECK, asset="validated_metadata", blocking=True),
-        dg.AssetCheckSpec(CLASSES_CHECK, asset="validated_metadata", blocking=True),
+        dg.AssetCheckSpec(
+            QUARANTINE_CHECK,
+            asset="validated_metadata",
+            blocking=True,
+            description="The share of the batch's metadata rows quarantined is within the "
+            "policy's limit (IngestPolicy.max_quarantine_share); the description names the batch.",
+        ),
+        dg.AssetCheckSpec(
+            CLASSES_CHECK,
+            asset="validated_metadata",
+            blocking=True,
+            description="The batch has accepted recordings of patients (label 1) and of "
+            "controls (label 0), with their counts.",
+        ),
         schema_check_spec("validated_metadata"),
     ],
     metadata={"dagster/column_schema": column_schema(VALIDATED_METADATA)},
@@ -130,8 +142,13 @@ def validated_metadata(
         dg.AssetCheckResult(
             check_name=QUARANTINE_CHECK,
             passed=result.rows_in > 0 and share <= policy.max_quarantine_share,
-            metadata={"quarantined_share": share, "limit": policy.max_quarantine_share},
-            description=f"{result.rows_quarantined} of {result.rows_in} rows quarantined",
+            metadata={
+                "batch": batch_id,
+                "quarantined_share": round(share, 4),
+                "limit": policy.max_quarantine_share,
+            },
+            description=f"batch {batch_id}: {result.rows_quarantined} of {result.rows_in} "
+            f"metadata rows quarantined ({share:.1%}, limit {policy.max_quarantine_share:.0%})",
         ),
         dg.AssetCheckResult(
             check_name=CLASSES_CHECK,

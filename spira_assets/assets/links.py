@@ -1,0 +1,52 @@
+"""Links shown on assets: the MLflow UI (run, experiment, registered model version) and the
+HTML reports, served over HTTP by ``make ui`` (``spira_assets/ui.py``).
+
+Base addresses come from ``SPIRA_MLFLOW_UI_URL`` (default ``http://127.0.0.1:5000``) and
+``SPIRA_REPORTS_URL`` (default ``http://127.0.0.1:8001``: ``data/reports`` served as is). A
+tracking server given as ``MLFLOW_TRACKING_URI=http(s)://...`` is its own UI.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+import dagster as dg
+
+MLFLOW_UI_URL = "http://127.0.0.1:5000"
+REPORTS_URL = "http://127.0.0.1:8001"
+
+
+def mlflow_ui(tracking_uri: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return os.environ.get("SPIRA_MLFLOW_UI_URL", MLFLOW_UI_URL).rstrip("/")
+
+
+def reports_base() -> str:
+    return os.environ.get("SPIRA_REPORTS_URL", REPORTS_URL).rstrip("/")
+
+
+def mlflow_links(
+    tracking_uri: str,
+    experiment_id: str,
+    run_id: str,
+    registered_model: str | None = None,
+    registered_version: str | None = None,
+) -> dict[str, Any]:
+    base = mlflow_ui(tracking_uri)
+    links: dict[str, Any] = {
+        "mlflow_run": dg.MetadataValue.url(f"{base}/#/experiments/{experiment_id}/runs/{run_id}"),
+        "mlflow_experiment": dg.MetadataValue.url(f"{base}/#/experiments/{experiment_id}"),
+    }
+    if registered_model and registered_version:
+        links["mlflow_model_version"] = dg.MetadataValue.url(
+            f"{base}/#/models/{quote(registered_model)}/versions/{registered_version}"
+        )
+    return links
+
+
+def report_url(version: str, name: str) -> dg.MetadataValue:
+    """A report of ``reports/<version>/`` as served over HTTP."""
+    return dg.MetadataValue.url(f"{reports_base()}/{quote(version)}/{quote(name)}")

@@ -1,0 +1,93 @@
+"""``make ui``: the Dagster UI with the MLflow UI and the HTML reports beside it, so the links
+on the assets (``assets/links.py``) answer. All three stop together.
+
+    python -m spira_assets.ui [--port 3000] [--mlflow-port 5000] [--reports-port 8001]
+
+The MLflow UI is started only for a local (SQLite) store; a tracking server given as
+``MLFLOW_TRACKING_URI=http(s)://...`` is its own UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from spira_assets.layout import DataLayout
+from spira_assets.ml.tracking import default_tracking_uri
+
+
+def commands(args: argparse.Namespace, root: Path) -> list[list[str]]:
+    bin_dir = Path(sys.executable).parent
+    reports = root / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    uri = default_tracking_uri(root)
+    found = [
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(args.reports_port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(reports),
+        ],
+    ]
+    if not uri.startswith(("http://", "https://")):
+        found.append(
+            [
+                str(bin_dir / "mlflow"),
+                "ui",
+                "--backend-store-uri",
+                uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.mlflow_port),
+            ]
+        )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--mlflow-port", type=int, default=5000)
+    parser.add_argument("--reports-port", type=int, default=8001)
+    args = parser.parse_args()
+    layout = DataLayout.from_location()
+    root = layout.local_root
+    os.environ.setdefault("SPIRA_MLFLOW_UI_URL", f"http://127.0.0.1:{args.mlflow_port}")
+    os.environ.setdefault("SPIRA_REPORTS_URL", f"http://127.0.0.1:{args.reports_port}")
+    helpers = [subprocess.Popen(c) for c in commands(args, root)]
+    dagster = [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-w",
+        "workspace.yaml",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
+    print(
+        f"Dagster http://127.0.0.1:{args.port}  MLflow {os.environ['SPIRA_MLFLOW_UI_URL']}  "
+        f"reports {os.environ['SPIRA_REPORTS_URL']}",
+        flush=True,
+    )
+    try:
+        sys.exit(subprocess.call(dagster))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            helper.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
