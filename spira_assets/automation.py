@@ -23,6 +23,7 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.batches import READY_MARKER, scan_landing
+from spira_assets.deployment import sensor_interval
 from spira_assets.jobs import BATCH_ASSETS, process_batch_job, train_model_job
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
@@ -59,7 +60,7 @@ def retraining_reason(new: list[str], drifted: list[str], policy: RetrainingPoli
 
 @dg.sensor(
     job=train_model_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts train_model after enough new batches or a failed drift check.",
 )

@@ -76,3 +76,16 @@ def current_deployment() -> Deployment:
     if name not in DEPLOYMENTS:
         raise ValueError(f"{DEPLOYMENT_ENV}={name!r}: expected one of {sorted(DEPLOYMENTS)}")
     return DEPLOYMENTS[name]()
+
+
+def sensor_interval(default_s: int) -> int:
+    """Seconds between evaluations of the landing, noise and retraining sensors: their default,
+    or ``SPIRA_SENSOR_INTERVAL_S`` for all three (a site that wants faster pickup; the
+    end-to-end test, which would otherwise spend minutes waiting for ticks)."""
+    text = os.environ.get("SPIRA_SENSOR_INTERVAL_S", "").strip()
+    if not text:
+        return default_s
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"SPIRA_SENSOR_INTERVAL_S must be at least 1 second, not {value}")
+    return value

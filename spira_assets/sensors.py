@@ -6,6 +6,7 @@ import json
 import dagster as dg
 
 from spira_assets.batches import BATCH_ID_PATTERN, scan_landing
+from spira_assets.deployment import sensor_interval
 from spira_assets.jobs import prepare_noise_job, process_batch_job
 from spira_assets.partitions import COLLECTION_BATCH, collection_batch
 from spira_assets.resources import StorageResource
@@ -13,7 +14,7 @@ from spira_assets.resources import StorageResource
 
 @dg.sensor(
     job=process_batch_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval(30),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches $SPIRA_DATA_DIR/landing for batch folders with a _READY marker.",
 )
@@ -54,7 +55,7 @@ def noise_fingerprint(storage: StorageResource) -> str:
 
 @dg.sensor(
     job=prepare_noise_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Re-prepares hospital_noise when the files in landing/noise change.",
 )

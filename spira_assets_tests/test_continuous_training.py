@@ -169,7 +169,12 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
     with dg.DagsterInstance.from_config(str(home)) as instance:  # known: the sensor skips it
         instance.add_dynamic_partitions(COLLECTION_BATCH, ["demo-001"])
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SPIRA_DATA_DIR": str(layout.root)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SPIRA_DATA_DIR": str(layout.root),
+        "SPIRA_SENSOR_INTERVAL_S": "5",  # the product's 30/60 s would be idle minutes here
+    }
     dagster = str(Path(sys.executable).parent / "dagster")
     command = [dagster, "dev", "-m", "spira_assets_tests.e2e_definitions", "-h", "127.0.0.1",
                "-p", str(port)]  # fmt: skip

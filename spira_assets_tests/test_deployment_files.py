@@ -262,3 +262,17 @@ def test_the_k8s_switch_selects_kubernetes_executors_and_gpu_steps() -> None:
     env["SPIRA_DEPLOYMENT"] = "mainframe"
     bad = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "SPIRA_DEPLOYMENT='mainframe'" in bad.stderr
+
+
+def test_sensor_interval_comes_from_the_environment_and_refuses_nonsense(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from spira_assets.deployment import sensor_interval
+
+    monkeypatch.delenv("SPIRA_SENSOR_INTERVAL_S", raising=False)
+    assert sensor_interval(30) == 30
+    monkeypatch.setenv("SPIRA_SENSOR_INTERVAL_S", "5")
+    assert sensor_interval(30) == 5
+    monkeypatch.setenv("SPIRA_SENSOR_INTERVAL_S", "0")
+    with pytest.raises(ValueError, match="at least 1 second"):
+        sensor_interval(30)
