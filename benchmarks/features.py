@@ -233,6 +233,7 @@ def main() -> None:
                 assert again == 0
                 index = rows.select(
                     "batch_id",
+                    "row_number",
                     "audio_sha256",
                     "participant",
                     "label",
@@ -242,6 +243,7 @@ def main() -> None:
                     "utterance",
                     "pseudonym_key_id",
                     "speaker_grouping",
+                    "published_split",
                 ).with_columns(
                     pl.Series("sample_offset", [o for o, _ in spans], dtype=pl.Int64),
                     pl.Series("samples", [n for _, n in spans], dtype=pl.Int64),
