@@ -23,6 +23,7 @@ from spira_assets.ingest.raw_audio import RawAudioResult, ingest_raw_audio
 from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer
 from spira_assets.storage.raw_store import RawStore
+from spira_assets_tests.hygiene import current_defs_state_storage, leaked_defs_state_storage
 
 # A key that passes privacy.check_pseudonym_key (64 hex digits). Pseudonyms, and so the
 # participant splits of the small test corpora, depend on it: sha256("spira-assets test
@@ -50,6 +51,16 @@ def environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_instance_context() -> Iterator[None]:
+    """A test that leaves a DagsterInstance entered fails (see ``hygiene.py``)."""
+    before = current_defs_state_storage()
+    yield
+    leak = leaked_defs_state_storage(before)
+    if leak is not None:
+        pytest.fail(leak)
 
 
 @pytest.fixture(autouse=True)

@@ -179,12 +179,14 @@ def test_nightly_reconcile_requests_missing_and_stale_batches(
     batches = sorted(p.name for p in (root / "landing").iterdir() if (p / "_READY").exists())
     instance.add_dynamic_partitions(COLLECTION_BATCH, batches)
     assert set(batches_to_reconcile(instance, storage)) == set(batches)  # nothing materialized
-    context = dg.build_schedule_context(
+    # A context used as a context manager: its ``instance`` enters a DagsterInstance, which sets
+    # Dagster's process-wide current defs-state storage until the context exits.
+    with dg.build_schedule_context(
         instance=instance,
         resources={"storage": storage},
         scheduled_execution_time=datetime(2026, 11, 23, 2, tzinfo=UTC),
-    )
-    requests = nightly_reconcile(context)
+    ) as context:
+        requests = nightly_reconcile(context)
     assert isinstance(requests, list)
     assert sorted(r.partition_key for r in requests) == batches
     layout = DataLayout.from_location(str(root))
@@ -197,3 +199,20 @@ def test_nightly_reconcile_requests_missing_and_stale_batches(
     assert batches_to_reconcile(instance, storage) == {
         batches[0]: "raw_audio older than the landing folder"
     }
+
+
+def test_a_schedule_context_left_open_is_reported(tmp_path: Path) -> None:
+    """The planted fault behind a CI failure: ``context.instance`` entered and never exited."""
+    from spira_assets_tests.hygiene import current_defs_state_storage, leaked_defs_state_storage
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    before = current_defs_state_storage()
+    context = dg.build_schedule_context(instance=dg.DagsterInstance.from_config(str(home)))
+    assert context.instance is not None  # enters a second instance from the ref
+    assert leaked_defs_state_storage(before) is not None
+    assert leaked_defs_state_storage(before) is None  # reset: later tests are unaffected
+    with dg.build_schedule_context(instance=dg.DagsterInstance.from_config(str(home))) as closed:
+        assert closed.instance is not None
+    assert leaked_defs_state_storage(before) is None
