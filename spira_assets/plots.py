@@ -67,23 +67,37 @@ def class_balance(table: pl.DataFrame) -> bytes:
     return _png(fig)
 
 
-def feature_examples(examples: dict[str, np.ndarray], title: str, hop_s: float) -> bytes:
-    """One feature 'image' (coefficients x time) per class, side by side."""
-    fig, axes = plt.subplots(1, max(1, len(examples)), figsize=(11, 3.2), squeeze=False)
-    for ax, (name, frames) in zip(axes[0], examples.items(), strict=False):
-        ax.imshow(
-            frames.T,
+def feature_examples(
+    examples: dict[str, tuple[str, np.ndarray]], title: str, hop_s: float
+) -> bytes:
+    """One feature 'image' (coefficients x time) per class, side by side, titled with its
+    recording id. Each coefficient is standardized over the shown frames (z-score): raw MFCCs
+    are dominated by c0 (the energy), which would leave every other row one colour."""
+    fig, axes = plt.subplots(1, max(1, len(examples)), figsize=(11, 3.4), squeeze=False)
+    for ax, (name, (recording, frames)) in zip(axes[0], examples.items(), strict=False):
+        mean = frames.mean(axis=0, keepdims=True)
+        std = frames.std(axis=0, keepdims=True)
+        z = (frames - mean) / np.where(std > 0, std, 1.0)
+        shown = ax.imshow(
+            z.T,
             origin="lower",
             aspect="auto",
             cmap="magma",
+            vmin=-3.0,
+            vmax=3.0,
             extent=(0.0, frames.shape[0] * hop_s, 0.0, float(frames.shape[1])),
         )
-        ax.set(title=name, xlabel="seconds", ylabel=title)
+        ax.set(title=f"{name}: {recording}", xlabel="seconds", ylabel=f"{title} coefficient")
+        fig.colorbar(shown, ax=ax, label="z-score per coefficient")
     return _png(fig)
 
 
-def training_curves(histories: dict[int, list[tuple[int, float, float, float]]]) -> bytes:
-    """Per seed: (epoch, train loss, validation loss, validation AUROC)."""
+def training_curves(
+    histories: dict[int, list[tuple[int, float, float, float]]],
+    best: tuple[int, int] | None = None,
+) -> bytes:
+    """Per seed: (epoch, train loss, validation loss, validation AUROC); ``best`` is the
+    (seed, epoch) whose weights were kept, marked on both panels."""
     fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(11, 3.4))
     for seed, rows in histories.items():
         epochs = [r[0] for r in rows]
@@ -96,6 +110,14 @@ def training_curves(histories: dict[int, list[tuple[int, float, float, float]]])
             label=f"validation (seed {seed})",
         )
         auc_ax.plot(epochs, [r[3] for r in rows], "-", color=line.get_color(), label=f"seed {seed}")
+        if best is not None and best[0] == seed:
+            kept = [r for r in rows if r[0] == best[1]]
+            if kept:
+                label = f"kept: seed {seed}, epoch {best[1]}"
+                loss_ax.plot(best[1], kept[0][2], "*", color="black", markersize=12, label=label)
+                auc_ax.plot(best[1], kept[0][3], "*", color="black", markersize=12, label=label)
+                for ax in (loss_ax, auc_ax):
+                    ax.axvline(best[1], color="black", linewidth=0.8, linestyle=":")
     for ax in (loss_ax, auc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.set(title="BCE loss", xlabel="epoch")
@@ -133,9 +155,13 @@ def evaluation_figure(
             [(~predicted & labels).sum(), (predicted & labels).sum()],
         ]
     )
-    conf.imshow(matrix, cmap="Blues")
+    conf.imshow(matrix, cmap="Blues", vmin=0, vmax=max(int(matrix.max()), 1))
     for (i, j), value in np.ndenumerate(matrix):
-        conf.text(j, i, str(value), ha="center", va="center")
+        dark = value > matrix.max() / 2  # white on the dark half of the colour map
+        conf.text(
+            j, i, str(value), ha="center", va="center", fontsize=13, fontweight="bold",
+            color="white" if dark else "black",
+        )  # fmt: skip
     conf.set_xticks([0, 1], ["control", "patient"])
     conf.set_yticks([0, 1], ["control", "patient"])
     conf.set(title=f"confusion at {threshold:.2f}", xlabel="predicted", ylabel="true")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -213,3 +214,44 @@ def materialize_batch(
         partition=batch_id,
     )
     return _outcome(batch_id, result)
+
+
+def materialize_batch_through(
+    url: str, layout: DataLayout, batch_id: str, select: tuple[str, ...] = ()
+) -> RunOutcome:
+    """``materialize_batch`` launched through the Dagster webserver at ``url`` (the UI's own
+    API): the run belongs to the webserver's code location, so it is on the Overview timeline
+    and re-executes from the UI; the daemon behind it launches it. Waits for its end."""
+    from spira_assets.webserver import DagsterWebserver
+
+    require_valid_batch_id(batch_id)
+    if not (layout.batch_dir(batch_id) / READY_MARKER).exists():
+        raise MaterializeError(f"batch {batch_id}: no {READY_MARKER} marker in its landing folder")
+    per_batch, shared = split_selection(select)
+    if shared:
+        raise MaterializeError(f"{list(shared)} are not per-batch assets")
+    server = DagsterWebserver(url)
+    job = process_batch_job.name
+    server.add_partition(job, COLLECTION_BATCH, batch_id)
+    assets = (
+        [key.to_user_string() for key in with_step_outputs([dg.AssetKey(n) for n in per_batch])]
+        if per_batch
+        else None
+    )
+    tags = {"dagster/partition": batch_id, "spira/launched_by": "cli"}
+    run_id = server.launch(job, tags, assets)
+    status = server.wait(run_id)
+    checks, failed_steps = server.outcome_events(run_id)
+    failed = [c for c in checks if not c["success"]]
+
+    def name(check: dict[str, Any]) -> str:
+        return f"{'/'.join(check['assetKey']['path'])}:{check['checkName']}"
+
+    return RunOutcome(
+        batch_id,
+        run_id,
+        status == "SUCCESS",
+        tuple(name(c) for c in failed if c["severity"] != "WARN"),
+        tuple(failed_steps),
+        tuple(name(c) for c in failed if c["severity"] == "WARN"),
+    )

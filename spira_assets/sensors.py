@@ -1,12 +1,12 @@
 """The landing-zone sensor: one partition and one run per newly completed batch."""
 
-import hashlib
 import json
 
 import dagster as dg
 
 from spira_assets.batches import BATCH_ID_PATTERN, scan_landing
 from spira_assets.deployment import sensor_interval
+from spira_assets.ingest.noise_folder import FINGERPRINT_KEY, noise_fingerprint
 from spira_assets.jobs import prepare_noise_job, process_batch_job
 from spira_assets.partitions import COLLECTION_BATCH, collection_batch
 from spira_assets.resources import StorageResource
@@ -43,16 +43,6 @@ def landing_zone_sensor(
     )
 
 
-def noise_fingerprint(storage: StorageResource) -> str:
-    folder = storage.layout().noise
-    if not folder.exists():
-        return ""
-    entries = sorted(
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()
-    )
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16] if entries else ""
-
-
 @dg.sensor(
     job=prepare_noise_job,
     minimum_interval_seconds=sensor_interval(60),
@@ -62,9 +52,19 @@ def noise_fingerprint(storage: StorageResource) -> str:
 def noise_folder_sensor(
     context: dg.SensorEvaluationContext, storage: StorageResource
 ) -> dg.SensorResult:
-    fingerprint = noise_fingerprint(storage)
+    fingerprint = noise_fingerprint(storage.layout().noise)
     if not fingerprint or fingerprint == context.cursor:
         return dg.SensorResult(skip_reason="noise folder unchanged", cursor=context.cursor)
+    # a sensor with no saved state (a new instance, a first `make ui`) or a folder prepared by
+    # another run (`spira demo`, the UI): hospital_noise recorded what it prepared
+    latest = context.instance.get_latest_materialization_event(dg.AssetKey("hospital_noise"))
+    materialization = latest.asset_materialization if latest else None
+    prepared = materialization.metadata.get(FINGERPRINT_KEY) if materialization else None
+    if latest is not None and prepared is not None and prepared.value == fingerprint:
+        return dg.SensorResult(
+            skip_reason=f"hospital_noise already prepared this folder (run {latest.run_id})",
+            cursor=fingerprint,
+        )
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"noise:{fingerprint}")], cursor=fingerprint
     )

@@ -15,14 +15,11 @@ Both wait for the runs they started and report each as it ends.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import dagster as dg
 
@@ -30,11 +27,13 @@ from spira_assets.assets.sweep import sweep_trials_job
 from spira_assets.definitions import defs
 from spira_assets.deployment import EXECUTORS, Executor
 from spira_assets.partitions import SWEEP_TRIAL
+from spira_assets.webserver import TERMINAL, DagsterApiError, DagsterWebserver
+
+__all__ = ["DagsterApiError", "LocalTrials", "QueuedTrials", "TrialRun"]
 
 SWEEP_TAG = "spira/sweep"
 TRIAL_TAG = "spira/sweep_trial"
 PID_TAG, HOST_TAG = "spira/sweep_pid", "spira/sweep_host"  # the process executing a local run
-TERMINAL = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -157,94 +156,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class DagsterApiError(RuntimeError):
-    """The webserver refused or could not answer a request (the message has its reason)."""
-
-
 class QueuedTrials:
     """Trials submitted to the run queue of the instance behind a Dagster webserver."""
 
     def __init__(self, url: str, poll_s: float = 2.0) -> None:
-        self.url = url.rstrip("/") + "/graphql"
-        self.poll_s = poll_s
-        self._repository: dict[str, str] | None = None
-
-    def _query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                payload: dict[str, Any] = json.load(response)
-        except OSError as error:
-            raise DagsterApiError(f"Dagster webserver {self.url}: {error}") from error
-        if payload.get("errors"):
-            raise DagsterApiError(f"{self.url}: {payload['errors']}")
-        return dict(payload["data"])
-
-    def repository(self) -> dict[str, str]:
-        """The code location and repository that hold the ``sweep_trials`` job."""
-        if self._repository is None:
-            data = self._query(
-                "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes {"
-                " name location { name } jobs { name } } } ... on PythonError { message } } }"
-            )["repositoriesOrError"]
-            for node in data.get("nodes", []):
-                if any(job["name"] == sweep_trials_job.name for job in node["jobs"]):
-                    self._repository = {
-                        "repositoryLocationName": node["location"]["name"],
-                        "repositoryName": node["name"],
-                    }
-                    break
-            else:
-                raise DagsterApiError(
-                    f"{self.url}: no code location with the job {sweep_trials_job.name} "
-                    f"({data.get('message', 'reload the code location')})"
-                )
-        return self._repository
+        self.server = DagsterWebserver(url, poll_s)
+        self.url, self.poll_s = self.server.url, poll_s
 
     def register(self, keys: list[str]) -> None:
         for key in keys:
-            result = self._query(
-                "mutation($repo: RepositorySelector!, $name: String!, $key: String!) {"
-                " addDynamicPartition(repositorySelector: $repo, partitionsDefName: $name,"
-                " partitionKey: $key) { __typename ... on PythonError { message }"
-                " ... on UnauthorizedError { message } } }",
-                {"repo": self.repository(), "name": SWEEP_TRIAL, "key": key},
-            )["addDynamicPartition"]
-            if result["__typename"] not in (
-                "AddDynamicPartitionSuccess",
-                "DuplicateDynamicPartitionError",
-            ):
-                raise DagsterApiError(f"adding partition {key}: {result}")
+            self.server.add_partition(sweep_trials_job.name, SWEEP_TRIAL, key)
 
     def submit(self, sweep: str, key: str) -> str:
-        params = {
-            "selector": {**self.repository(), "jobName": sweep_trials_job.name},
-            "executionMetadata": {
-                "tags": [{"key": k, "value": v} for k, v in trial_tags(sweep, key).items()]
-            },
-        }
-        result = self._query(
-            "mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {"
-            " __typename ... on LaunchRunSuccess { run { runId } }"
-            " ... on PythonError { message } ... on UnauthorizedError { message }"
-            " ... on RunConfigValidationInvalid { errors { message } } } }",
-            {"params": params},
-        )["launchRun"]
-        if result["__typename"] != "LaunchRunSuccess":
-            raise DagsterApiError(f"launching trial {key}: {result}")
-        return str(result["run"]["runId"])
+        return self.server.launch(sweep_trials_job.name, trial_tags(sweep, key))
 
     def statuses(self, run_ids: list[str]) -> dict[str, str]:
-        data = self._query(
-            "query($ids: [String]) { runsOrError(filter: {runIds: $ids}) {"
-            " ... on Runs { results { runId status } } } }",
-            {"ids": run_ids},
-        )["runsOrError"]
-        return {r["runId"]: r["status"] for r in data.get("results", [])}
+        return self.server.statuses(run_ids)
 
     def run(self, sweep: str, keys: list[str], workers: int, finished: Finished) -> None:
         """Keep at most ``workers`` trial runs queued or running; report each as it ends."""

@@ -2,12 +2,20 @@
 free port in its own process group, observed through its GraphQL API and a headless browser.
 
 One session, in the order things happen in real life:
-1. a run launched through GraphQL (what the UI's "Materialize" button sends) processes one batch;
+1. ``spira materialize --dagster-url`` launches a run through GraphQL (what the UI's
+   "Materialize" button sends): it belongs to the UI's code location and processes one batch;
 2. a second batch copied into the landing zone is picked up by the landing-zone sensor;
 3. with two new batches in, the retraining sensor trains, evaluates and gates a model;
 4. meanwhile Debian's chromium loads the UI, dismisses the first-visit dialog and lists every
-   SPIRA asset (screenshots kept in test-artifacts/);
-5. a drifted batch (ages +35, one device) fails its drift check and starts a retraining.
+   SPIRA asset; once a model is gated, it walks through a data scientist's day
+   (``ui_walkthrough.py``): the batch with the most rejections and its reasons, each plot by
+   name, the MLflow link of the model followed to the MLflow UI, the model card opened from the
+   champion (screenshots kept in test-artifacts/);
+5. a drifted batch (ages +35, one device) fails its drift check and starts a retraining; the
+   batches processed before any champion show their drift check skipped, not passed.
+
+The MLflow UI and the report server are started the way ``make ui`` starts them
+(``spira_assets.ui.commands``).
 
 The code location is the product's with test-sized training and a lenient gate
 (``e2e_definitions.py``); sensors, the run queue and the instance are real.
@@ -15,8 +23,10 @@ The code location is the product's with test-sized training and a lenient gate
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,23 +35,41 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from spira_assets.assets.monitoring import DRIFT_CHECK
+from spira_assets.assets.presentation import (
+    PLOT_CLASS_BALANCE,
+    PLOT_DRIFT,
+    PLOT_EXAMPLES,
+    PLOT_RAW_AUDIO,
+    PLOT_TRAINING,
+    plot_evaluation,
+)
 from spira_assets.demo.corpus import DemoSpec, generate_corpus
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.warehouse import Warehouse
+from spira_assets.ui import commands as ui_commands
 from spira_assets_tests.servers import free_port, graphql, server
+from spira_assets_tests.ui_walkthrough import (
+    ARTIFACTS,
+    browser_page,
+    dismiss_first_visit,
+    link,
+    metadata_row,
+    open_asset,
+    shot,
+    show_plot,
+    text_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
 Run = dict[str, object]
 RUNS = """{ runsOrError { ... on Runs { results { runId jobName status
             tags { key value } } } } }"""
-LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
-              __typename ... on LaunchRunSuccess { run { runId } }
-              ... on PythonError { message } } }"""
+ORIGIN = """query($id: ID!) { runOrError(runId: $id) { ... on Run {
+              repositoryOrigin { repositoryLocationName repositoryName } } } }"""
 SPIRA_ASSETS = ("raw_audio", "validated_metadata", "audio_16k", "spectrogram_features",
                 "batch_drift", "hospital_noise", "dataset_split", "spira_model",
                 "evaluation_report", "champion")  # fmt: skip
@@ -100,56 +128,92 @@ def _land(source: Path, landing: Path, batch: str) -> None:
     (landing / batch / "_READY").write_text("")
 
 
-def _launch_batch(port: int, batch: str) -> str:
-    launched = graphql(
-        port,
-        LAUNCH,
-        {
-            "p": {
-                "selector": {
-                    "repositoryLocationName": "spira_assets_tests.e2e_definitions",
-                    "repositoryName": "__repository__",
-                    "jobName": "process_batch",
-                },
-                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": batch}]},
-            }
-        },
-    )["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched  # type: ignore[index]
-    return str(launched["run"]["runId"])  # type: ignore[index]
-
-
 def _asset_catalog_in_chromium(port: int) -> str:
     """The UI's asset catalog and graph in headless chromium; returns the catalog's text."""
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/assets", wait_until="networkidle", timeout=90_000)
-            for label in ("Skip", "Dismiss"):  # the first-visit dialog, when shown
-                button = page.get_by_role("button", name=label)
-                if button.count():
-                    button.first.click()
-            for asset in ("raw_audio", "spectrogram_features", "batch_drift", "champion"):
-                page.get_by_text(asset, exact=True).first.wait_for(timeout=60_000)
-            text = page.inner_text("body")
-            page.screenshot(path=str(ARTIFACTS / "asset_catalog.png"))
-            page.goto(f"http://127.0.0.1:{port}/asset-groups", wait_until="networkidle")
-            page.get_by_text("monitoring", exact=True).first.wait_for(timeout=60_000)
-            page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/assets", wait_until="networkidle", timeout=90_000)
+        dismiss_first_visit(page)
+        for asset in ("raw_audio", "spectrogram_features", "batch_drift", "champion"):
+            page.get_by_text(asset, exact=True).first.wait_for(timeout=60_000)
+        text = text_of(page)
+        shot(page, "asset_catalog.png")
+        page.goto(f"http://127.0.0.1:{port}/asset-groups", wait_until="networkidle")
+        page.get_by_text("monitoring", exact=True).first.wait_for(timeout=60_000)
+        shot(page, "asset_graph.png")
     return text
+
+
+def _a_day_in_the_ui(port: int, warehouse: Warehouse) -> None:
+    """Rejections of the worst batch, every plot by name, MLflow and the model card."""
+    worst, rejected = warehouse.query(
+        "SELECT batch_id, count(*) AS n FROM quarantine WHERE batch_id LIKE 'demo-%' "
+        "GROUP BY ALL ORDER BY n DESC, batch_id LIMIT 1"
+    ).row(0)
+    assert rejected > 0, "the corpus should have rejected files"
+    reasons = warehouse.query(
+        f"SELECT stage, rule, detail FROM quarantine WHERE batch_id = '{worst}'"
+    ).rows()
+    with browser_page() as page:
+        open_asset(page, port, "quarantine", worst)  # both ingest stages' rejections
+        text = text_of(page)
+        for stage, rule, detail in reasons:
+            assert rule in text and detail[:40] in text, (stage, rule, detail)
+        shot(page, "batch_rejections.png", metadata_row(page, "rows").first)
+        open_asset(page, port, "raw_audio", worst)
+        show_plot(page, PLOT_RAW_AUDIO)
+        open_asset(page, port, "validated_metadata", worst)
+        show_plot(page, PLOT_CLASS_BALANCE)
+        open_asset(page, port, "spectrogram_features", worst)
+        show_plot(page, PLOT_EXAMPLES, "feature_examples.png")
+
+        open_asset(page, port, "spira_model")
+        show_plot(page, PLOT_TRAINING, "model_curves.png")
+        run_url = link(page, "mlflow_run")
+        run_id = run_url.rsplit("/", 1)[-1]
+        response = page.goto(run_url, wait_until="load")
+        assert response is not None and response.ok, run_url
+        page.get_by_text(run_id).first.wait_for()  # the MLflow UI shows the model's run
+        shot(page, "mlflow_run.png")
+
+        open_asset(page, port, "evaluation_report")
+        assert metadata_row(page, "metrics").count() and metadata_row(page, "subgroups").count()
+        show_plot(page, plot_evaluation("clean"), "evaluation_clean.png")
+        show_plot(page, plot_evaluation("noisy"))
+
+        open_asset(page, port, "champion")
+        assert "gate_criteria" in text_of(page)
+        shot(page, "gate_decision.png", metadata_row(page, "gate_criteria").first)
+        card = link(page, "model_card")
+        response = page.goto(card, wait_until="load")
+        assert response is not None and response.ok, card
+        page.get_by_text("Model card: SpiraConv").first.wait_for()
+        shot(page, "model_card.png")
+
+
+def _drift_in_the_ui(port: int) -> None:
+    with browser_page() as page:
+        open_asset(page, port, "batch_drift", "demo-003")
+        show_plot(page, PLOT_DRIFT, "batch_drift.png")
+
+
+def _check_executions(port: int, asset: str, check: str, batch: str) -> list[tuple[str, str]]:
+    """(status, description) of each execution of a check in runs of ``batch``, oldest first."""
+    query = """query($a: [String!]!, $c: String!) { assetCheckExecutions(assetKey: {path: $a},
+               checkName: $c, limit: 50) { status evaluation { description }
+               run { tags { key value } } } }"""
+    executions = graphql(port, query, {"a": [asset], "c": check})["assetCheckExecutions"]
+    return [
+        (str(e["status"]), str((e["evaluation"] or {}).get("description")))
+        for e in reversed(executions)  # type: ignore[arg-type]
+        if {t["key"]: t["value"] for t in e["run"]["tags"]}.get("dagster/partition") == batch
+    ]
 
 
 @pytest.mark.timeout(900)
 def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> None:
     uploads = tmp_path / "uploads"
     generate_corpus(
-        DemoSpec(uploads, batches=2, participants=12, seed=17, defect_rate=0.0, noise_files=1),
+        DemoSpec(uploads, batches=2, participants=12, seed=17, defect_rate=0.08, noise_files=1),
         workers=2,
     )
     drifted = tmp_path / "drifted"
@@ -168,25 +232,37 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with dg.DagsterInstance.from_config(str(home)) as instance:  # known: the sensor skips it
         instance.add_dynamic_partitions(COLLECTION_BATCH, ["demo-001"])
-    port = free_port()
+    port, ports = free_port(), argparse.Namespace(mlflow_port=free_port(), reports_port=free_port())
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "SPIRA_DATA_DIR": str(layout.root),
         "SPIRA_SENSOR_INTERVAL_S": "5",  # the product's 30/60 s would be idle minutes here
+        "SPIRA_MLFLOW_UI_URL": f"http://127.0.0.1:{ports.mlflow_port}",
+        "SPIRA_REPORTS_URL": f"http://127.0.0.1:{ports.reports_port}",
     }
+    reports_server, mlflow_ui = ui_commands(ports, layout.local_root)  # what `make ui` starts
     dagster = str(Path(sys.executable).parent / "dagster")
     command = [dagster, "dev", "-m", "spira_assets_tests.e2e_definitions", "-h", "127.0.0.1",
                "-p", str(port)]  # fmt: skip
     log = tmp_path / "dagster.log"
     warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
-    with server(command, f"http://127.0.0.1:{port}/server_info", env, ROOT, log):
+    with (
+        server(reports_server, env["SPIRA_REPORTS_URL"], env, ROOT),
+        server(mlflow_ui, env["SPIRA_MLFLOW_UI_URL"] + "/health", env, ROOT, tmp_path / "mlf.log"),
+        server(command, f"http://127.0.0.1:{port}/server_info", env, ROOT, log),
+    ):
         _wait_for_location(port, log)
         nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert {n["assetKey"]["path"][0] for n in nodes} >= set(SPIRA_ASSETS)  # type: ignore[index, union-attr]
 
-        # 1. the UI's Materialize button; 2. a batch landing by itself
-        launched = _launch_batch(port, "demo-001")
+        # 1. the CLI through the UI's API; 2. a batch landing by itself
+        spira = str(Path(sys.executable).parent / "spira")
+        cli = subprocess.Popen(
+            [spira, "materialize", "--batch", "demo-001", "--dagster-url",
+             f"http://127.0.0.1:{port}"],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
         _land(uploads, landing, "demo-002")
         runs = _wait_for(
             port,
@@ -198,7 +274,12 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
         by_batch = {
             _tags(r)["dagster/partition"]: r for r in runs if r["jobName"] == "process_batch"
         }
-        assert by_batch["demo-001"]["runId"] == launched
+        output = cli.communicate(timeout=120)[0]
+        assert cli.returncode == 0, output
+        launched = str(by_batch["demo-001"]["runId"])
+        assert f"demo-001: run {launched[:8]} ok" in output, output
+        origin = graphql(port, ORIGIN, {"id": launched})["runOrError"]["repositoryOrigin"]  # type: ignore[index]
+        assert origin["repositoryLocationName"] == "spira_assets_tests.e2e_definitions", origin  # type: ignore[index]
         assert _tags(by_batch["demo-002"]).get("dagster/sensor_name") == "landing_zone_sensor"
         query = "SELECT batch_id, count(*) FROM validated_metadata GROUP BY ALL ORDER BY ALL"
         assert [b for b, _ in warehouse.query(query).rows()] == ["demo-001", "demo-002"]
@@ -217,6 +298,7 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
         )
         assert warehouse.query("SELECT count(*) FROM model_versions").item() == 1
         assert warehouse.query("SELECT passed FROM promotions").to_series().to_list() == [True]
+        _a_day_in_the_ui(port, warehouse)
 
         # 5. a drifted batch fails its drift check and starts a retraining
         _land(uploads, landing, "demo-003")
@@ -225,3 +307,16 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
             "SELECT feature FROM batch_drift WHERE batch_id = 'demo-003' AND drifted"
         )
         assert drift.height > 0, "demo-003 should fail its drift check"
+        _drift_in_the_ui(port)
+        drift_003 = _check_executions(port, "batch_drift", DRIFT_CHECK, "demo-003")
+        assert drift_003[0][0] == "FAILED" and drift_003[0][1].startswith("demo-003: "), drift_003
+        # processed before any champion: nothing to compare with, so skipped (not passed)
+        drift_001 = _check_executions(port, "batch_drift", DRIFT_CHECK, "demo-001")
+        assert drift_001[0] == ("SKIPPED", "None"), drift_001
+        # every ingest check names its batch (the UI shows no partition for check executions)
+        for asset, check in (("raw_audio", "quarantine_share_within_limit"),
+                             ("validated_metadata", "both_classes_present")):  # fmt: skip
+            executions = _check_executions(port, asset, check, "demo-002")
+            assert executions, (asset, check)
+            for _status, description in executions:
+                assert description.startswith("batch demo-002: "), (asset, check, description)

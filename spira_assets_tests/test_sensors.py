@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import soundfile as sf
 
+from spira_assets.assets.waveforms import hospital_noise
 from spira_assets.partitions import collection_batch
-from spira_assets.resources import StorageResource
-from spira_assets.sensors import landing_zone_sensor
+from spira_assets.resources import IngestPolicy, StorageResource
+from spira_assets.sensors import landing_zone_sensor, noise_folder_sensor
 
 
 def evaluate(
@@ -68,3 +71,37 @@ def test_refused_folder_names_are_never_partitions_and_warned_once(tmp_path: Pat
 def test_empty_or_missing_landing_zone_skips(tmp_path: Path) -> None:
     result = evaluate(tmp_path, dg.DagsterInstance.ephemeral())
     assert not result.run_requests and result.skip_reason is not None
+
+
+def _noise_sensor(root: Path, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"storage": StorageResource(data_dir=str(root))}
+    )
+    result = noise_folder_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_noise_prepared_by_another_run_is_not_prepared_again(tmp_path: Path) -> None:
+    """A first `make ui` after `spira demo`: the sensor has no cursor, but hospital_noise has
+    already prepared this very folder; only a change of the folder requests a run."""
+    noise = tmp_path / "landing" / "noise"
+    noise.mkdir(parents=True)
+    hum = 0.1 * np.random.default_rng(0).standard_normal(16_000 * 3)
+    sf.write(noise / "ward.wav", hum.astype(np.float32), 16_000, subtype="PCM_16")
+    instance = dg.DagsterInstance.ephemeral()
+    assert _noise_sensor(tmp_path, instance, None).run_requests  # never prepared: a run
+    prepared = dg.materialize(
+        [hospital_noise],
+        instance=instance,
+        resources={"storage": StorageResource(data_dir=str(tmp_path)), "policy": IngestPolicy()},
+    )
+    assert prepared.success
+    first = _noise_sensor(tmp_path, instance, None)
+    assert not first.run_requests, first.skip_reason
+    assert first.skip_reason is not None and prepared.run_id in str(first.skip_reason)
+    again = _noise_sensor(tmp_path, instance, first.cursor)
+    assert not again.run_requests
+    sf.write(noise / "corridor.wav", hum.astype(np.float32), 16_000, subtype="PCM_16")
+    changed = _noise_sensor(tmp_path, instance, again.cursor)
+    assert [r.run_key for r in changed.run_requests or []] == [f"noise:{changed.cursor}"]

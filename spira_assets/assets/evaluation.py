@@ -12,12 +12,12 @@ import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.links import report_url
-from spira_assets.assets.presentation import image, table_metadata
+from spira_assets.assets.presentation import image, plot_evaluation, table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ml.assessment import PUBLISHED, assess
 from spira_assets.ml.evaluation import subgroup_table
 from spira_assets.ml.inputs import local_shards
-from spira_assets.ml.report import table, with_ci, write_pair
+from spira_assets.ml.report import pivot_metrics, table, with_ci, write_pair
 from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
 from spira_assets.ml.split import test_set_leaks
 from spira_assets.plots import evaluation_figure
@@ -220,7 +220,18 @@ def _evaluation_report(
         "report": report_url(version, html.name),
         "report_file": dg.MetadataValue.path(str(html)),
         "report_markdown": dg.MetadataValue.path(str(md)),
-        "metrics": table_metadata(with_ci(metrics.filter(pl.col("role") == "candidate"))),
+        "metrics": table_metadata(pivot_metrics(metrics.filter(pl.col("role") == "candidate"))),
+        "subgroups": table_metadata(
+            subgroups.select(
+                "subgroup",
+                "value",
+                "participants",
+                "positives",
+                "negatives",
+                "judgeable",
+                *(pl.col(m).round(3) for m in ("accuracy", "sensitivity", "specificity", "auroc")),
+            ).sort("subgroup", "value")
+        ),
         "profile": profile,
         "published_test_per_seed": table_metadata(assessed.per_seed),
         "recordings_without_window": assessed.excluded,
@@ -231,7 +242,7 @@ def _evaluation_report(
     if (PUBLISHED, "accuracy") in value:
         metadata["test_accuracy_published_noisy"] = round(value[(PUBLISHED, "accuracy")], 4)
     for key, png in figures.items():
-        metadata[f"figure_{key.split('/')[0]}"] = image(png, key)
+        metadata[plot_evaluation(key.split("/")[0])] = image(png, key)
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[

@@ -12,7 +12,14 @@ import numpy as np
 import polars as pl
 
 from spira_assets.assets import versions
-from spira_assets.assets.presentation import column_schema, data_version, image, table_metadata
+from spira_assets.assets.presentation import (
+    PLOT_EXAMPLES,
+    column_schema,
+    data_version,
+    headline_first,
+    image,
+    table_metadata,
+)
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch_outputs
 from spira_assets.assets.tables import table_out, with_tables
 from spira_assets.checks import require_open
@@ -116,7 +123,11 @@ def _features(
     placed: list[tuple[int, int]] = [(0, 0)] * len(spans)
     stats = FeatureStats(config.n_features)
     labels = index.get_column("label").to_list()
-    examples: dict[str, np.ndarray] = {}
+    names = [
+        f"{batch_id} row {r} ({p[:8]}, {u})"  # pseudonymous: row, pseudonym prefix, utterance
+        for r, p, u in index.select("row_number", "participant", "utterance").iter_rows()
+    ]
+    examples: dict[str, tuple[str, np.ndarray]] = {}
     chunk = round(features.batch_seconds * config.sample_rate / config.hop_length) or None
     extractor = FeatureExtractor(config, device, chunk_frames=chunk)
     with ShardWriter(layout.local(shard), np.float32, config.n_features) as writer:
@@ -125,7 +136,7 @@ def _features(
             placed[i] = writer.append(frames)
             stats.add(frames)
             name = "patient (1)" if labels[i] == 1 else "control (0)"
-            examples.setdefault(name, frames[:1000])
+            examples.setdefault(name, (names[i], frames[:1000]))
 
         extractor.run(samples, spans, sink)
         writer.commit()
@@ -174,8 +185,10 @@ def _features(
         ),
     }
     if examples:
-        metadata["examples"] = image(
+        metadata[PLOT_EXAMPLES] = image(
             feature_examples(examples, config.kind, config.hop_length / config.sample_rate),
             "one recording per class",
         )
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(token))
+    return dg.MaterializeResult(
+        metadata=headline_first(metadata), data_version=dg.DataVersion(token)
+    )

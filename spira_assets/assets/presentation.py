@@ -6,6 +6,7 @@ import base64
 import hashlib
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -13,6 +14,39 @@ import polars as pl
 from spira_assets.storage.tables import TableSpec
 
 MAX_TABLE_ROWS = 50
+
+
+# Plot keys name what they show: the UI lists metadata by key, and a plot is a "[Show Markdown]"
+# link beside it. The browser test (test_continuous_training.py) opens each one by this name.
+PLOT = "plot: "
+PLOT_RAW_AUDIO = PLOT + "duration, loudness and quarantined files by rule"
+PLOT_CLASS_BALANCE = PLOT + "accepted recordings by utterance and class"
+PLOT_EXAMPLES = PLOT + "features of one recording per class (z-score per coefficient)"
+PLOT_TRAINING = PLOT + "training curves (loss, validation AUROC, kept epoch starred)"
+PLOT_DRIFT = PLOT + "drift against the champion's data (statistic / threshold)"
+
+
+def plot_evaluation(condition: str) -> str:
+    return PLOT + f"ROC, calibration and confusion ({condition} test set)"
+
+
+def headline_first(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The order the UI shows: headline numbers and texts, links, tables (rejections, metrics,
+    gate criteria), plots, then file paths. Stable within each group."""
+
+    def rank(item: tuple[str, Any]) -> int:
+        key, value = item
+        if key.startswith(PLOT):
+            return 3
+        if isinstance(value, dg.UrlMetadataValue):
+            return 1
+        if isinstance(value, dg.TableMetadataValue):
+            return 2
+        if isinstance(value, dg.PathMetadataValue):
+            return 4
+        return 0
+
+    return dict(sorted(metadata.items(), key=rank))
 
 
 def image(png: bytes, title: str) -> dg.MetadataValue:

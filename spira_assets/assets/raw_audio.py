@@ -10,8 +10,10 @@ import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.presentation import (
+    PLOT_RAW_AUDIO,
     column_schema,
     data_version,
+    headline_first,
     image,
     quarantine_summary,
     table_metadata,
@@ -216,27 +218,29 @@ def raw_audio(
     )
     yield dg.MaterializeResult(
         asset_key="raw_audio",
-        metadata={
-            "dagster/row_count": result.table.height,
-            "files_in": result.files_in,
-            "files_accepted": result.accepted,
-            "files_quarantined": quarantined,
-            "quarantined_by_rule": by_rule,
-            "accepted_duration_s": round(result.total_duration_s, 2),
-            "seconds": round(elapsed, 2),
-            "realtime_factor": round(result.total_duration_s / elapsed, 1) if elapsed else 0.0,
-            "formats": table_metadata(formats),
-            "quarantine": table_metadata(quarantine_summary(result.quarantine)),
-            "overview": image(raw_audio_overview(result.table), "raw audio overview"),
-            "quality_rules": asdict(rules),
-            "import_rejections": imported.height,
-            "pcm_16k_shard": pcm_shard,
-            **(
-                {"import_quarantine": table_metadata(quarantine_summary(imported))}
-                if imported.height
-                else {}
-            ),
-        },
+        metadata=headline_first(
+            {
+                "dagster/row_count": result.table.height,
+                "files_in": result.files_in,
+                "files_accepted": result.accepted,
+                "files_quarantined": quarantined,
+                "quarantined_by_rule": by_rule,
+                "accepted_duration_s": round(result.total_duration_s, 2),
+                "seconds": round(elapsed, 2),
+                "realtime_factor": round(result.total_duration_s / elapsed, 1) if elapsed else 0.0,
+                "formats": table_metadata(formats),
+                "quarantine": table_metadata(quarantine_summary(result.quarantine)),
+                PLOT_RAW_AUDIO: image(raw_audio_overview(result.table), "raw audio overview"),
+                "quality_rules": asdict(rules),
+                "import_rejections": imported.height,
+                "pcm_16k_shard": pcm_shard,
+                **(
+                    {"import_quarantine": table_metadata(quarantine_summary(imported))}
+                    if imported.height
+                    else {}
+                ),
+            }
+        ),
         check_results=checks,
         data_version=data_version(
             [

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from spira_assets.assets.presentation import column_schema
+from spira_assets.assets.presentation import column_schema, headline_first
 from spira_assets.assets.presentation import data_version as content_version
 from spira_assets.storage.tables import TableSpec
 
@@ -57,7 +57,7 @@ def with_tables(
     (omitted when the step wrote none, e.g. a blocked evaluation: those outputs are optional)."""
     main: dg.MaterializeResult = dg.MaterializeResult(
         asset_key=key,
-        metadata=result.metadata,
+        metadata=headline_first(dict(result.metadata or {})),
         check_results=result.check_results,
         data_version=result.data_version,
         tags=result.tags,

@@ -17,7 +17,7 @@ import polars as pl
 import spira_assets
 from spira_assets.assets import versions
 from spira_assets.assets.links import mlflow_links
-from spira_assets.assets.presentation import image
+from spira_assets.assets.presentation import PLOT_TRAINING, image
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ingest.gates import blocked_batches, describe_blocked
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
@@ -420,7 +420,10 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         "data_wait_share": round(summary["data_wait_share"], 4),
         "device": summary["device"],
         "training_seconds": round(summary["training_seconds"], 1),
-        "curves": image(training_curves(histories), "training curves"),
+        PLOT_TRAINING: image(
+            training_curves(histories, (summary["best_seed"], summary["best_epoch"])),
+            "training curves",
+        ),
     }
 
 

@@ -11,8 +11,10 @@ import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.presentation import (
+    PLOT_CLASS_BALANCE,
     column_schema,
     data_version,
+    headline_first,
     image,
     quarantine_summary,
     table_metadata,
@@ -137,7 +139,7 @@ def validated_metadata(
     if result.file_error:
         metadata["metadata_file_error"] = result.file_error
     if not table.is_empty():
-        metadata["class_balance"] = image(class_balance(table), "class balance")
+        metadata[PLOT_CLASS_BALANCE] = image(class_balance(table), "class balance")
     checks = [
         dg.AssetCheckResult(
             check_name=QUARANTINE_CHECK,
@@ -172,5 +174,7 @@ def validated_metadata(
         sorted(raw.select("path_key", "audio_sha256", "accepted").iter_rows()),
     ]
     return dg.MaterializeResult(
-        metadata=metadata, check_results=checks, data_version=data_version(version_inputs)
+        metadata=headline_first(metadata),
+        check_results=checks,
+        data_version=data_version(version_inputs),
     )

@@ -26,6 +26,7 @@ from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.batches import is_control_file
 from spira_assets.checks import require_open
 from spira_assets.features.waveforms import Recording, assemble_waveform_shard
+from spira_assets.ingest.noise_folder import FINGERPRINT_KEY, noise_fingerprint
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
@@ -168,6 +169,7 @@ def hospital_noise(
     started = time.perf_counter()
     layout, lake = storage.layout(), storage.lake()
     folder = layout.noise
+    fingerprint = noise_fingerprint(folder)  # before reading: a later change is a new one
     files = (
         sorted(
             (p for p in folder.iterdir() if p.is_file() and not is_control_file(p.name)),
@@ -241,6 +243,7 @@ def hospital_noise(
             ),
             "shard": shard,
             "seconds": round(time.perf_counter() - started, 2),
+            FINGERPRINT_KEY: fingerprint,
         },
         data_version=dg.DataVersion(token),
     )

@@ -49,6 +49,21 @@ def with_ci(metrics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def pivot_metrics(metrics: pl.DataFrame) -> pl.DataFrame:
+    """One row per (condition, level), one column per metric, each "value [95% CI]": the shape
+    people compare conditions in (the table keeps one row per metric)."""
+    if metrics.is_empty():
+        return pl.DataFrame({"condition": [], "level": []}, schema={"condition": pl.String,
+                            "level": pl.String})  # fmt: skip
+    order = list(dict.fromkeys(metrics.get_column("metric").to_list()))
+    return (
+        with_ci(metrics)
+        .pivot(on="metric", index=["condition", "level"], values="value [95% CI]")
+        .select("condition", "level", *order)
+        .sort("condition", "level")
+    )
+
+
 def to_html(markdown: str, title: str) -> str:
     body = MarkdownIt("commonmark").enable("table").render(markdown)
     style = (

@@ -1,0 +1,95 @@
+"""What a data scientist does in the UI, done in headless Chromium (Debian's package) against a
+running ``dagster dev`` and the MLflow UI and report server that ``make ui`` starts beside it.
+
+Each step asserts what the user must see and saves a screenshot in ``test-artifacts/`` (the
+README's "Operating the platform" shows three of them)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TIMEOUT_MS = 60_000
+
+
+@contextmanager
+def browser_page() -> Iterator[Page]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def dismiss_first_visit(page: Page) -> None:
+    for label in ("Skip", "Dismiss"):  # the first-visit dialog, when shown
+        button = page.get_by_role("button", name=label)
+        if button.count():
+            button.first.click()
+
+
+def open_asset(page: Page, port: int, key: str, partition: str | None = None) -> None:
+    """An asset's page: the latest materialization's metadata (of ``partition``, if given)."""
+    url = f"http://127.0.0.1:{port}/assets/{key}"
+    if partition is not None:
+        url += f"?view=partitions&partition={partition}"
+    page.goto(url, wait_until="networkidle", timeout=90_000)
+    dismiss_first_visit(page)
+    if partition is not None:
+        page.get_by_text("Latest materialization").first.wait_for()
+    metadata_row(page, "").first.wait_for()  # the metadata table has loaded
+
+
+def metadata_row(page: Page, key: str) -> Locator:
+    """The metadata table's row whose first cell is exactly ``key`` (any row for "")."""
+    name = re.compile(f"^\\s*{re.escape(key)}\\s*$") if key else re.compile(".")
+    return page.locator("tr").filter(has=page.locator("td:first-child", has_text=name))
+
+
+def link(page: Page, key: str) -> str:
+    """The target of a URL metadata entry: an anchor the user clicks, not text to copy."""
+    anchor = metadata_row(page, key).first.locator("a[href^='http']").first
+    href = anchor.get_attribute("href")
+    assert href, f"metadata entry {key!r} has no link"
+    return href
+
+
+def show_plot(page: Page, key: str, screenshot: str | None = None) -> None:
+    """Open a plot by the name it is listed under and see its image rendered."""
+    row = metadata_row(page, key)
+    assert row.count(), f"no plot named {key!r} on {page.url}"
+    row.first.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog").filter(has_text=key)
+    image = dialog.locator("img[src^='data:image/png']").first
+    image.wait_for()
+    loaded = image.evaluate("img => img.complete && img.naturalWidth")
+    assert loaded and loaded > 200, f"plot {key!r} did not render ({loaded})"
+    if screenshot:
+        page.wait_for_timeout(600)  # the dialog fades in: a picture of the finished state
+        page.screenshot(path=str(ARTIFACTS / screenshot))
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+
+
+def text_of(page: Page) -> str:
+    return page.inner_text("body")
+
+
+def shot(page: Page, name: str, locator: Locator | None = None) -> Path:
+    path = ARTIFACTS / name
+    if locator is not None:
+        locator.scroll_into_view_if_needed()
+    page.screenshot(path=str(path))
+    return path
