@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from spira_assets.cli import main
+from spira_assets_tests.servers import free_port
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -49,6 +50,18 @@ def test_materialize_refuses_bad_and_unknown_batches_with_one_line(tmp_path: Pat
     assert code == 1 and output.count("\n") == 1 and "refused" in output
     code, output = invoke("materialize", "--batch", "nope", "--data-dir", str(tmp_path))
     assert code == 1 and "no folder" in output
+
+
+def test_materialize_through_a_webserver_that_does_not_answer_says_so(tmp_path: Path) -> None:
+    (tmp_path / "landing" / "b-1").mkdir(parents=True)
+    (tmp_path / "landing" / "b-1" / "_READY").touch()
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    code, output = invoke("materialize", "--batch", "b-1", "--dagster-url", url,
+                          "--data-dir", str(tmp_path))  # fmt: skip
+    assert code == 1 and f"Dagster webserver {url}/graphql" in output, output
+    code, output = invoke("materialize", "--batch", "b-1", "--select", "hospital_noise",
+                          "--dagster-url", url, "--data-dir", str(tmp_path))  # fmt: skip
+    assert code == 1 and "only per-batch assets" in output, output
 
 
 def test_demo_runs_the_graph_and_reports_exact_accounting(
