@@ -45,13 +45,16 @@ def stored_schema_result(
         return dg.AssetCheckResult(
             check_name=SCHEMA_CHECK,
             passed=False,
-            metadata={"rows": frame.height, "failures": table_metadata(cases)},
-            description=f"{errors.failure_cases.height} schema failures in {spec.name}",
+            metadata={"batch": batch_id, "rows": frame.height, "failures": table_metadata(cases)},
+            description=f"batch {batch_id}: {errors.failure_cases.height} schema failures in "
+            f"the stored {spec.name} rows",
         )
     return dg.AssetCheckResult(
         check_name=SCHEMA_CHECK,
         passed=True,
-        metadata={"rows": frame.height, "model": model.__name__},
+        metadata={"batch": batch_id, "rows": frame.height, "model": model.__name__},
+        description=f"batch {batch_id}: {frame.height} stored {spec.name} rows satisfy "
+        f"{model.__name__}",
     )
 
 

@@ -315,6 +315,7 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
         assert drift_001[0] == ("SKIPPED", "None"), drift_001
         # every ingest check names its batch (the UI shows no partition for check executions)
         for asset, check in (("raw_audio", "quarantine_share_within_limit"),
+                             ("raw_audio", "stored_table_matches_schema"),
                              ("validated_metadata", "both_classes_present")):  # fmt: skip
             executions = _check_executions(port, asset, check, "demo-002")
             assert executions, (asset, check)

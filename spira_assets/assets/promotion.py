@@ -211,12 +211,18 @@ def _champion(
             )
         ),
     }
-    check_metadata: dict[str, Any] = {"candidate_auroc": _clean(metrics).get("auroc")}
-    if head is not None and not head.error:
+    check_metadata: dict[str, Any] = {"candidate_version": version}
+    if _clean(metrics).get("auroc") is not None:
+        check_metadata["candidate_auroc"] = round(float(_clean(metrics)["auroc"]), 4)
+    if head is not None and not head.error:  # no champion: no value at all, not a sentinel
         check_metadata |= {
-            "auroc_difference_vs_champion": head.difference,
-            "difference_ci_low": head.ci_low,
-            "difference_ci_high": head.ci_high,
+            name: round(float(value), 4)
+            for name, value in (
+                ("auroc_difference_vs_champion", head.difference),
+                ("difference_ci_low", head.ci_low),
+                ("difference_ci_high", head.ci_high),
+            )
+            if value is not None
         }
     return dg.MaterializeResult(
         metadata=metadata,

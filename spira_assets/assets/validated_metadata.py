@@ -155,7 +155,7 @@ def validated_metadata(
         dg.AssetCheckResult(
             check_name=CLASSES_CHECK,
             passed=recordings.get("patients", 0) > 0 and recordings.get("controls", 0) > 0,
-            metadata=recordings,
+            metadata={"batch": batch_id, **recordings},
             description=(
                 f"batch {batch_id}: {recordings.get('patients', 0)} accepted patient "
                 f"recordings (label 1) and {recordings.get('controls', 0)} accepted control "
