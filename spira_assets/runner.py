@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -21,6 +21,9 @@ from spira_assets.jobs import (
 )
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
+
+if TYPE_CHECKING:
+    from spira_assets.webserver import DagsterWebserver
 
 RunResult = dg.ExecuteInProcessResult | dg.JobExecutionResult
 
@@ -231,15 +234,53 @@ def materialize_batch_through(
     if shared:
         raise MaterializeError(f"{list(shared)} are not per-batch assets")
     server = DagsterWebserver(url)
-    job = process_batch_job.name
-    server.add_partition(job, COLLECTION_BATCH, batch_id)
-    assets = (
-        [key.to_user_string() for key in with_step_outputs([dg.AssetKey(n) for n in per_batch])]
-        if per_batch
-        else None
+    server.add_partition(process_batch_job.name, COLLECTION_BATCH, batch_id)
+    selection = [dg.AssetKey(name) for name in per_batch] if per_batch else None
+    return _through(
+        server, process_batch_job.name, batch_id, selection, _run_config("WARNING"), batch_id
     )
-    tags = {"dagster/partition": batch_id, "spira/launched_by": "cli"}
-    run_id = server.launch(job, tags, assets)
+
+
+def materialize_shared_through(
+    url: str,
+    select: tuple[str, ...] = SHARED_ASSETS,
+    console_log_level: str = "WARNING",
+    resources: dict[str, object] | None = None,
+) -> RunOutcome:
+    """``materialize_shared`` launched through the Dagster webserver at ``url``."""
+    from spira_assets.webserver import DagsterWebserver
+
+    server, outcome = DagsterWebserver(url), None
+    jobs = ((prepare_noise_job.name, SHARED_ASSETS), (train_model_job.name, TRAINING_ASSETS))
+    for job, names in jobs:
+        chosen = [name for name in select if name in names]
+        if not chosen:
+            continue
+        config: dict[str, object] = _run_config(console_log_level)
+        if resources and job == train_model_job.name:
+            config["resources"] = {key: {"config": value} for key, value in resources.items()}
+        keys = [dg.AssetKey(n) for n in chosen]
+        outcome = _through(server, job, None, keys, config, ",".join(chosen))
+        if not outcome.ok:
+            return outcome
+    if outcome is None:
+        raise MaterializeError(f"nothing to run for {list(select)}")
+    return outcome
+
+
+def _through(
+    server: DagsterWebserver,
+    job: str,
+    partition: str | None,
+    selection: list[dg.AssetKey] | None,
+    run_config: dict[str, object],
+    label: str,
+) -> RunOutcome:
+    tags = {"spira/launched_by": "cli"}
+    if partition is not None:
+        tags["dagster/partition"] = partition
+    assets = [key.to_user_string() for key in with_step_outputs(selection)] if selection else None
+    run_id = server.launch(job, tags, assets, run_config)
     status = server.wait(run_id)
     checks, failed_steps = server.outcome_events(run_id)
     failed = [c for c in checks if not c["success"]]
@@ -248,7 +289,7 @@ def materialize_batch_through(
         return f"{'/'.join(check['assetKey']['path'])}:{check['checkName']}"
 
     return RunOutcome(
-        batch_id,
+        label,
         run_id,
         status == "SUCCESS",
         tuple(name(c) for c in failed if c["severity"] != "WARN"),

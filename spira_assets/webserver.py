@@ -77,12 +77,20 @@ class DagsterWebserver:
         ):
             raise DagsterApiError(f"adding partition {key} of {partitions_def}: {result}")
 
-    def launch(self, job: str, tags: dict[str, str], assets: list[str] | None = None) -> str:
+    def launch(
+        self,
+        job: str,
+        tags: dict[str, str],
+        assets: list[str] | None = None,
+        run_config: dict[str, object] | None = None,
+    ) -> str:
         """Launch (queue) a run of ``job``, of only ``assets`` when given; its run id."""
         params: dict[str, Any] = {
             "selector": {**self.repository(job), "jobName": job},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
+        if run_config:
+            params["runConfigData"] = run_config
         if assets is not None:
             params["selector"]["assetSelection"] = [{"path": [name]} for name in assets]
         result = self.query(

@@ -313,6 +313,20 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
         # processed before any champion: nothing to compare with, so skipped (not passed)
         drift_001 = _check_executions(port, "batch_drift", DRIFT_CHECK, "demo-001")
         assert drift_001[0] == ("SKIPPED", "None"), drift_001
+        # an asset over all batches through the UI's API (the path of `spira demo --dagster-url`)
+        done = subprocess.run(
+            [spira, "materialize", "--batch", "demo-003", "--select", "hospital_noise",
+             "--dagster-url", f"http://127.0.0.1:{port}"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        noise_run = next(
+            r for r in _runs(port) if r["jobName"] == "prepare_noise" and
+            _tags(r).get("spira/launched_by") == "cli"
+        )  # fmt: skip
+        assert f"hospital_noise: run {str(noise_run['runId'])[:8]} ok" in done.stdout
+        origin = graphql(port, ORIGIN, {"id": noise_run["runId"]})["runOrError"]["repositoryOrigin"]  # type: ignore[index]
+        assert origin["repositoryLocationName"] == "spira_assets_tests.e2e_definitions", origin  # type: ignore[index]
         # every ingest check names its batch (the UI shows no partition for check executions)
         for asset, check in (("raw_audio", "quarantine_share_within_limit"),
                              ("raw_audio", "stored_table_matches_schema"),

@@ -117,6 +117,16 @@ def _report(run: RunOutcome, tolerated: frozenset[str] = frozenset()) -> bool:
     return ok
 
 
+DAGSTER_URL_OPTION = click.option(
+    "--dagster-url",
+    envvar="SPIRA_DAGSTER_URL",
+    default=None,
+    help="Launch the runs through this Dagster webserver (e.g. http://127.0.0.1:3000 under "
+    "`make ui`; env SPIRA_DAGSTER_URL) instead of executing them here: they belong to the UI's "
+    "code location (Overview timeline, Re-execute) and its daemon runs them.",
+)
+
+
 def _run_shared(
     layout: DataLayout,
     select: tuple[str, ...],
@@ -124,16 +134,19 @@ def _run_shared(
     log_level: str = "WARNING",
     tolerated: frozenset[str] = frozenset(),
     executor: Executor = "in_process",
+    dagster_url: str | None = None,
 ) -> list[str]:
-    from spira_assets.runner import materialize_shared
+    from spira_assets.runner import MaterializeError, materialize_shared, materialize_shared_through
+    from spira_assets.webserver import DagsterApiError
 
-    run = materialize_shared(
-        _instance(layout),
-        select,
-        log_level,
-        resources,
-        executor=executor,
-    )
+    try:
+        run = (
+            materialize_shared_through(dagster_url, select, log_level, resources)
+            if dagster_url
+            else materialize_shared(_instance(layout), select, log_level, resources, executor)
+        )
+    except (MaterializeError, DagsterApiError) as error:
+        raise CliError(str(error)) from error
     return [] if _report(run, tolerated) else [run.label]
 
 
@@ -142,21 +155,22 @@ def _run_batches(
     batch_ids: list[str],
     select: tuple[str, ...] = (),
     executor: Executor = "in_process",
+    dagster_url: str | None = None,
 ) -> list[str]:
-    from spira_assets.runner import MaterializeError, materialize_batch
+    from spira_assets.runner import MaterializeError, materialize_batch, materialize_batch_through
+    from spira_assets.webserver import DagsterApiError
 
-    instance = _instance(layout)
+    def one(batch_id: str) -> RunOutcome:
+        if dagster_url:
+            return materialize_batch_through(dagster_url, layout, batch_id, select)
+        return materialize_batch(instance, layout, batch_id, select, executor=executor)
+
+    instance = _instance(layout)  # the local instance (runs through a webserver use its own)
     failed = []
     for batch_id in batch_ids:
         try:
-            run = materialize_batch(
-                instance,
-                layout,
-                batch_id,
-                select,
-                executor=executor,
-            )
-        except (MaterializeError, InvalidBatchIdError) as error:
+            run = one(batch_id)
+        except (MaterializeError, InvalidBatchIdError, DagsterApiError) as error:
             raise CliError(str(error)) from error
         if not _report(run):
             failed.append(batch_id)

@@ -17,12 +17,12 @@ from spira_assets.layout import as_upath
 if TYPE_CHECKING:
     pass
 from spira_assets.cli.app import (
+    DAGSTER_URL_OPTION,
     DATA_DIR_OPTION,
     CliError,
     _demo_options,
     _layout,
     _local_root,
-    _report,
     _run_batches,
     _run_shared,
     main,
@@ -222,14 +222,7 @@ def import_spira_command(
     help="in_process: every step in this process; multiprocess: one process per step, as "
     "runs launched by the daemon (several batches at once against a PostgreSQL instance).",
 )
-@click.option(
-    "--dagster-url",
-    envvar="SPIRA_DAGSTER_URL",
-    default=None,
-    help="Launch the run through this Dagster webserver (e.g. http://127.0.0.1:3000 under "
-    "`make ui`; env SPIRA_DAGSTER_URL): it belongs to the UI's code location, shows on its "
-    "timeline, re-executes from it, and the daemon runs it. Per-batch assets only.",
-)
+@DAGSTER_URL_OPTION
 @DATA_DIR_OPTION
 def materialize(
     batch_id: str, select: str, executor: Executor, dagster_url: str | None, data_dir: str | None
@@ -237,25 +230,21 @@ def materialize(
     """Register the batch partition if new and materialize its per-batch assets."""
     layout = _layout(data_dir)
     names = tuple(s.strip() for s in select.split(",") if s.strip())
-    from spira_assets.runner import MaterializeError, materialize_batch_through, split_selection
-    from spira_assets.webserver import DagsterApiError
+    from spira_assets.runner import MaterializeError, split_selection
 
     try:
         per_batch, shared = split_selection(names)
-        if dagster_url:
-            if shared:
-                raise MaterializeError(f"{list(shared)}: only per-batch assets with --dagster-url")
-            click.echo(f"{batch_id}: launched through {dagster_url}")
-            if not _report(materialize_batch_through(dagster_url, layout, batch_id, per_batch)):
-                raise CliError(f"{batch_id} did not materialize cleanly (see the run in the UI)")
-            return
-    except (MaterializeError, DagsterApiError) as error:
+    except MaterializeError as error:
         raise CliError(str(error)) from error
+    if dagster_url:
+        click.echo(f"launching through {dagster_url}")
     failed = []
     if shared:
-        failed += _run_shared(layout, shared, executor=executor)
+        failed += _run_shared(layout, shared, executor=executor, dagster_url=dagster_url)
     if per_batch or not shared:
-        failed += _run_batches(layout, [batch_id], per_batch, executor=executor)
+        failed += _run_batches(
+            layout, [batch_id], per_batch, executor=executor, dagster_url=dagster_url
+        )
     if failed:
         raise CliError(f"{', '.join(failed)} did not materialize cleanly (see the run in the UI)")
 

@@ -13,6 +13,7 @@ from spira_assets.layout import DataLayout
 if TYPE_CHECKING:
     pass
 from spira_assets.cli.app import (
+    DAGSTER_URL_OPTION,
     DATA_DIR_OPTION,
     PROFILE_OPTION,
     CliError,
@@ -63,6 +64,7 @@ def demo_training(
     "corpus; the spira-acl2021 profile keeps its published 1000).",
 )
 @PROFILE_OPTION
+@DAGSTER_URL_OPTION
 def demo(
     data_dir: str | None,
     batches: int,
@@ -74,6 +76,7 @@ def demo(
     epochs: int,
     warmup: int | None,
     profile: str,
+    dagster_url: str | None,
 ) -> None:
     """The main job: generate the demo corpus if absent, materialize the whole graph for every
     batch, print a summary."""
@@ -93,8 +96,10 @@ def demo(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError as error:
         raise CliError(f"--seeds must be comma-separated integers, got {seeds!r}") from error
-    failed = _run_shared(layout, ("hospital_noise",))
-    failed += _run_batches(layout, list(scan.complete))
+    if dagster_url:
+        click.echo(f"launching the runs through {dagster_url}")
+    failed = _run_shared(layout, ("hospital_noise",), dagster_url=dagster_url)
+    failed += _run_batches(layout, list(scan.complete), dagster_url=dagster_url)
     click.echo(
         f"training SpiraConv ({profile} profile), seeds {seed_list}, up to {epochs} epochs each ..."
     )
@@ -105,6 +110,7 @@ def demo(
         {"training": training},
         log_level="INFO",
         tolerated=frozenset({"champion:promotion_gate"}),  # a refusal is a valid outcome
+        dagster_url=dagster_url,
     )
     from spira_assets.resources import FeatureSettings
 
