@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from spira_assets.instance import ensure_dagster_home
 from spira_assets.layout import DataLayout
 from spira_assets.ml.tracking import default_tracking_uri
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--mlflow-port", type=int, default=5000)
     parser.add_argument("--reports-port", type=int, default=8001)
     args = parser.parse_args()
+    home = ensure_dagster_home()  # DAGSTER_HOME (default .dagster_home) with our instance.yaml
     layout = DataLayout.from_location()
     root = layout.local_root
     os.environ.setdefault("SPIRA_MLFLOW_UI_URL", f"http://127.0.0.1:{args.mlflow_port}")
@@ -75,7 +77,7 @@ def main() -> None:
     ]
     print(
         f"Dagster http://127.0.0.1:{args.port}  MLflow {os.environ['SPIRA_MLFLOW_UI_URL']}  "
-        f"reports {os.environ['SPIRA_REPORTS_URL']}",
+        f"reports {os.environ['SPIRA_REPORTS_URL']}  (DAGSTER_HOME {home})",
         flush=True,
     )
     try:
