@@ -10,7 +10,9 @@ The MLflow UI is started only for a local (SQLite) store; a tracking server give
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +55,28 @@ def commands(args: argparse.Namespace, root: Path) -> list[list[str]]:
     return found
 
 
+def start(command: list[str]) -> subprocess.Popen[bytes]:
+    """A child in a process group of its own, so that stopping it reaches what it starts in
+    turn (MLflow's job consumers, dagster dev's code server and daemon)."""
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def stop(children: list[subprocess.Popen[bytes]], timeout_s: float = 30) -> None:
+    """SIGTERM each child's process group, then SIGKILL what is left after ``timeout_s``."""
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=timeout_s)
+        with contextlib.suppress(ProcessLookupError):  # the group outlived its leader
+            os.killpg(child.pid, signal.SIGKILL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=3000)
@@ -64,7 +88,8 @@ def main() -> None:
     root = layout.local_root
     os.environ.setdefault("SPIRA_MLFLOW_UI_URL", f"http://127.0.0.1:{args.mlflow_port}")
     os.environ.setdefault("SPIRA_REPORTS_URL", f"http://127.0.0.1:{args.reports_port}")
-    helpers = [subprocess.Popen(c) for c in commands(args, root)]
+    # SIGTERM (a service manager, `kill`) stops everything as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     dagster = [
         str(Path(sys.executable).parent / "dagster"),
         "dev",
@@ -75,20 +100,20 @@ def main() -> None:
         "-p",
         str(args.port),
     ]
-    print(
-        f"Dagster http://127.0.0.1:{args.port}  MLflow {os.environ['SPIRA_MLFLOW_UI_URL']}  "
-        f"reports {os.environ['SPIRA_REPORTS_URL']}  (DAGSTER_HOME {home})",
-        flush=True,
-    )
+    children = []
     try:
-        sys.exit(subprocess.call(dagster))
+        children = [start(c) for c in commands(args, root)]
+        print(
+            f"Dagster http://127.0.0.1:{args.port}  MLflow {os.environ['SPIRA_MLFLOW_UI_URL']}  "
+            f"reports {os.environ['SPIRA_REPORTS_URL']}  (DAGSTER_HOME {home})",
+            flush=True,
+        )
+        children.append(start(dagster))
+        sys.exit(children[-1].wait())
     except KeyboardInterrupt:
         sys.exit(130)
     finally:
-        for helper in helpers:
-            helper.terminate()
-        for helper in helpers:
-            helper.wait(timeout=30)
+        stop(children)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_answers(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Poll ``url`` until it answers; RuntimeError if ``process`` ends or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(
+                    f"{url} did not answer (process exit {process.poll()})"
+                ) from None
+            time.sleep(0.5)
+
+
 @contextmanager
 def server(
     command: list[str],
@@ -37,16 +52,11 @@ def server(
         command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(ready_url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    tail = log.read_text()[-3000:] if log and log.exists() else ""
-                    raise RuntimeError(f"{command[0]} did not start:\n{tail}") from None
-                time.sleep(0.5)
+        try:
+            wait_until_answers(ready_url, process, timeout_s)
+        except RuntimeError:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{command[0]} did not start:\n{tail}") from None
         yield process
     finally:
         try:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +16,9 @@ import pytest
 
 from spira_assets.assets.links import mlflow_links, report_url
 from spira_assets.ui import commands
+from spira_assets_tests.servers import free_port, wait_until_answers
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_mlflow_links_are_urls_to_the_run_experiment_and_model_version(
@@ -41,3 +50,69 @@ def test_make_ui_serves_reports_and_a_local_mlflow_store(
     assert any(Path(c[0]).name == "mlflow" and "sqlite:///" in c[3] for c in started)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example")
     assert not any(Path(c[0]).name == "mlflow" for c in commands(args, tmp_path))
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return tree
+
+
+def _descendants(pid: int) -> set[int]:
+    tree, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing
+
+
+@pytest.mark.timeout(240)
+def test_stopping_the_ui_launcher_stops_everything_it_started(tmp_path: Path) -> None:
+    """`kill` of `make ui`'s launcher (as a service manager stops it) reaches the MLflow UI's
+    job consumers and dagster dev's webserver, daemon and code server, not only its children."""
+    ports = {name: free_port() for name in ("port", "mlflow", "reports")}
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"),
+           "SPIRA_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "spira_assets.ui", "--port", str(ports["port"]),
+         "--mlflow-port", str(ports["mlflow"]), "--reports-port", str(ports["reports"])],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    started: set[int] = set()
+    try:
+        for url in (f"http://127.0.0.1:{ports['reports']}/",
+                    f"http://127.0.0.1:{ports['mlflow']}/health",
+                    f"http://127.0.0.1:{ports['port']}/server_info"):  # fmt: skip
+            wait_until_answers(url, launcher, timeout_s=150)
+        started = _descendants(launcher.pid)
+        assert len(started) >= 5, started  # http.server, mlflow (+ workers), dagster dev (+ ...)
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=90) == 143
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in started) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [p for p in started if _alive(p)]
+        assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left]
+    finally:
+        if launcher.poll() is None:
+            started |= _descendants(launcher.pid)
+            launcher.kill()
+        for pid in started:
+            if _alive(pid):  # nothing outlives a failed test
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        launcher.wait(timeout=30)
