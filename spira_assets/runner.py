@@ -161,6 +161,46 @@ def split_selection(select: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str
     )
 
 
+def _shared_runs(
+    select: tuple[str, ...], console_log_level: str, resources: dict[str, object] | None
+) -> list[tuple[str, list[dg.AssetKey], dict[str, object]]]:
+    """(job, assets, run config) of each run a selection of assets over all batches needs:
+    the noise set, then the split and the model, in that order."""
+    runs = []
+    for job, names in (
+        (prepare_noise_job.name, SHARED_ASSETS),
+        (train_model_job.name, TRAINING_ASSETS),
+    ):
+        chosen = [dg.AssetKey(name) for name in select if name in names]
+        if not chosen:
+            continue
+        config: dict[str, object] = _run_config(console_log_level)
+        if resources and job == train_model_job.name:
+            config["resources"] = {key: {"config": value} for key, value in resources.items()}
+        runs.append((job, chosen, config))
+    if not runs:
+        raise MaterializeError(f"nothing to run for {list(select)}")
+    return runs
+
+
+def _in_order(
+    runs: list[tuple[str, list[dg.AssetKey], dict[str, object]]],
+    run: Callable[[str, list[dg.AssetKey], dict[str, object], str], RunOutcome],
+) -> RunOutcome:
+    """Each run after the previous one succeeded; the outcome of the last one made."""
+    for job, keys, config in runs:
+        outcome = run(job, keys, config, ",".join(k.to_user_string() for k in keys))
+        if not outcome.ok:
+            return outcome
+    return outcome
+
+
+JOB_BUILDERS = {
+    prepare_noise_job.name: prepare_noise_job_def,
+    train_model_job.name: train_model_job_def,
+}
+
+
 def materialize_shared(
     instance: dg.DagsterInstance,
     select: tuple[str, ...] = SHARED_ASSETS,
@@ -170,22 +210,28 @@ def materialize_shared(
 ) -> RunOutcome:
     """Assets over all batches: the noise set, then the split and the model, in that order.
     ``resources`` overrides resource configuration of the training run (e.g. fewer epochs)."""
-    outcome = None
-    jobs = ((prepare_noise_job_def, SHARED_ASSETS), (train_model_job_def, TRAINING_ASSETS))
-    for build, names in jobs:
-        chosen = [name for name in select if name in names]
-        if not chosen:
-            continue
-        config: dict[str, object] = _run_config(console_log_level)
-        if resources and build is train_model_job_def:
-            config["resources"] = {key: {"config": value} for key, value in resources.items()}
-        result = _execute(build, instance, executor, [dg.AssetKey(n) for n in chosen], config)
-        outcome = _outcome(",".join(chosen), result)
-        if not outcome.ok:
-            return outcome
-    if outcome is None:
-        raise MaterializeError(f"nothing to run for {list(select)}")
-    return outcome
+    return _in_order(
+        _shared_runs(select, console_log_level, resources),
+        lambda job, keys, config, label: _outcome(
+            label, _execute(JOB_BUILDERS[job], instance, executor, keys, config)
+        ),
+    )
+
+
+def _batch_selection(
+    layout: DataLayout, batch_id: str, select: tuple[str, ...]
+) -> list[dg.AssetKey] | None:
+    """The per-batch assets to materialize for a landed, complete batch (None: all of them)."""
+    require_valid_batch_id(batch_id)
+    folder = layout.batch_dir(batch_id)
+    if not folder.is_dir():
+        raise MaterializeError(f"batch {batch_id}: no folder {folder}")
+    if not (folder / READY_MARKER).exists():
+        raise MaterializeError(f"batch {batch_id}: no {READY_MARKER} marker, upload incomplete")
+    per_batch, shared = split_selection(select)
+    if shared:
+        raise MaterializeError(f"{list(shared)} are not per-batch assets")
+    return [dg.AssetKey(name) for name in per_batch] if per_batch else None
 
 
 def materialize_batch(
@@ -197,17 +243,8 @@ def materialize_batch(
     executor: Executor = "in_process",
 ) -> RunOutcome:
     """Register the batch if new and materialize its per-batch assets (``select``: a subset)."""
-    require_valid_batch_id(batch_id)
-    folder = layout.batch_dir(batch_id)
-    if not folder.is_dir():
-        raise MaterializeError(f"batch {batch_id}: no folder {folder}")
-    if not (folder / READY_MARKER).exists():
-        raise MaterializeError(f"batch {batch_id}: no {READY_MARKER} marker, upload incomplete")
-    per_batch, shared = split_selection(select)
-    if shared:
-        raise MaterializeError(f"{list(shared)} are not per-batch assets")
+    selection = _batch_selection(layout, batch_id, select)
     register_batch(instance, batch_id)
-    selection = [dg.AssetKey(name) for name in per_batch] if per_batch else None
     result = _execute(
         process_batch_job_def,
         instance,
@@ -227,15 +264,9 @@ def materialize_batch_through(
     and re-executes from the UI; the daemon behind it launches it. Waits for its end."""
     from spira_assets.webserver import DagsterWebserver
 
-    require_valid_batch_id(batch_id)
-    if not (layout.batch_dir(batch_id) / READY_MARKER).exists():
-        raise MaterializeError(f"batch {batch_id}: no {READY_MARKER} marker in its landing folder")
-    per_batch, shared = split_selection(select)
-    if shared:
-        raise MaterializeError(f"{list(shared)} are not per-batch assets")
+    selection = _batch_selection(layout, batch_id, select)
     server = DagsterWebserver(url)
     server.add_partition(process_batch_job.name, COLLECTION_BATCH, batch_id)
-    selection = [dg.AssetKey(name) for name in per_batch] if per_batch else None
     return _through(
         server, process_batch_job.name, batch_id, selection, _run_config("WARNING"), batch_id
     )
@@ -250,22 +281,11 @@ def materialize_shared_through(
     """``materialize_shared`` launched through the Dagster webserver at ``url``."""
     from spira_assets.webserver import DagsterWebserver
 
-    server, outcome = DagsterWebserver(url), None
-    jobs = ((prepare_noise_job.name, SHARED_ASSETS), (train_model_job.name, TRAINING_ASSETS))
-    for job, names in jobs:
-        chosen = [name for name in select if name in names]
-        if not chosen:
-            continue
-        config: dict[str, object] = _run_config(console_log_level)
-        if resources and job == train_model_job.name:
-            config["resources"] = {key: {"config": value} for key, value in resources.items()}
-        keys = [dg.AssetKey(n) for n in chosen]
-        outcome = _through(server, job, None, keys, config, ",".join(chosen))
-        if not outcome.ok:
-            return outcome
-    if outcome is None:
-        raise MaterializeError(f"nothing to run for {list(select)}")
-    return outcome
+    server = DagsterWebserver(url)
+    return _in_order(
+        _shared_runs(select, console_log_level, resources),
+        lambda job, keys, config, label: _through(server, job, None, keys, config, label),
+    )
 
 
 def _through(

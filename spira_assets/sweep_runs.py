@@ -161,7 +161,6 @@ class QueuedTrials:
 
     def __init__(self, url: str, poll_s: float = 2.0) -> None:
         self.server = DagsterWebserver(url, poll_s)
-        self.url, self.poll_s = self.server.url, poll_s
 
     def register(self, keys: list[str]) -> None:
         for key in keys:
@@ -182,7 +181,7 @@ class QueuedTrials:
                 in_flight[self.submit(sweep, key)] = key
             if not in_flight:
                 continue
-            time.sleep(self.poll_s)
+            time.sleep(self.server.poll_s)
             for run_id, status in self.statuses(list(in_flight)).items():
                 if status in TERMINAL:
                     finished(TrialRun(in_flight.pop(run_id), run_id, status))

@@ -17,7 +17,7 @@ from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ml.assessment import PUBLISHED, assess
 from spira_assets.ml.evaluation import subgroup_table
 from spira_assets.ml.inputs import local_shards
-from spira_assets.ml.report import pivot_metrics, table, with_ci, write_pair
+from spira_assets.ml.report import pivot_metrics, subgroup_summary, table, with_ci, write_pair
 from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
 from spira_assets.ml.split import test_set_leaks
 from spira_assets.plots import evaluation_figure
@@ -173,20 +173,7 @@ def _evaluation_report(
         + "\n## Metrics\n\n"
         + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
         + "\n## Subgroups (clean, per recording)\n\n"
-        + table(
-            subgroups.select(
-                "subgroup",
-                "value",
-                "participants",
-                "positives",
-                "negatives",
-                "judgeable",
-                "accuracy",
-                "sensitivity",
-                "specificity",
-                "auroc",
-            )
-        )
+        + table(subgroup_summary(subgroups))
         + "\n## Figures\n\n"
         + "".join(f"![{k}]({k.replace('/', '_')}.png)\n\n" for k in figures)
     )
@@ -221,17 +208,7 @@ def _evaluation_report(
         "report_file": dg.MetadataValue.path(str(html)),
         "report_markdown": dg.MetadataValue.path(str(md)),
         "metrics": table_metadata(pivot_metrics(metrics.filter(pl.col("role") == "candidate"))),
-        "subgroups": table_metadata(
-            subgroups.select(
-                "subgroup",
-                "value",
-                "participants",
-                "positives",
-                "negatives",
-                "judgeable",
-                *(pl.col(m).round(3) for m in ("accuracy", "sensitivity", "specificity", "auroc")),
-            ).sort("subgroup", "value")
-        ),
+        "subgroups": table_metadata(subgroup_summary(subgroups)),
         "profile": profile,
         "published_test_per_seed": table_metadata(assessed.per_seed),
         "recordings_without_window": assessed.excluded,

@@ -123,10 +123,6 @@ def _features(
     placed: list[tuple[int, int]] = [(0, 0)] * len(spans)
     stats = FeatureStats(config.n_features)
     labels = index.get_column("label").to_list()
-    names = [
-        f"{batch_id} row {r} ({p[:8]}, {u})"  # pseudonymous: row, pseudonym prefix, utterance
-        for r, p, u in index.select("row_number", "participant", "utterance").iter_rows()
-    ]
     examples: dict[str, tuple[str, np.ndarray]] = {}
     chunk = round(features.batch_seconds * config.sample_rate / config.hop_length) or None
     extractor = FeatureExtractor(config, device, chunk_frames=chunk)
@@ -136,7 +132,9 @@ def _features(
             placed[i] = writer.append(frames)
             stats.add(frames)
             name = "patient (1)" if labels[i] == 1 else "control (0)"
-            examples.setdefault(name, (names[i], frames[:1000]))
+            if name not in examples:  # pseudonymous: row, pseudonym prefix, utterance
+                row, who, said = (index[c][i] for c in ("row_number", "participant", "utterance"))
+                examples[name] = (f"{batch_id} row {row} ({who[:8]}, {said})", frames[:1000])
 
         extractor.run(samples, spans, sink)
         writer.commit()

@@ -9,7 +9,7 @@ import polars as pl
 
 from spira_assets.ml.comparison import Comparison
 from spira_assets.ml.gate import GateDecision
-from spira_assets.ml.report import LIMITATIONS, table, with_ci
+from spira_assets.ml.report import LIMITATIONS, subgroup_summary, table, with_ci
 
 
 def comparison_table(comparisons: list[Comparison]) -> pl.DataFrame:
@@ -76,19 +76,7 @@ def model_card(
         + "\n## Metrics (own test participants, 95% CI by participant bootstrap)\n\n"
         + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
         + "\n## Subgroups (clean test recordings)\n\n"
-        + table(
-            subgroups.select(
-                "subgroup",
-                "value",
-                "participants",
-                "positives",
-                "negatives",
-                "judgeable",
-                "sensitivity",
-                "specificity",
-                "auroc",
-            )
-        )
+        + table(subgroup_summary(subgroups))
         + "\n## Comparison with the champion and every past champion\n\n"
         "Clean AUROC on the recordings whose participants (and audio) neither model saw in "
         "training or validation; the difference is candidate minus reference, its 95% interval "

@@ -49,6 +49,19 @@ def with_ci(metrics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def subgroup_summary(subgroups: pl.DataFrame) -> pl.DataFrame:
+    """The subgroup columns people read (report, model card, UI), metrics to 3 digits."""
+    return subgroups.select(
+        "subgroup",
+        "value",
+        "participants",
+        "positives",
+        "negatives",
+        "judgeable",
+        *(pl.col(m).round(3) for m in ("accuracy", "sensitivity", "specificity", "auroc")),
+    ).sort("subgroup", "value")
+
+
 def pivot_metrics(metrics: pl.DataFrame) -> pl.DataFrame:
     """One row per (condition, level), one column per metric, each "value [95% CI]": the shape
     people compare conditions in (the table keeps one row per metric)."""
