@@ -4,6 +4,11 @@
 
 - ``local``: steps run as subprocesses of the run (Dagster's multiprocess executor); the
   device is CUDA when present, else the CPU. Used by ``dagster dev``, compose and tests.
+- ``single-process``: every step of a run in the run's own process (Dagster's in-process
+  executor): no step process to start, so on a machine with few cores a small batch takes a
+  fifth of the time (``benchmarks/executors.py``); one run no longer survives the crash of a
+  step's process apart from the others, and its steps never overlap. For small sites and for
+  the end-to-end test of the daemon and its sensors.
 - ``k8s``: each step of a run is its own Kubernetes Job (dagster-k8s ``k8s_job_executor``),
   so the per-batch steps of many partitions spread over CPU pods while ``spira_model``'s step
   carries its ``dagster-k8s/config`` GPU request (see ``assets/training.py``).
@@ -53,6 +58,10 @@ def _local() -> Deployment:
     return Deployment("local", executor, executor, decode_workers=2)
 
 
+def _single_process() -> Deployment:
+    return Deployment("single-process", dg.in_process_executor, dg.in_process_executor, 2)
+
+
 def _k8s() -> Deployment:
     from dagster_k8s import k8s_job_executor  # only a k8s deployment needs the package
 
@@ -68,7 +77,7 @@ def _k8s() -> Deployment:
     return Deployment("k8s", batch, training, decode_workers=1)
 
 
-DEPLOYMENTS = {"local": _local, "k8s": _k8s}
+DEPLOYMENTS = {"local": _local, "single-process": _single_process, "k8s": _k8s}
 
 
 def current_deployment() -> Deployment:

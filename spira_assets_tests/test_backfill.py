@@ -36,7 +36,10 @@ def test_a_range_of_batches_materializes_in_one_run(
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions(COLLECTION_BATCH, ["demo-001", "demo-002"])
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SPIRA_DATA_DIR": str(root)}
+    # the range's steps in the run's own process: what is tested is one run over both
+    # partitions, not the executor (a forkserver and four step processes cost 20 s here)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SPIRA_DATA_DIR": str(root),
+           "SPIRA_DEPLOYMENT": "single-process"}  # fmt: skip
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
                "-m", "spira_assets.definitions", "--select", ",".join(RANGE_ASSETS),
                "--partition-range", "demo-001...demo-002"]  # fmt: skip

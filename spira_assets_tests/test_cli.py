@@ -78,8 +78,14 @@ def test_demo_runs_the_graph_and_reports_exact_accounting(
         "8",
         "--defect-rate",
         "0.1",
+        # two seeds (the best one is kept), two epochs each: the whole graph, not a long fit
+        "--seeds",
+        "42,43",
+        "--epochs",
+        "2",
     )
     assert code == 0, output
+    assert "seeds [42, 43], up to 2 epochs each" in output
     line = next(ln for ln in output.splitlines() if ln.startswith("demo-001") and "run" not in ln)
     files, files_ok, rows, rows_ok, rows_q = (int(v) for v in line.split()[1:6])
     assert rows == rows_ok + rows_q and files >= files_ok

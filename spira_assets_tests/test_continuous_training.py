@@ -18,7 +18,8 @@ The MLflow UI and the report server are started the way ``make ui`` starts them
 (``spira_assets.ui.commands``).
 
 The code location is the product's with test-sized training and a lenient gate
-(``e2e_definitions.py``); sensors, the run queue and the instance are real.
+(``e2e_definitions.py``), deployed ``single-process`` (steps in the run's process); sensors,
+the run queue and the instance are real.
 """
 
 from __future__ import annotations
@@ -238,6 +239,11 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
         "DAGSTER_HOME": str(home),
         "SPIRA_DATA_DIR": str(layout.root),
         "SPIRA_SENSOR_INTERVAL_S": "5",  # the product's 30/60 s would be idle minutes here
+        # every step in its run's process: the daemon, sensors, queue and UI are what this
+        # test is about; one process per step under a daemon is the deployment check's (compose)
+        # and test_postgres_instance's, and cost this test a forkserver and five step
+        # processes per run on 2 cores
+        "SPIRA_DEPLOYMENT": "single-process",
         "SPIRA_MLFLOW_UI_URL": f"http://127.0.0.1:{ports.mlflow_port}",
         "SPIRA_REPORTS_URL": f"http://127.0.0.1:{ports.reports_port}",
     }

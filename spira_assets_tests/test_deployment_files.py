@@ -237,7 +237,7 @@ def test_helm_values_match_the_chart_and_the_code() -> None:
     assert str(service["spec"]["ports"][0]["port"]) in env["MLFLOW_TRACKING_URI"]
 
 
-def test_the_k8s_switch_selects_kubernetes_executors_and_gpu_steps() -> None:
+def test_the_deployment_switch_selects_kubernetes_or_in_process_executors() -> None:
     script = (
         "import json; from spira_assets.definitions import defs; "
         "jobs = {n: defs.resolve_job_def(n).executor_def.name "
@@ -258,6 +258,13 @@ def test_the_k8s_switch_selects_kubernetes_executors_and_gpu_steps() -> None:
     k8s = json.loads(found["tags"]["dagster-k8s/config"])
     assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert k8s["pod_spec_config"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+    env["SPIRA_DEPLOYMENT"] = "single-process"
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(found["jobs"].values()) == {"in_process"}
 
     env["SPIRA_DEPLOYMENT"] = "mainframe"
     bad = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)

@@ -142,9 +142,11 @@ def test_whole_graph_for_two_batches_with_one_process_per_step(
     assert warehouse.query("SELECT count(*) AS n FROM promotions").item() == 1
 
 
-def _materialize(batch: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _materialize(
+    batch: str, env: dict[str, str], log: Path, executor: str = "multiprocess"
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [SPIRA, "materialize", "--batch", batch, "--executor", "multiprocess"],
+        [SPIRA, "materialize", "--batch", batch, "--executor", executor],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -164,8 +166,11 @@ def test_eight_batches_in_parallel_then_a_killed_run_is_redone(
     layout = DataLayout.from_location(tmp_path / "data")
     eight = [f"demo-{i:03d}" for i in range(1, 9)]
 
+    # 8 processes write runs, events and warehouse rows at once; each runs its batch in its own
+    # process (one process per step is the previous test's and the killed run's below: 8 x 5
+    # step processes on 2 cores took four minutes and tested nothing more about concurrency)
     started = time.monotonic()
-    processes = {b: _materialize(b, env, tmp_path / f"{b}.log") for b in eight}
+    processes = {b: _materialize(b, env, tmp_path / f"{b}.log", "in_process") for b in eight}
     for batch, process in processes.items():
         assert process.wait(timeout=540) == 0, (tmp_path / f"{batch}.log").read_text()[-3000:]
     print(f"8 batches in parallel: {time.monotonic() - started:.1f} s")

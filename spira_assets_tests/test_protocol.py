@@ -164,7 +164,7 @@ def test_checkpoints_are_chosen_on_noisy_validation_every_n_steps(materialized_r
 
     sets = windows_by_split(materialized_root)
     config = profile_config(
-        SPIRA_ACL2021, max_epochs=2, warmup_steps=5, validate_every_steps=2, batch_size=2,
+        SPIRA_ACL2021, max_epochs=1, warmup_steps=5, validate_every_steps=2, batch_size=2,
         window_rule="platform",  # the 8-person corpus has short clips
     )  # fmt: skip
     bank = noise_bank(materialized_root)
@@ -174,7 +174,7 @@ def test_checkpoints_are_chosen_on_noisy_validation_every_n_steps(materialized_r
     assert first.best_val_loss == again.best_val_loss  # fresh draws, but seeded
     assert first.best_step > 0  # a mid-epoch validation may hold the best checkpoint
     clean = profile_config(
-        SPIRA_ACL2021, max_epochs=2, warmup_steps=5, validate_every_steps=2, batch_size=2,
+        SPIRA_ACL2021, max_epochs=1, warmup_steps=5, validate_every_steps=2, batch_size=2,
         window_rule="platform", validation_noise=False,
     )  # fmt: skip
     quiet = train(sets["train"], sets["validation"], FeatureConfig(), bank, clean, 3, device)
