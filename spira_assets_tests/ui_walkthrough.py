@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -79,8 +80,22 @@ def show_plot(page: Page, key: str, screenshot: str | None = None) -> None:
     if screenshot:
         page.wait_for_timeout(600)  # the dialog fades in: a picture of the finished state
         page.screenshot(path=str(ARTIFACTS / screenshot))
+    close(page, dialog)
+
+
+def close(page: Page, dialog: Locator, tries: int = 5) -> None:
+    """Close a dialog with Escape, as a user would. An Escape pressed while the dialog is still
+    fading in, before it has taken the focus, is ignored by the UI (seen on a busy machine: the
+    dialog stayed open for a minute), so it is pressed again until the dialog is gone."""
+    for _ in range(tries - 1):
+        page.keyboard.press("Escape")
+        try:
+            dialog.wait_for(state="detached", timeout=5_000)
+            return
+        except PlaywrightTimeoutError:
+            continue
     page.keyboard.press("Escape")
-    dialog.wait_for(state="detached")
+    dialog.wait_for(state="detached")  # the last try fails with Playwright's own message
 
 
 def text_of(page: Page) -> str:
