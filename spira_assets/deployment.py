@@ -44,18 +44,36 @@ class Deployment:
     decode_workers: int  # IngestPolicy.decode_workers (threads per step)
 
 
-def _local() -> Deployment:
-    # forkserver with the code location preloaded: a step process is forked instead of
-    # importing dagster, torch and polars again (3.4x faster per batch than spawn on 2 cores,
-    # benchmarks/executors.py)
-    executor = dg.multiprocess_executor.configured(
-        {
-            "max_concurrent": 2,
-            "start_method": {"forkserver": {"preload_modules": ["spira_assets.definitions"]}},
-        },
-        name="local_processes",
+# What a run's forkserver imports before it forks the step processes: the code location (which
+# itself loads without torch, MLflow or scikit-learn) and the libraries of the steps that run
+# there, so no step process imports them again (3.4x faster per batch than spawn on 2 cores,
+# benchmarks/executors.py). A batch run computes features (torch) and drift (scipy); a
+# training run trains, scores and logs (torch, scikit-learn, MLflow).
+BATCH_PRELOAD = ["spira_assets.definitions", "spira_assets.features.extract", "scipy.stats"]
+TRAINING_PRELOAD = [
+    "spira_assets.definitions",
+    "spira_assets.ml.train",
+    "spira_assets.ml.assessment",
+    "spira_assets.ml.comparison",
+    "spira_assets.ml.serving",
+    "mlflow",
+]
+
+
+def _forked(name: str, preload: list[str]) -> dg.ExecutorDefinition:
+    return dg.multiprocess_executor.configured(
+        {"max_concurrent": 2, "start_method": {"forkserver": {"preload_modules": preload}}},
+        name=name,
     )
-    return Deployment("local", executor, executor, decode_workers=2)
+
+
+def _local() -> Deployment:
+    return Deployment(
+        "local",
+        _forked("local_processes", BATCH_PRELOAD),
+        _forked("local_training_processes", TRAINING_PRELOAD),
+        decode_workers=2,
+    )
 
 
 def _single_process() -> Deployment:

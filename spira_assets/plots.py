@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.ticker import MaxNLocator
-from sklearn.metrics import roc_curve
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -131,6 +130,8 @@ def evaluation_figure(
     labels: np.ndarray, scores: np.ndarray, threshold: float, title: str
 ) -> bytes:
     """ROC curve, calibration curve and confusion matrix of recording-level scores."""
+    from sklearn.metrics import roc_curve  # scikit-learn loads with the evaluation, not the UI
+
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     fig, (roc, cal, conf) = plt.subplots(1, 3, figsize=(12, 3.6))

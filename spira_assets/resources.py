@@ -5,10 +5,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import mlflow
-import torch
 from pydantic import Field
 
 from spira_assets.audio.quality import AudioQualityRules
@@ -24,11 +23,17 @@ from spira_assets.ml.tracking import (
     default_tracking_uri,
     ensure_experiment,
 )
-from spira_assets.ml.train import TrainConfig
+from spira_assets.ml.train_config import TrainConfig
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and mlflow are imported by the methods that use them: the code location (webserver,
+# daemon, sensors, `spira` commands) loads these resources without either
 
 _RULES = AudioQualityRules()
 
@@ -122,7 +127,9 @@ class ComputeResource(dg.ConfigurableResource):
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     allow_cuda: bool = True
 
-    def torch_device(self) -> torch.device:
+    def torch_device(self) -> "torch.device":
+        import torch
+
         if self.device != "auto":
             return torch.device(self.device)
         if self.allow_cuda and torch.cuda.is_available():
@@ -237,6 +244,8 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def start(self, dagster_run_id: str) -> str:
         """Start (or resume) the MLflow run of this Dagster run; returns its id."""
+        import mlflow
+
         uri = self.resolved_uri()
         artifacts = self._root() / "mlartifacts" if uri.startswith("sqlite") else None
         experiment_id = ensure_experiment(uri, self.experiment, artifacts)
@@ -271,6 +280,8 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the active MLflow run (a step that logged calls it, FAILED on an error)."""
+        import mlflow
+
         if mlflow.active_run() is not None:
             mlflow.end_run(status=status)
 

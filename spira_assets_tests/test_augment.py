@@ -7,14 +7,8 @@ import random
 import pytest
 import torch
 
-from spira_assets.features.augment import (
-    NOISE_PEAK_RANGE,
-    AugmentConfig,
-    NoiseBank,
-    insert_noise,
-    mixup,
-    noise_for,
-)
+from spira_assets.features.augment import NoiseBank, insert_noise, mixup, noise_for
+from spira_assets.features.augment_config import NOISE_PEAK_RANGE, AugmentConfig
 
 # three noise files of different lengths in one bank
 FILES = [

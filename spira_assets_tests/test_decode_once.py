@@ -38,7 +38,7 @@ from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import model_config, save_model_version
 from spira_assets.ml.inference import Scorer
 from spira_assets.ml.model import SpiraConv
-from spira_assets.ml.train import TrainConfig
+from spira_assets.ml.train_config import TrainConfig
 from spira_assets.privacy import Pseudonymizer
 from spira_assets.runner import materialize_batch
 from spira_assets.storage.lake import Lake

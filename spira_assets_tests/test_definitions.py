@@ -119,3 +119,32 @@ def test_every_materializable_asset_has_a_code_version() -> None:
         k.to_user_string() for k in graph.materializable_asset_keys if not graph.get(k).code_version
     )
     assert not unversioned, f"assets without a code_version: {unversioned}"
+
+
+# Loaded by the steps that compute, never by loading the code location: the webserver, the
+# daemon's sensors, every `dagster` and `spira` command and each run's process start without
+# them (2.7 s and 250 MB instead of 8 s and 1 GB on 2 cores, docs/PERFORMANCE.md).
+HEAVY_LIBRARIES = ("torch", "torchaudio", "mlflow", "sklearn", "scipy")
+
+
+def heavy_libraries_loaded_by(module: str) -> list[str]:
+    """The heavy libraries a fresh interpreter holds after importing ``module``."""
+    script = (
+        "import importlib, json, sys; importlib.import_module(sys.argv[1]); "
+        f"print(json.dumps([m for m in {list(HEAVY_LIBRARIES)!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script, module],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_the_code_location_loads_without_torch_mlflow_or_scikit_learn() -> None:
+    assert heavy_libraries_loaded_by("spira_assets.definitions") == []
+    # the check sees an import when there is one: modules that compute do load them
+    assert heavy_libraries_loaded_by("spira_assets.features.extract") == ["torch", "torchaudio"]
+    assert set(heavy_libraries_loaded_by("spira_assets.ml.assessment")) >= {"torch", "sklearn"}

@@ -11,14 +11,16 @@ import pytest
 import torch
 from upath import UPath
 
-from spira_assets.features.augment import AugmentConfig, NoiseBank
+from spira_assets.features.augment import NoiseBank
+from spira_assets.features.augment_config import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import load_exported, load_model, model_config, save_model_version
 from spira_assets.ml.data import RecordingSet, build_recordings
 from spira_assets.ml.metrics import auroc
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.split import SplitConfig, assign_splits, split_of
-from spira_assets.ml.train import TrainConfig, TrainingDivergedError, noam, train
+from spira_assets.ml.train import TrainingDivergedError, noam, train
+from spira_assets.ml.train_config import TrainConfig
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.shards import open_shard
 from spira_assets.storage.tables import AUDIO_16K, HOSPITAL_NOISE

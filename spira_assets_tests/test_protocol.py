@@ -13,7 +13,8 @@ import pytest
 import torch
 import torchaudio
 
-from spira_assets.features.augment import NOISE_PEAK_RANGE, NoiseBank, insert_noise
+from spira_assets.features.augment import NoiseBank, insert_noise
+from spira_assets.features.augment_config import NOISE_PEAK_RANGE
 from spira_assets.features.config import FeatureConfig
 from spira_assets.features.featurizer import Featurizer
 from spira_assets.features.windows import sample_window_starts, window_frames

@@ -28,7 +28,7 @@ from spira_assets.ml.sweep import (
     parse_param,
     sweep_name,
 )
-from spira_assets.ml.train import TrainConfig
+from spira_assets.ml.train_config import TrainConfig
 from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import MODEL_VERSIONS

@@ -7,20 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-import mlflow
 import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import image, plot_evaluation, table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
-from spira_assets.ml.assessment import PUBLISHED, assess
-from spira_assets.ml.evaluation import subgroup_table
-from spira_assets.ml.inputs import local_shards
 from spira_assets.ml.report import pivot_metrics, subgroup_summary, table, with_ci, write_pair
-from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
 from spira_assets.ml.split import test_set_leaks
-from spira_assets.plots import evaluation_figure
 from spira_assets.resources import (
     ComputeResource,
     EvaluationSettings,
@@ -63,6 +57,8 @@ def model_version_of_run(
 
 def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
     """The model's MLflow run, resumed (or already active when training ran in this process)."""
+    import mlflow
+
     mlflow.set_tracking_uri(tracking.resolved_uri())
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
@@ -84,6 +80,14 @@ def _evaluation_report(
     participant-bootstrap 95% CIs per recording and per participant at the threshold chosen
     on validation, subgroup metrics, figures, a Markdown/HTML report. Comparison with the
     champions is the gate's (``champion``)."""
+    import mlflow
+
+    from spira_assets.ml.assessment import PUBLISHED, assess
+    from spira_assets.ml.evaluation import subgroup_table
+    from spira_assets.ml.inputs import local_shards
+    from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
+    from spira_assets.plots import evaluation_figure
+
     layout, lake = storage.layout(), storage.lake()
     version = model_version_of_run(context, "spira_model", lake)
     device = compute.torch_device()

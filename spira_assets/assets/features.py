@@ -5,7 +5,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
@@ -24,16 +24,17 @@ from spira_assets.assets.ranges import SINGLE_RUN, per_batch_outputs
 from spira_assets.assets.tables import table_out, with_tables
 from spira_assets.checks import require_open
 from spira_assets.features.config import FeatureConfig, WindowConfig
-from spira_assets.features.extract import FeatureExtractor, FeatureStats
 from spira_assets.features.windows import instances
 from spira_assets.partitions import collection_batch
-from spira_assets.plots import feature_examples
 from spira_assets.resources import ComputeResource, FeatureSettings, StorageResource
 from spira_assets.storage.shards import ShardWriter, open_shard
+
+if TYPE_CHECKING:
+    from spira_assets.features.extract import FeatureStats
 from spira_assets.storage.tables import AUDIO_16K, FEATURE_STATS, SPECTROGRAM_FEATURES
 
 
-def stats_frame(batch_id: str, config_hash: str, stats: FeatureStats) -> pl.DataFrame:
+def stats_frame(batch_id: str, config_hash: str, stats: "FeatureStats") -> pl.DataFrame:
     return pl.DataFrame(
         {
             "batch_id": [batch_id] * stats.width,
@@ -103,6 +104,9 @@ def _features(
     features: FeatureSettings,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
+    from spira_assets.features.extract import FeatureExtractor, FeatureStats
+    from spira_assets.plots import feature_examples
+
     started = time.perf_counter()
     config: FeatureConfig = features.config()
     config_hash = config.config_hash()

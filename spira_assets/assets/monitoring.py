@@ -21,7 +21,6 @@ from spira_assets.checks import require_open
 from spira_assets.ml.champions import current_champion_in_audit
 from spira_assets.ml.drift import feature_drift, metadata_drift
 from spira_assets.partitions import collection_batch
-from spira_assets.plots import drift_figure
 from spira_assets.resources import DriftSettings, StorageResource
 from spira_assets.storage.tables import AUDIO_16K, BATCH_DRIFT, FEATURE_STATS
 
@@ -73,6 +72,8 @@ def batch_drift(
 def _batch_drift(
     context: dg.AssetExecutionContext, batch_id: str, storage: StorageResource, drift: DriftSettings
 ) -> dg.MaterializeResult:
+    from spira_assets.plots import drift_figure
+
     layout, lake = storage.layout(), storage.lake()
     # the audit table, not the MLflow store: parallel batch runs would otherwise race to
     # create a fresh SQLite tracking store

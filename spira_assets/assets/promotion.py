@@ -4,26 +4,21 @@ the ``promotions`` audit table and the model card."""
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
-from mlflow.tracking import MlflowClient
 
 from spira_assets.assets import versions
 from spira_assets.assets.evaluation import model_version_of_run
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
-from spira_assets.ml.artifacts import SUMMARY
 from spira_assets.ml.champions import resolve_champion
-from spira_assets.ml.comparison import Comparison, compare, comparisons_frame
 from spira_assets.ml.gate import decide
-from spira_assets.ml.inputs import local_shards, recordings_with_split, with_split
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.model_card import criteria_table, model_card
 from spira_assets.ml.report import write_pair
-from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
 from spira_assets.ml.split import test_set_leaks
 from spira_assets.ml.tracking import CHAMPION_ALIAS
 from spira_assets.resources import (
@@ -40,6 +35,9 @@ from spira_assets.storage.tables import (
     PROMOTIONS,
 )
 
+if TYPE_CHECKING:
+    from spira_assets.ml.comparison import Comparison
+
 GATE_CHECK = "promotion_gate"
 
 
@@ -52,7 +50,7 @@ def _clean(metrics: pl.DataFrame) -> dict[str, float]:
     return dict(rows.select("metric", "value").rows())
 
 
-def _compared_with(comparisons: list[Comparison]) -> str:
+def _compared_with(comparisons: "list[Comparison]") -> str:
     return json.dumps(
         [
             {
@@ -81,6 +79,13 @@ def _champion(
     participants neither saw), subgroup floors and gaps. On pass the registered model's
     ``champion`` alias moves; every decision is appended to ``promotions``; a model card with
     the paired differences and every criterion is written."""
+    from mlflow.tracking import MlflowClient
+
+    from spira_assets.ml.artifacts import SUMMARY
+    from spira_assets.ml.comparison import compare, comparisons_frame
+    from spira_assets.ml.inputs import local_shards, recordings_with_split, with_split
+    from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
+
     layout, lake = storage.layout(), storage.lake()
     version = model_version_of_run(context, "evaluation_report", lake)
     device = compute.torch_device()

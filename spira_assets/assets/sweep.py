@@ -4,21 +4,10 @@ UI lists, the run queue and the ``gpu`` pool admit, and the deployment's trainin
 (a pod with a GPU on Kubernetes). ``spira sweep`` plans the trials and launches the runs."""
 
 import dagster as dg
-from mlflow.tracking import MlflowClient
 
 from spira_assets.assets import versions
 from spira_assets.assets.training import GPU_TAGS
 from spira_assets.jobs import DEPLOYMENT
-from spira_assets.ml.sweep import (
-    SweepStore,
-    finish_trial_run,
-    label,
-    log_epoch,
-    run_trial,
-    start_trial_run,
-    sweep_of,
-)
-from spira_assets.ml.train import EpochLog
 from spira_assets.partitions import sweep_trial_partitions
 from spira_assets.resources import ComputeResource, FeatureSettings, MlflowTracking, StorageResource
 
@@ -51,6 +40,19 @@ def sweep_trial(
     validation split, logged as a child of the sweep's MLflow run; the result (best epoch,
     validation AUROC and loss, per-epoch history) goes to ``sweeps/<sweep>/results/``, which
     is what ``spira sweep`` ranks and what tells it a trial is done."""
+    from mlflow.tracking import MlflowClient
+
+    from spira_assets.ml.sweep import (
+        SweepStore,
+        finish_trial_run,
+        label,
+        log_epoch,
+        run_trial,
+        start_trial_run,
+        sweep_of,
+    )
+    from spira_assets.ml.train import EpochLog
+
     key = context.partition_key
     layout = storage.layout()
     store = SweepStore(layout.root)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import mlflow
 import numpy as np
 import polars as pl
 
@@ -21,29 +20,9 @@ from spira_assets.assets.presentation import PLOT_TRAINING, image
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ingest.gates import blocked_batches, describe_blocked
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
-from spira_assets.ml.artifacts import (
-    LINEAGE,
-    SUMMARY,
-    WEIGHTS,
-    build_model,
-    model_config,
-    save_model_version,
-)
-from spira_assets.ml.inference import THRESHOLD_CHOICE, THRESHOLD_FILE
-from spira_assets.ml.inputs import (
-    local_shards,
-    noise_bank,
-    recordings_by_split,
-    stored_features,
-    training_resampler,
-    with_split,
-)
 from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
-from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
 from spira_assets.ml.split import SplitConfig, key_ids_by_batch, split_problems
 from spira_assets.ml.tracking import has_registered_version
-from spira_assets.ml.train import EpochLog, TrainResult, train, validation_threshold
-from spira_assets.plots import training_curves
 from spira_assets.resources import (
     ComputeResource,
     FeatureSettings,
@@ -82,6 +61,8 @@ def verified_split(lake: Lake, config: SplitConfig) -> tuple[pl.DataFrame, pl.Da
     """The stored split and its 16 kHz recordings, re-checked before anything trains on them:
     ``dataset_split``'s blocking checks stop only their own run, and the table may have been
     edited or a batch blocked since. Raises a Failure naming every problem."""
+    from spira_assets.ml.inputs import with_split
+
     if not lake.has_part(DATASET_SPLIT, UNPARTITIONED):
         raise dg.Failure("dataset_split has not been materialized yet")
     split = lake.read_part(DATASET_SPLIT, UNPARTITIONED)
@@ -142,6 +123,8 @@ def _version_row(
 
 
 def _mlflow_link(uri: str, run_id: str, registered_model: str, registered: str) -> dict[str, Any]:
+    import mlflow
+
     experiment_id = str(mlflow.get_run(run_id).info.experiment_id)
     return mlflow_links(uri, experiment_id, run_id, registered_model, registered)
 
@@ -160,6 +143,12 @@ def _spira_model(
     registered in MLflow. The split is verified first (no leak, one pseudonym key, no blocked
     batch). An unchanged input set reuses the existing version instead of retraining, and
     restores its rows and registration if they are gone."""
+    import mlflow
+
+    from spira_assets.ml.artifacts import LINEAGE, SUMMARY, WEIGHTS
+    from spira_assets.ml.inference import THRESHOLD_FILE
+    from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
+
     layout, lake = storage.layout(), storage.lake()
     feature_config, train_config = features.config(), training.train_config()
     device = compute.torch_device()
@@ -295,6 +284,19 @@ def _train(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train every seed (a nested MLflow run each), keep the best, save the version with its
     split and threshold; returns (summary, lineage)."""
+    import mlflow
+
+    from spira_assets.ml.artifacts import build_model, model_config, save_model_version
+    from spira_assets.ml.inference import THRESHOLD_CHOICE
+    from spira_assets.ml.inputs import (
+        local_shards,
+        noise_bank,
+        recordings_by_split,
+        stored_features,
+        training_resampler,
+    )
+    from spira_assets.ml.train import EpochLog, TrainResult, train, validation_threshold
+
     feature_config, train_config = features.config(), training.train_config()
     root = local_shards(layout, recordings)
     index = (
@@ -405,6 +407,8 @@ def _train(
 
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    from spira_assets.plots import training_curves
+
     histories = {
         int(seed): [tuple(row) for row in rows] for seed, rows in summary["histories"].items()
     }

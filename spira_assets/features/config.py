@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torchaudio
+if TYPE_CHECKING:
+    import torch
 
 FeatureKind = Literal["mfcc", "mel", "linear"]
 TARGET_RATE = 16_000
@@ -69,6 +69,8 @@ class FeatureConfig:
         """The torchaudio transform: (..., samples) -> (..., n_features, frames).
 
         ``center=False`` is for callers that pad each clip themselves (see ``extract``)."""
+        import torchaudio  # here, not at import: the code location loads without torch
+
         spectrogram = {
             "n_fft": self.n_fft,
             "win_length": self.win_length,

@@ -14,7 +14,7 @@ import torch
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.model import SpiraConv
-from spira_assets.ml.train import TrainConfig
+from spira_assets.ml.train_config import TrainConfig
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 WEIGHTS, CONFIG, EXPORTED, LINEAGE, SUMMARY, SPLIT, THRESHOLD = (

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.stats import chi2_contingency, ks_2samp
 
 PER_PARTICIPANT = ("label", "sex", "device")
 PER_RECORDING = ("utterance",)
@@ -62,6 +61,8 @@ def categorical_drift(reference: pl.Series, current: pl.Series) -> tuple[float, 
     table = np.array([ref_counts, cur_counts])  # raw counts, as the test requires
     table = table[:, table.sum(axis=0) > 0]
     usable = table.shape[1] >= 2 and (table.sum(axis=1) > 0).all()
+    from scipy.stats import chi2_contingency  # scipy: imported when a batch is compared
+
     p_value = float(chi2_contingency(table).pvalue) if usable else 1.0
     return value, sorted(cur_values - ref_values), p_value
 
@@ -73,6 +74,8 @@ def ks_drift(reference: pl.Series, current: pl.Series) -> tuple[float, float, fl
     cur = current.drop_nulls().to_numpy().astype(np.float64)
     if ref.size == 0 or cur.size == 0:
         return float("nan"), 1.0, float("nan")
+    from scipy.stats import ks_2samp
+
     result = ks_2samp(ref, cur)
     critical = KS_C_ALPHA * float(np.sqrt((ref.size + cur.size) / (ref.size * cur.size)))
     return float(result.statistic), float(result.pvalue), critical

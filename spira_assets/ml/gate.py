@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from spira_assets.ml.comparison import Comparison
+if TYPE_CHECKING:
+    from spira_assets.ml.comparison import Comparison
 
 
 @dataclass(frozen=True)

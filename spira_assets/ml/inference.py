@@ -16,7 +16,7 @@ from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules, Find
 from spira_assets.audio.resample import LEGACY_RESAMPLER, from_int16, to_int16
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import CONFIG, THRESHOLD, load_model
-from spira_assets.ml.train import train_config_from
+from spira_assets.ml.train_config import train_config_from
 
 THRESHOLD_FILE = THRESHOLD
 THRESHOLD_CHOICE = {

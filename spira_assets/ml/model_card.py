@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from spira_assets.ml.comparison import Comparison
 from spira_assets.ml.gate import GateDecision
 from spira_assets.ml.report import LIMITATIONS, subgroup_summary, table, with_ci
+
+if TYPE_CHECKING:
+    from spira_assets.ml.comparison import Comparison
 
 
 def comparison_table(comparisons: list[Comparison]) -> pl.DataFrame:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from spira_assets.features.augment import NOISE_PEAK_RANGE, AugmentConfig
-from spira_assets.ml.train import TrainConfig
+from spira_assets.features.augment_config import NOISE_PEAK_RANGE, AugmentConfig
+from spira_assets.ml.train_config import TrainConfig
 
 PLATFORM = "platform"
 SPIRA_ACL2021 = "spira-acl2021"

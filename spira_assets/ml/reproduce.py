@@ -36,13 +36,8 @@ from spira_assets.ml.metrics import mean_by_group
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.scoring import per_recording_noise
 from spira_assets.ml.split import SplitConfig, split_of
-from spira_assets.ml.train import (
-    Noise,
-    train,
-    train_config_from,
-    validation_threshold,
-    window_scores,
-)
+from spira_assets.ml.train import Noise, train, validation_threshold, window_scores
+from spira_assets.ml.train_config import train_config_from
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import AUDIO_16K
 

@@ -18,7 +18,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from spira_assets.features.augment import AugmentConfig, NoiseBank
+from spira_assets.features.augment import NoiseBank
+from spira_assets.features.augment_config import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.features.featurizer import Featurizer
 from spira_assets.layout import DataLayout
@@ -28,7 +29,8 @@ from spira_assets.ml.inference import THRESHOLD_FILE
 from spira_assets.ml.inputs import MODEL_SPLIT_FILE, noise_bank, stored_features, with_split
 from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST
 from spira_assets.ml.split import SplitConfig, assign_splits
-from spira_assets.ml.train import Noise, TrainConfig, train_config_from, window_scores
+from spira_assets.ml.train import Noise, window_scores
+from spira_assets.ml.train_config import TrainConfig, train_config_from
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import AUDIO_16K
 

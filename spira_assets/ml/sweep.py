@@ -36,7 +36,8 @@ from spira_assets.ml.inputs import (
     stored_features,
 )
 from spira_assets.ml.lineage import fingerprint
-from spira_assets.ml.train import EpochLog, TrainConfig, train, train_config_from
+from spira_assets.ml.train import EpochLog, train
+from spira_assets.ml.train_config import TrainConfig, train_config_from
 from spira_assets.storage.lake import Lake
 
 ALIASES = {

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
+
+# mlflow is imported by the functions that talk to a store, not here: the code location (its
+# resources and assets import this module) loads in a third of the time without it
 
 REGISTERED_MODEL = "spira-respiratory-insufficiency"
 EXPERIMENT = "spira-training"
@@ -28,6 +31,9 @@ def default_tracking_uri(data_root: Path) -> str:
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) -> str:
     """The experiment id, creating it with an artifact location under the data root."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     existing = client.get_experiment_by_name(name)
@@ -54,6 +60,9 @@ def alias_holder(
 ) -> tuple[str, str] | None:
     """(registered version, our model version) holding ``alias``; None when the alias (or the
     registered model) does not exist; RegistryError when the registry cannot tell."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
     try:
         client = MlflowClient(tracking_uri)
         version = client.get_model_version_by_alias(registered_model, alias)
@@ -77,6 +86,9 @@ def has_registered_version(
 ) -> bool:
     """Whether registered version ``registered`` exists and was logged for ``model_version``
     (a tracking store that was deleted or replaced no longer has it)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
     try:
         client = MlflowClient(tracking_uri)
         version = client.get_model_version(registered_model, registered)

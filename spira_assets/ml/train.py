@@ -15,8 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,54 +23,11 @@ from torch import nn
 
 from spira_assets.features.augment import AugmentConfig, NoiseBank, insert_noise, mixup
 from spira_assets.features.config import FeatureConfig
-from spira_assets.features.featurizer import Featurizer, TransformUnit
-from spira_assets.features.windows import WindowRule
+from spira_assets.features.featurizer import Featurizer
 from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.metrics import accuracy, auroc, mean_by_group
-from spira_assets.ml.model import Norm, SpiraConv
-
-ThresholdRule = Literal["youden", "fixed"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training protocol. Defaults are the platform's; ``protocol.PROFILES`` holds the
-    published SPIRA-ACL2021 experiment 3.5 as another instance."""
-
-    profile: str = "platform"
-    norm: Norm = "group"
-    dropout: float = 0.7
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
-    batch_size: int = 8  # recordings per batch, each with all its windows
-    drop_last: bool = False  # drop a last, incomplete batch of an epoch
-    max_epochs: int = 30
-    patience: int = 6  # epochs without a better validation loss before stopping; 0: never
-    max_loss: float = 100.0
-    window_s: float = 4.0
-    step_s: float = 1.0
-    window_rule: WindowRule = "platform"
-    transform_unit: TransformUnit = "recording"
-    validation_noise: bool = False  # validate on noisy recordings (fresh draws each time)
-    validate_every_steps: int = 0  # also validate every N optimizer steps; 0: per epoch only
-    threshold_rule: ThresholdRule = "youden"
-    fixed_threshold: float = 0.5
-    keep_all_seeds: bool = False  # save every seed's model, not only the best
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    eval_batch_size: int = 64
-
-    def featurizer(self, features: FeatureConfig, device: torch.device | str) -> Featurizer:
-        return Featurizer(
-            features, self.transform_unit, self.window_rule, self.window_s, self.step_s, device
-        )
-
-
-def train_config_from(record: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from its recorded ``asdict`` form (model_config.json, lineage.json)."""
-    values = dict(record)
-    values["augment"] = AugmentConfig(**values["augment"])
-    return TrainConfig(**values)
+from spira_assets.ml.model import SpiraConv
+from spira_assets.ml.train_config import TrainConfig
 
 
 class TrainingDivergedError(RuntimeError):
