@@ -6,9 +6,9 @@
   device is CUDA when present, else the CPU. Used by ``dagster dev``, compose and tests.
 - ``single-process``: every step of a run in the run's own process (Dagster's in-process
   executor): no step process to start, so on a machine with few cores a small batch takes a
-  fifth of the time (``benchmarks/executors.py``); one run no longer survives the crash of a
-  step's process apart from the others, and its steps never overlap. For small sites and for
-  the end-to-end test of the daemon and its sensors.
+  fifth of the time (``benchmarks/executors.py``), but a step that crashes its process takes
+  the whole run with it, and a run's steps never overlap. For small sites and for the
+  end-to-end test of the daemon and its sensors.
 - ``k8s``: each step of a run is its own Kubernetes Job (dagster-k8s ``k8s_job_executor``),
   so the per-batch steps of many partitions spread over CPU pods while ``spira_model``'s step
   carries its ``dagster-k8s/config`` GPU request (see ``assets/training.py``).
