@@ -48,11 +48,15 @@ def _status_mb(field: str, pid: int | str = "self") -> float:
 
 
 def child_memory(root: str, batch: str) -> None:
-    """Run in a fresh process: import everything, reset the kernel's peak-RSS mark, materialize
+    """Run in a fresh process: import everything (the definitions load without torch and
+    scipy, so the libraries the batch's steps use are imported here too, or their import would
+    count as growth), reset the kernel's peak-RSS mark, materialize
     one batch, and print the peak RSS reached during the run above the RSS after imports, and
     the largest peak of a decode worker process."""
     import dagster as dg
+    import scipy.stats  # noqa: F401  (the drift step's)
 
+    import spira_assets.features.extract  # noqa: F401  (torch: the feature step's)
     from spira_assets.layout import DataLayout
     from spira_assets.runner import materialize_batch
     from spira_assets.workers import shutdown_pools, worker_pids
