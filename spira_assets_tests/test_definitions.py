@@ -127,14 +127,14 @@ def test_every_materializable_asset_has_a_code_version() -> None:
 HEAVY_LIBRARIES = ("torch", "torchaudio", "mlflow", "sklearn", "scipy")
 
 
-def heavy_libraries_loaded_by(module: str) -> list[str]:
-    """The heavy libraries a fresh interpreter holds after importing ``module``."""
+def heavy_libraries_loaded_by(*modules: str) -> list[str]:
+    """The heavy libraries a fresh interpreter holds after importing ``modules``."""
     script = (
-        "import importlib, json, sys; importlib.import_module(sys.argv[1]); "
+        "import importlib, json, sys; [importlib.import_module(m) for m in sys.argv[1:]]; "
         f"print(json.dumps([m for m in {list(HEAVY_LIBRARIES)!r} if m in sys.modules]))"
     )
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script, module],
+        [sys.executable, "-W", "ignore", "-c", script, *modules],
         capture_output=True,
         text=True,
         check=True,
@@ -148,3 +148,12 @@ def test_the_code_location_loads_without_torch_mlflow_or_scikit_learn() -> None:
     # the check sees an import when there is one: modules that compute do load them
     assert heavy_libraries_loaded_by("spira_assets.features.extract") == ["torch", "torchaudio"]
     assert set(heavy_libraries_loaded_by("spira_assets.ml.assessment")) >= {"torch", "sklearn"}
+
+
+def test_each_jobs_forkserver_preloads_what_its_steps_import() -> None:
+    """The forkserver skips a preload module it cannot import without a word, so a misspelt or
+    too-short list would quietly make every step import torch again."""
+    from spira_assets.deployment import BATCH_PRELOAD, TRAINING_PRELOAD
+
+    assert set(heavy_libraries_loaded_by(*BATCH_PRELOAD)) >= {"torch", "torchaudio", "scipy"}
+    assert set(heavy_libraries_loaded_by(*TRAINING_PRELOAD)) >= {"torch", "sklearn", "mlflow"}

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
 
 # mlflow is imported by the functions that talk to a store, not here: the code location (its
-# resources and assets import this module) loads in a third of the time without it
+# resources and assets import this module) loads without it (test_definitions.py)
 
 REGISTERED_MODEL = "spira-respiratory-insufficiency"
 EXPERIMENT = "spira-training"

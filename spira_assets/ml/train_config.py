@@ -1,6 +1,6 @@
 """One training protocol as a value (``TrainConfig``), without torch: the profiles
 (``protocol.py``), the Dagster resources and the code location load without importing the
-training loop (``train.py``), which re-exports these names."""
+training loop (``train.py``)."""
 
 from __future__ import annotations
 
