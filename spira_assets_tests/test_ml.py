@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from spira_assets.features.augment_config import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import load_exported, load_model, model_config, save_model_version
 from spira_assets.ml.data import RecordingSet, build_recordings
-from spira_assets.ml.metrics import auroc
+from spira_assets.ml.metrics import auroc, defined_or_none, spread_of_defined
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.split import SplitConfig, assign_splits, split_of
 from spira_assets.ml.train import TrainingDivergedError, noam, train
@@ -111,6 +112,16 @@ def test_auroc_handles_ties_and_single_class() -> None:
     assert auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
     assert auroc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
     assert np.isnan(auroc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+def test_seed_spread_skips_undefined_aurocs_without_numpy_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would raise here
+        assert spread_of_defined(np.array([np.nan, np.nan])) == (None, None, 2)
+        mean, std, undefined = spread_of_defined(np.array([0.8, np.nan, 0.6]))
+    assert mean == pytest.approx(0.7) and std == pytest.approx(0.1) and undefined == 1
+    assert spread_of_defined(np.array([0.9])) == (0.9, 0.0, 0)
+    assert defined_or_none(float("nan")) is None and defined_or_none(0.5) == 0.5
 
 
 def test_tiny_corpus_trains_and_validation_loss_falls(materialized_root: Path) -> None:

@@ -41,6 +41,18 @@ def test_model_is_trained_tracked_registered_and_reused(root: Path) -> None:
     warehouse = Warehouse(UPath(root / "warehouse.duckdb"), Lake(UPath(root / "lake")))
     model = warehouse.query("SELECT * FROM model_versions").row(0, named=True)
     assert model["registered_version"] == "1" and model["best_seed"] in (42, 43)
+    # The 8-participant corpus leaves one class in validation: its AUROC is undefined, and
+    # says so (null, a reason in the UI), instead of NaN and numpy's "Mean of empty slice".
+    classes = warehouse.query(
+        "SELECT DISTINCT label FROM dataset_split WHERE split = 'validation'"
+    ).height
+    assert classes == 1
+    assert model["val_auroc"] is None and model["val_auroc_mean"] is None
+    trained = instance.get_latest_materialization_event(dg.AssetKey("spira_model"))
+    assert trained is not None and trained.asset_materialization is not None
+    shown = trained.asset_materialization.metadata
+    assert "val_auroc_mean" not in shown
+    assert "one class" in str(shown["val_auroc_undefined"].value)
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)

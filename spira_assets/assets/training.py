@@ -242,9 +242,13 @@ def _spira_model(
         registered = str(info.registered_model_version or "")
         mlflow.log_metrics(
             {
-                "val_auroc_mean": summary["val_auroc_mean"],
-                "val_auroc_std": summary["val_auroc_std"],
-                "best_val_loss": summary["val_loss"],
+                key: value
+                for key, value in (
+                    ("val_auroc_mean", summary["val_auroc_mean"]),
+                    ("val_auroc_std", summary["val_auroc_std"]),
+                    ("best_val_loss", summary["val_loss"]),
+                )
+                if value is not None  # an undefined AUROC is left out, not logged as NaN
             }
         )
         summary["registered_version"] = registered
@@ -295,6 +299,7 @@ def _train(
         stored_features,
         training_resampler,
     )
+    from spira_assets.ml.metrics import defined_or_none, spread_of_defined
     from spira_assets.ml.train import EpochLog, TrainResult, train, validation_threshold
 
     feature_config, train_config = features.config(), training.train_config()
@@ -351,7 +356,9 @@ def _train(
             )
             results.append(result)
     best = min(results, key=lambda r: r.best_val_loss)
-    aurocs = np.array([r.best.val_auroc for r in results])
+    auroc_mean, auroc_std, undefined = spread_of_defined(
+        np.array([r.best.val_auroc for r in results])
+    )
     featurizer = train_config.featurizer(feature_config, device)
     config = model_config(
         feature_config, train_config, featurizer.frames, training_resampler(recordings)
@@ -375,9 +382,11 @@ def _train(
         "best_epoch": best.best_epoch,
         "epochs_run": {str(r.seed): len(r.history) for r in results},
         "val_loss": best.best_val_loss,
-        "val_auroc": best.best.val_auroc,
-        "val_auroc_mean": float(np.nanmean(aurocs)),
-        "val_auroc_std": float(np.nanstd(aurocs)),
+        # None (JSON null, a null in model_versions) where validation holds one class
+        "val_auroc": defined_or_none(best.best.val_auroc),
+        "val_auroc_mean": auroc_mean,
+        "val_auroc_std": auroc_std,
+        "val_auroc_undefined_seeds": undefined,
         "windows_per_s": float(np.mean([e.windows_per_s for r in results for e in r.history])),
         "data_wait_share": float(np.mean([e.data_wait_share for r in results for e in r.history])),
         "device": str(device),
@@ -412,10 +421,23 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
     histories = {
         int(seed): [tuple(row) for row in rows] for seed, rows in summary["histories"].items()
     }
+    aurocs = {
+        name: round(summary[key], 4)
+        for name, key in (
+            ("val_auroc_best_seed", "val_auroc"),
+            ("val_auroc_mean", "val_auroc_mean"),
+            ("val_auroc_std", "val_auroc_std"),
+        )
+        if summary[key] is not None
+    }
+    undefined = summary.get("val_auroc_undefined_seeds", 0)
+    if undefined:
+        aurocs["val_auroc_undefined"] = (
+            f"{undefined} of {len(histories)} seeds have no validation AUROC: their validation "
+            "split holds recordings of one class only (add batches or participants of the other)"
+        )
     return {
-        "val_auroc_best_seed": round(summary["val_auroc"], 4),
-        "val_auroc_mean": round(summary["val_auroc_mean"], 4),
-        "val_auroc_std": round(summary["val_auroc_std"], 4),
+        **aurocs,
         "val_loss": round(summary["val_loss"], 4),
         "best_seed": summary["best_seed"],
         "best_epoch": summary["best_epoch"],

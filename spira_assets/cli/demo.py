@@ -149,6 +149,11 @@ def demo(
         raise CliError(f"demo finished with problems in {failed or 'defect verification'}")
 
 
+def _score(value: float | None) -> str:
+    """A validation score, or "undefined" (a validation split of one class has no AUROC)."""
+    return "undefined" if value is None or value != value else f"{value:.3f}"
+
+
 def _print_model(layout: DataLayout) -> None:
     from spira_assets.ml.tracking import default_tracking_uri
     from spira_assets.storage.lake import Lake
@@ -162,8 +167,8 @@ def _print_model(layout: DataLayout) -> None:
     click.echo(
         f"model: version {m['model_version']} (registered v{m['registered_version']}), "
         f"best seed {m['best_seed']} epoch {m['best_epoch']} on {m['device']}: validation "
-        f"AUROC {m['val_auroc']:.3f} (seeds: {m['val_auroc_mean']:.3f} +/- "
-        f"{m['val_auroc_std']:.3f}), loss {m['val_loss']:.3f}"
+        f"AUROC {_score(m['val_auroc'])} (seeds: {_score(m['val_auroc_mean'])} +/- "
+        f"{_score(m['val_auroc_std'])}), loss {m['val_loss']:.3f}"
     )
     click.echo(f"model files: {m['directory']}")
     uri = default_tracking_uri(layout.local_root)

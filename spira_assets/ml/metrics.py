@@ -27,3 +27,19 @@ def mean_by_group(groups: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     sums = np.bincount(inverse, weights=values)
     counts = np.bincount(inverse)
     return unique, sums / counts
+
+
+def defined_or_none(value: float) -> float | None:
+    """``value``, or None where it is NaN (an AUROC of one class): JSON, Parquet and MLflow
+    then hold "undefined" instead of a NaN that compares unequal to itself."""
+    return None if np.isnan(value) else float(value)
+
+
+def spread_of_defined(values: np.ndarray) -> tuple[float | None, float | None, int]:
+    """Mean and population standard deviation of the defined (non-NaN) values, and how many
+    were undefined; (None, None, n) when none is defined, instead of numpy's all-NaN warning."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
+        return None, None, int(values.size)
+    return float(defined.mean()), float(defined.std()), int(values.size - defined.size)
