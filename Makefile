@@ -42,8 +42,10 @@ system-deps:
 	    $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Two pytest-xdist workers; the tests that share a trained fixture run on one of them
+# (spira_assets_tests/conftest.py, docs/PERFORMANCE.md "Test suite").
 test: lint system-deps  ## lint, type check, then the whole test suite
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 format: setup
 	$(VENV)/bin/ruff format spira_assets spira_assets_tests benchmarks deploy

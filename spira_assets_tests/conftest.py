@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,35 @@ from spira_assets_tests.hygiene import current_defs_state_storage, leaked_defs_s
 TEST_KEY = "5850bb0da17eded83615d923a400ddbbc2da231464d9fc5d9e57640303d5ec6b"
 
 
+# ``make test`` runs two pytest-xdist workers (docs/PERFORMANCE.md "Test suite").
+# Session fixtures that train a model (about 40 s together on 2 cores): every test that needs
+# one goes to the same worker, so they are built once per run, not once per worker; the other
+# tests are shared out by load, the slow end-to-end ones first so none is left for the end.
+TRAINED_FIXTURES = frozenset({"evaluation_root", "champion_root"})
+TRAINED_GROUP = "trained"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On an xdist worker, torch (and every process the tests start, through the environment)
+    computes on one thread: two workers each running OpenMP's two spinning threads on two
+    cores made training tests up to 3x slower than alone."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(TRAINED_GROUP))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+
+
 @contextmanager
 def environment(**values: str | None) -> Iterator[None]:
     """Set (or, with None, remove) environment variables for session fixtures, which cannot
@@ -51,6 +80,19 @@ def environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def fixture_environment(
+    factory: pytest.TempPathFactory, **values: str | None
+) -> AbstractContextManager[None]:
+    """``environment`` for a session fixture that materializes: the test key and an empty
+    config home, as ``isolated_env`` gives each test. Session fixtures are set up before any
+    function fixture, so without this the first one built read the developer's own key file
+    (``~/.config/spira_assets/pseudonym.key``): other pseudonyms, another split, another
+    model, depending on which fixture a run happened to build first."""
+    return environment(
+        SPIRA_PSEUDONYM_KEY=TEST_KEY, XDG_CONFIG_HOME=str(factory.mktemp("xdg")), **values
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -170,8 +212,7 @@ def materialized_root(tmp_path_factory: pytest.TempPathFactory, clean_corpus: Pa
     from spira_assets.runner import materialize_batch, materialize_shared
 
     layout = data_root_with(tmp_path_factory.mktemp("materialized"), clean_corpus)
-    os.environ.setdefault("SPIRA_PSEUDONYM_KEY", TEST_KEY)
-    with environment(SPIRA_DATA_DIR=str(layout.root)):
+    with fixture_environment(tmp_path_factory, SPIRA_DATA_DIR=str(layout.root)):
         instance = dg.DagsterInstance.ephemeral()
         assert materialize_shared(instance).ok
         for batch in ("demo-001", "demo-002"):
@@ -193,7 +234,7 @@ def evaluation_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         workers=1,
     )
     layout = DataLayout.from_location(out.parent)
-    with environment(SPIRA_DATA_DIR=str(layout.root)):
+    with fixture_environment(tmp_path_factory, SPIRA_DATA_DIR=str(layout.root)):
         instance = dg.DagsterInstance.ephemeral()
         assert materialize_shared(instance).ok
         assert materialize_batch(instance, layout, "demo-001").ok
@@ -237,7 +278,7 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, evaluation_root: Pat
     from spira_assets.runner import materialize_shared
 
     root = copy_data_root(evaluation_root, tmp_path_factory.mktemp("champion") / "data")
-    with environment(SPIRA_DATA_DIR=str(root), MLFLOW_TRACKING_URI=None):
+    with fixture_environment(tmp_path_factory, SPIRA_DATA_DIR=str(root), MLFLOW_TRACKING_URI=None):
         outcome = materialize_shared(
             dg.DagsterInstance.ephemeral(),
             TRAINING_ASSETS,

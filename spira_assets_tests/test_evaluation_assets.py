@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 from upath import UPath
 
 from spira_assets.cli import main
@@ -117,19 +117,23 @@ def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     assert history.get_column("test_recordings").to_list() == [tested] * 4
     assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
 
-    # spira predict with the champion: a training patient scores above a training control.
+    # spira predict with the champion on every training recording: patients rank above
+    # controls (a single pair would depend on float rounding: 1 or 2 torch threads train a
+    # slightly different model), and a file that is not audio is refused, not scored.
     known = warehouse.query(
         "SELECT v.raw_uri, v.label FROM validated_metadata v JOIN dataset_split s "
         "USING (audio_sha256) WHERE s.split = 'train' ORDER BY v.label, v.audio_sha256"
     )
-    control = root / known.filter(pl.col("label") == 0).get_column("raw_uri")[0]
-    patient = root / known.filter(pl.col("label") == 1).get_column("raw_uri")[0]
+    files = {str(root / uri): label for uri, label in known.iter_rows()}
+    assert set(files.values()) == {0, 1}
     bad = root / "not_audio.wav"
     bad.write_bytes(b"<html>")
-    result = CliRunner().invoke(
-        main, ["predict", str(patient), str(control), str(bad), "--data-dir", str(root)]
-    )
+    result = CliRunner().invoke(main, ["predict", *files, str(bad), "--data-dir", str(root)])
     assert result.exit_code == 1, result.output
     lines = {ln.split()[-1]: ln.split()[0] for ln in result.output.splitlines() if "/" in ln}
-    assert float(lines[str(patient)]) > float(lines[str(control)])
-    assert "undecodable" in result.output and "1 of 3 files could not be scored" in result.output
+    scores = [float(lines[path]) for path in files]
+    ranked = roc_auc_score(list(files.values()), scores)
+    print(f"training AUROC of the champion through spira predict: {ranked:.3f}")
+    assert ranked > 0.7, (ranked, result.output)
+    assert "undecodable" in result.output
+    assert f"1 of {len(files) + 1} files could not be scored" in result.output

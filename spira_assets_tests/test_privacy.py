@@ -1,3 +1,4 @@
+import hashlib
 import os
 import re
 import secrets
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -18,6 +20,7 @@ from spira_assets.privacy import (
     load_pseudonym_key,
     local_key_file,
 )
+from spira_assets_tests.conftest import TEST_KEY, environment, fixture_environment
 
 REPO = Path(__file__).resolve().parents[1]
 HOW_TO_MAKE_ONE = "openssl rand -hex 32"
@@ -62,7 +65,9 @@ def test_short_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         "a" * 64,  # long, one symbol
         "spira-" * 8,  # long, a repeated word
         "test-key-0123456789abcdef",  # the old test key: 25 characters
-        secrets.token_hex(16),  # 32 hex digits: about 115 bits by the estimate
+        # 32 random-looking hex digits, about 115 bits by the estimate; fixed, so that every
+        # run (and every pytest-xdist worker) collects the same test
+        hashlib.sha256(b"spira-assets: a 128-bit key").hexdigest()[:32],
     ],
 )
 def test_low_entropy_key_is_refused(monkeypatch: pytest.MonkeyPatch, weak: str) -> None:
@@ -146,3 +151,29 @@ def test_redactor_replaces_whole_tokens_only() -> None:
     assert redact("audio/12_frase.wav") == f"audio/{p.participant('12')}_frase.wav"
     assert redact("audio/x123.wav") == "audio/x123.wav"
     assert redact("call +55 11 91234-5678 now") == "call [redacted] now"
+
+
+def test_session_fixtures_pseudonymize_with_the_test_key_not_the_developers(
+    evaluation_root: Path,  # first: built before materialized_root, if neither is yet
+    materialized_root: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Session fixtures are set up before any test's own environment, so each sets the test
+    key itself (``fixture_environment``). Planted: a developer key file where the fixtures would
+    otherwise look, and no key in the environment, as when a session fixture is the first
+    thing a worker builds."""
+    planted = tmp_path / "developer"
+    (planted / "spira_assets").mkdir(parents=True)
+    (planted / "spira_assets" / "pseudonym.key").write_text(secrets.token_hex(32))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(planted))
+    monkeypatch.delenv(KEY_ENV)
+    with environment():
+        assert load_pseudonym_key() != TEST_KEY  # the fault the fixtures must not have
+    with fixture_environment(tmp_path_factory):
+        assert load_pseudonym_key() == TEST_KEY
+    expected = Pseudonymizer(TEST_KEY).key_id
+    for root in (materialized_root, evaluation_root):
+        stored = pl.read_parquet(root / "lake" / "validated_metadata" / "demo-*.parquet")
+        assert set(stored.get_column("pseudonym_key_id")) == {expected}, root
