@@ -118,8 +118,9 @@ def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
 
     # spira predict with the champion on every training recording: patients rank above
-    # controls (a single pair would depend on float rounding: 1 or 2 torch threads train a
-    # slightly different model), and a file that is not audio is refused, not scored.
+    # controls better than chance (one pair failed: the champion built on an xdist worker
+    # ranks them at 0.68, 0.94 in a serial run; cause open), and a file that is not audio is
+    # refused, not scored.
     known = warehouse.query(
         "SELECT v.raw_uri, v.label FROM validated_metadata v JOIN dataset_split s "
         "USING (audio_sha256) WHERE s.split = 'train' ORDER BY v.label, v.audio_sha256"
