@@ -62,6 +62,7 @@ from spira_assets_tests.ui_walkthrough import (
     shot,
     show_plot,
     text_of,
+    wait_for_row,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +156,7 @@ def _a_day_in_the_ui(port: int, warehouse: Warehouse) -> None:
         f"SELECT stage, rule, detail FROM quarantine WHERE batch_id = '{worst}'"
     ).rows()
     with browser_page() as page:
-        open_asset(page, port, "quarantine", worst)  # both ingest stages' rejections
+        open_asset(page, port, "quarantine", worst, expect="rows")  # both ingest stages' rejections
         text = text_of(page)
         for stage, rule, detail in reasons:
             assert rule in text and detail[:40] in text, (stage, rule, detail)
@@ -177,12 +178,11 @@ def _a_day_in_the_ui(port: int, warehouse: Warehouse) -> None:
         shot(page, "mlflow_run.png")
 
         open_asset(page, port, "evaluation_report")
-        assert metadata_row(page, "metrics").count() and metadata_row(page, "subgroups").count()
+        wait_for_row(page, "metrics"), wait_for_row(page, "subgroups")
         show_plot(page, plot_evaluation("clean"), "evaluation_clean.png")
         show_plot(page, plot_evaluation("noisy"))
 
-        open_asset(page, port, "champion")
-        assert "gate_criteria" in text_of(page)
+        open_asset(page, port, "champion", expect="gate_criteria")
         shot(page, "gate_decision.png", metadata_row(page, "gate_criteria").first)
         card = link(page, "model_card")
         response = page.goto(card, wait_until="load")

@@ -41,8 +41,11 @@ def dismiss_first_visit(page: Page) -> None:
             button.first.click()
 
 
-def open_asset(page: Page, port: int, key: str, partition: str | None = None) -> None:
-    """An asset's page: the latest materialization's metadata (of ``partition``, if given)."""
+def open_asset(
+    page: Page, port: int, key: str, partition: str | None = None, expect: str = ""
+) -> None:
+    """An asset's page: the latest materialization's metadata (of ``partition``, if given),
+    once its row ``expect`` is shown (any row if not given)."""
     url = f"http://127.0.0.1:{port}/assets/{key}"
     if partition is not None:
         url += f"?view=partitions&partition={partition}"
@@ -50,7 +53,21 @@ def open_asset(page: Page, port: int, key: str, partition: str | None = None) ->
     dismiss_first_visit(page)
     if partition is not None:
         page.get_by_text("Latest materialization").first.wait_for()
-    metadata_row(page, "").first.wait_for()  # the metadata table has loaded
+    wait_for_row(page, expect)
+
+
+def wait_for_row(page: Page, key: str) -> Locator:
+    """The metadata row ``key``, waited for: the page's first table row may belong to another
+    table (the partitions, the checks), and on a busy machine the materialization's metadata
+    renders after it. A row that never comes fails with the rows that did, and a screenshot."""
+    row = metadata_row(page, key)
+    try:
+        row.first.wait_for(timeout=TIMEOUT_MS)
+    except PlaywrightTimeoutError:
+        shot(page, "missing_row.png")
+        shown = page.locator("tr td:first-child").all_inner_texts()
+        raise AssertionError(f"no row {key!r} on {page.url}; rows shown: {shown}") from None
+    return row
 
 
 def metadata_row(page: Page, key: str) -> Locator:
@@ -61,7 +78,7 @@ def metadata_row(page: Page, key: str) -> Locator:
 
 def link(page: Page, key: str) -> str:
     """The target of a URL metadata entry: an anchor the user clicks, not text to copy."""
-    anchor = metadata_row(page, key).first.locator("a[href^='http']").first
+    anchor = wait_for_row(page, key).first.locator("a[href^='http']").first
     href = anchor.get_attribute("href")
     assert href, f"metadata entry {key!r} has no link"
     return href
@@ -69,8 +86,7 @@ def link(page: Page, key: str) -> str:
 
 def show_plot(page: Page, key: str, screenshot: str | None = None) -> None:
     """Open a plot by the name it is listed under and see its image rendered."""
-    row = metadata_row(page, key)
-    assert row.count(), f"no plot named {key!r} on {page.url}"
+    row = wait_for_row(page, key)
     row.first.get_by_text("[Show Markdown]").click()
     dialog = page.get_by_role("dialog").filter(has_text=key)
     image = dialog.locator("img[src^='data:image/png']").first
