@@ -118,9 +118,10 @@ def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version) == "1"
 
     # spira predict with the champion on every training recording: patients rank above
-    # controls better than chance (one pair failed: the champion built on an xdist worker
-    # ranks them at 0.68, 0.94 in a serial run; cause open), and a file that is not audio is
-    # refused, not scored.
+    # controls better than chance, and a file that is not audio is refused, not scored. The
+    # champion is 3 epochs on 24 participants: it has ranked them anywhere from 0.60 (AMD EPYC,
+    # 1 or 2 threads alike) to 0.94 (an earlier commit, Intel Xeon), so only better than
+    # chance is asked.
     known = warehouse.query(
         "SELECT v.raw_uri, v.label FROM validated_metadata v JOIN dataset_split s "
         "USING (audio_sha256) WHERE s.split = 'train' ORDER BY v.label, v.audio_sha256"
@@ -138,6 +139,6 @@ def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     assert ranked > 0.5, (
         ranked,
         result.output,
-    )  # 0.94 serially, 0.68 under xdist (see PERFORMANCE.md)
+    )
     assert "undecodable" in result.output
     assert f"1 of {len(files) + 1} files could not be scored" in result.output

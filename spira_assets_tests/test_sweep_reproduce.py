@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from upath import UPath
@@ -195,8 +196,19 @@ def test_reproduce_matches_exactly_on_cpu_and_names_missing_inputs(
 ) -> None:
     root = copy_data_root(champion_root, tmp_path / "data")
     version = Lake(UPath(root / "lake")).read_table(MODEL_VERSIONS).get_column("model_version")[0]
-    result = CliRunner().invoke(main, ["reproduce", version, "--data-dir", str(root)])
+    recorded = json.loads((root / "models" / version / "lineage.json").read_text())["cpu_threads"]
+    # planted fault: this process computes on another number of threads than the model was
+    # trained on (a reproduction on another machine); weights differ unless the recorded
+    # number is used again (checked: without it this test fails on "weights: identical")
+    ambient, saved = (2 if recorded == 1 else 1), torch.get_num_threads()
+    torch.set_num_threads(ambient)
+    try:
+        result = CliRunner().invoke(main, ["reproduce", version, "--data-dir", str(root)])
+        assert torch.get_num_threads() == ambient  # restored after the reproduction
+    finally:
+        torch.set_num_threads(saved)
     assert result.exit_code == 0, result.output
+    assert f"torch CPU threads: {recorded} (as recorded)" in result.output
     assert "weights: identical" in result.output
     assert "result: EXACT MATCH" in result.output
     report = json.loads((root / "reports" / version / "reproduction.json").read_text())

@@ -289,6 +289,7 @@ def _train(
     """Train every seed (a nested MLflow run each), keep the best, save the version with its
     split and threshold; returns (summary, lineage)."""
     import mlflow
+    import torch
 
     from spira_assets.ml.artifacts import build_model, model_config, save_model_version
     from spira_assets.ml.inference import THRESHOLD_CHOICE
@@ -327,6 +328,8 @@ def _train(
     )
     results: list[TrainResult] = []
     started = time.perf_counter()
+    threads = torch.get_num_threads()
+    mlflow.log_param("cpu_threads", threads)
     for seed in seeds:
         with mlflow.start_run(run_name=f"seed-{seed}", nested=True):
             mlflow.log_param("seed", seed)
@@ -372,6 +375,8 @@ def _train(
         "clean_validation_input": clean_source,
         "packages": package_versions(),
         "device": str(device),
+        # torch's CPU threads: part of what makes the weights (ml/train.py cpu_threads)
+        "cpu_threads": threads,
         "best_seed": best.seed,
         "mlflow_run_id": run_id,
         "trained_at": datetime.now(UTC).isoformat(),

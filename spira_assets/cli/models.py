@@ -368,6 +368,15 @@ def reproduce(
         f"profile {result.profile}; recordings per split: {result.recordings}; seed {result.seed}"
     )
     click.echo(
+        f"torch CPU threads: {result.cpu_threads} ("
+        + (
+            "as recorded)"
+            if result.cpu_threads_recorded is not None
+            else "not recorded by this model version: the threads in force; a different "
+            "number gives different weights)"
+        )
+    )
+    click.echo(
         "weights: "
         + (
             "identical"

@@ -36,7 +36,13 @@ from spira_assets.ml.metrics import mean_by_group
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.scoring import per_recording_noise
 from spira_assets.ml.split import SplitConfig, split_of
-from spira_assets.ml.train import Noise, train, validation_threshold, window_scores
+from spira_assets.ml.train import (
+    Noise,
+    cpu_threads,
+    train,
+    validation_threshold,
+    window_scores,
+)
 from spira_assets.ml.train_config import train_config_from
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import AUDIO_16K
@@ -69,6 +75,8 @@ class Reproduction:
     code_version_now: str = ""
     tolerance: float = 0.0
     profile: str = ""
+    cpu_threads: int = 0  # torch CPU threads the reproduction trained with
+    cpu_threads_recorded: int | None = None  # None: the record predates the field
 
     @property
     def metrics_match(self) -> bool:
@@ -165,11 +173,29 @@ def reproduce(
     tolerance: float = 0.0,
     noisy_seed: int = 1,
 ) -> Reproduction:
-    """Retrain ``version``'s kept seed from its record and compare with the original."""
-    device = torch.device(device)
+    """Retrain ``version``'s kept seed from its record and compare with the original, on the
+    recorded number of torch CPU threads."""
+    lineage, config = recorded_inputs(root, version)
+    recorded = lineage.get("cpu_threads")
+    with cpu_threads(None if recorded is None else int(recorded)) as threads:
+        result = _reproduce(
+            root, version, (lineage, config), torch.device(device), tolerance, noisy_seed
+        )
+    result.cpu_threads, result.cpu_threads_recorded = threads, recorded
+    return result
+
+
+def _reproduce(
+    root: Path,
+    version: str,
+    record: tuple[dict[str, Any], dict[str, Any]],
+    device: torch.device,
+    tolerance: float,
+    noisy_seed: int,
+) -> Reproduction:
     layout = DataLayout.from_location(str(root))
     lake = Lake(layout.lake)
-    lineage, config = recorded_inputs(root, version)
+    lineage, config = record
     recordings = recorded_recordings(layout, version, lineage)
     features = FeatureConfig(**config["features"])
     if features.config_hash() != lineage["feature_config_hash"]:
