@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import load_exported, load_model, model_config, save_model_version
 from spira_assets.ml.data import RecordingSet, build_recordings
 from spira_assets.ml.metrics import auroc, defined_or_none, spread_of_defined
-from spira_assets.ml.model import SpiraConv
+from spira_assets.ml.model import SpiraConv, TimePool
 from spira_assets.ml.split import SplitConfig, assign_splits, split_of
 from spira_assets.ml.train import TrainingDivergedError, noam, train
 from spira_assets.ml.train_config import TrainConfig
@@ -75,6 +76,54 @@ def test_spiraconv_matches_the_published_architecture(norm: str) -> None:
         assert [n.num_groups for n in norms] == [16, 8, 4, 2]  # type: ignore[union-attr]
     assert all(d.p == 0.7 for d in model.modules() if isinstance(d, torch.nn.Dropout))
     assert model(torch.randn(2, 400, 40)).shape == (2,)
+
+
+def _with_pytorch_pooling(model: SpiraConv) -> SpiraConv:
+    """A copy of ``model`` whose time pooling is PyTorch's own ``nn.MaxPool2d``."""
+    reference = copy.deepcopy(model)
+    for block in reference.conv:
+        for i, layer in enumerate(block):  # type: ignore[arg-type]
+            if isinstance(layer, TimePool):
+                block[i] = torch.nn.MaxPool2d(kernel_size=(2, 1))  # type: ignore[index]
+    return reference
+
+
+def test_time_pooling_equals_pytorchs_max_pool_with_and_without_autograd() -> None:
+    """The fast pooling must give MaxPool2d's outputs bit for bit without autograd, and its
+    gradients with autograd (training must not change): planted ties, NaN, odd lengths."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 9, 4).round()  # rounded: many exactly equal pairs of frames
+    x[0, 0, 0:2, 0] = float("nan")
+    x[0, 1, 4, 1] = float("nan")
+    x[1, 2, 3, 2] = -0.0
+    reference = torch.nn.MaxPool2d(kernel_size=(2, 1))
+    with torch.no_grad():
+        fast, slow = TimePool()(x), reference(x)
+    assert fast.shape == slow.shape == (2, 3, 4, 4)  # the odd last frame dropped
+    torch.testing.assert_close(fast, slow, rtol=0, atol=0, equal_nan=True)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn(2, 3, 4, 4)
+    TimePool()(ours).backward(upstream)
+    reference(theirs).backward(upstream)
+    assert ours.grad is not None and theirs.grad is not None
+    assert torch.equal(ours.grad, theirs.grad)  # ties: the first frame gets the gradient
+
+    model = SpiraConv(dropout=0.3)
+    slow_model = _with_pytorch_pooling(model)
+    assert list(model.state_dict()) == list(slow_model.state_dict())  # saved weights load alike
+    features = torch.randn(8, 400, 40)
+    model.eval(), slow_model.eval()
+    with torch.inference_mode():
+        assert torch.equal(model(features), slow_model(features))
+    model.train(), slow_model.train()
+    for net in (model, slow_model):
+        torch.manual_seed(5)  # the same dropout masks
+        net(features).sum().backward()
+    for (name, ours_p), (_, theirs_p) in zip(
+        model.named_parameters(), slow_model.named_parameters(), strict=True
+    ):
+        assert ours_p.grad is not None and theirs_p.grad is not None
+        assert torch.equal(ours_p.grad, theirs_p.grad), name
 
 
 def test_noam_schedule_warms_up_then_decays() -> None:

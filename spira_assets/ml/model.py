@@ -1,10 +1,10 @@
 """SpiraConv: the CNN SPIRA trains on MFCC "images" (1 x time x coefficients).
 
 Version 2 (default) uses GroupNorm, version 1 BatchNorm (SPIRA.md). Four blocks of
-Conv2d -> norm -> Mish (-> MaxPool(2, 1)) -> Dropout(0.7), kernels along time only, then
-flatten -> Linear(100) -> Mish -> Dropout -> Linear(1). The network returns a logit; the loss
-is BCE on it (``BCEWithLogitsLoss``, numerically safer than sigmoid + BCE) and ``predict``
-applies the sigmoid.
+Conv2d -> norm -> Mish (-> MaxPool(2, 1), as ``TimePool``) -> Dropout(0.7), kernels along
+time only, then flatten -> Linear(100) -> Mish -> Dropout -> Linear(1). The network returns
+a logit; the loss is BCE on it (``BCEWithLogitsLoss``, numerically safer than sigmoid + BCE)
+and ``predict`` applies the sigmoid.
 """
 
 from __future__ import annotations
@@ -24,6 +24,22 @@ BLOCKS = (
 )
 
 
+class TimePool(nn.Module):
+    """``nn.MaxPool2d(kernel_size=(2, 1))``: the larger of each pair of consecutive frames (a
+    last odd frame dropped). Without autograd (evaluation, scoring, serving, validation) it is
+    ``torch.maximum`` of the even and the odd frames: the same values, NaN propagated alike,
+    and on CPU about 7x faster than PyTorch's pooling kernel, which took a third of a forward
+    pass (docs/PERFORMANCE.md "Training"). With autograd it is that kernel itself, so training
+    routes gradients exactly as before (the first of two equal frames gets it) and weights stay
+    bit-identical. No parameters: the state dict is unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return nn.functional.max_pool2d(x, kernel_size=(2, 1))
+        rows = x.shape[2] // 2 * 2
+        return torch.maximum(x[:, :, 0:rows:2], x[:, :, 1:rows:2])
+
+
 def _block(
     cin: int,
     cout: int,
@@ -40,7 +56,7 @@ def _block(
         nn.Mish(),
     ]
     if pool:
-        layers.append(nn.MaxPool2d(kernel_size=(2, 1)))
+        layers.append(TimePool())
     layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
