@@ -24,6 +24,7 @@ from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer
 from spira_assets.storage.raw_store import RawStore
 from spira_assets_tests.hygiene import current_defs_state_storage, leaked_defs_state_storage
+from spira_assets_tests.settings import LENIENT_GATE, SMALL_TRAINING
 
 # A key that passes privacy.check_pseudonym_key (64 hex digits). Pseudonyms, and so the
 # participant splits of the small test corpora, depend on it: sha256("spira-assets test
@@ -239,25 +240,6 @@ def evaluation_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert materialize_shared(instance).ok
         assert materialize_batch(instance, layout, "demo-001").ok
     return Path(str(layout.root))
-
-
-SMALL_TRAINING = {
-    "seeds": [42],
-    "max_epochs": 3,
-    "warmup_steps": 5,
-    "batch_size": 16,
-    "dropout": 0.3,
-    "validation_share": 0.3,
-    "test_share": 0.4,
-}
-LENIENT_GATE = {
-    "bootstrap_resamples": 100,
-    "min_auroc": 0.0,
-    "min_sensitivity": 0.0,
-    "subgroup_min_auroc": 0.0,
-    "max_subgroup_gap": 1.0,
-    "non_inferiority_margin": 1.0,
-}
 
 
 def copy_data_root(source: Path, target: Path) -> Path:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from spira_assets import definitions as product_module
 from spira_assets.resources import EvaluationSettings, TrainingSettings
-from spira_assets_tests.conftest import LENIENT_GATE, SMALL_TRAINING
+from spira_assets_tests.settings import LENIENT_GATE, SMALL_TRAINING
 
 # (dagster refuses a module with two Definitions at module scope: read the product's in place)
 defs = dg.Definitions(

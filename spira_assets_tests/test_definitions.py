@@ -145,6 +145,8 @@ def heavy_libraries_loaded_by(*modules: str) -> list[str]:
 
 def test_the_code_location_loads_without_torch_mlflow_or_scikit_learn() -> None:
     assert heavy_libraries_loaded_by("spira_assets.definitions") == []
+    # so does the `dagster dev` test's location (its code server and each run worker load it)
+    assert heavy_libraries_loaded_by("spira_assets_tests.e2e_definitions") == []
     # the check sees an import when there is one: modules that compute do load them
     assert heavy_libraries_loaded_by("spira_assets.features.extract") == ["torch", "torchaudio"]
     assert set(heavy_libraries_loaded_by("spira_assets.ml.assessment")) >= {"torch", "sklearn"}
