@@ -167,10 +167,18 @@ class TrainingSettings(dg.ConfigurableResource):
     threshold_rule: str | None = Field(default=None, description="youden or fixed")
     fixed_threshold: float | None = None
     keep_all_seeds: bool | None = None
+    mixed_precision: bool | None = Field(
+        default=None, description="bf16 autocast on CUDA (the published profile: fp32)."
+    )
     noise_slices_control: int | None = None
     noise_slices_patient: int | None = None
     noise_scale: str | None = Field(default=None, description="peak or signed_max")
     mixup_alpha: float | None = None
+    skip_noise_list_header: bool | None = Field(
+        default=None,
+        description="Leave out the noise file of line 1 of an imported noise_data.csv, as "
+        "SPIRA's reader does (the published profile: true).",
+    )
     validation_share: float = _SPLIT.validation
     test_share: float = _SPLIT.test
 
@@ -197,10 +205,12 @@ class TrainingSettings(dg.ConfigurableResource):
             threshold_rule=self.threshold_rule,
             fixed_threshold=self.fixed_threshold,
             keep_all_seeds=self.keep_all_seeds,
+            mixed_precision=self.mixed_precision,
             k_control=self.noise_slices_control,
             k_patient=self.noise_slices_patient,
             scale=self.noise_scale,
             mixup_alpha=self.mixup_alpha,
+            skip_noise_list_header=self.skip_noise_list_header,
         )
 
     def seed_list(self) -> list[int]:

@@ -52,6 +52,7 @@ def sweep_trial(
         sweep_of,
     )
     from spira_assets.ml.train import EpochLog
+    from spira_assets.ml.training_inputs import TrainingInputsRefused
 
     key = context.partition_key
     layout = storage.layout()
@@ -79,7 +80,12 @@ def sweep_trial(
         )
 
     try:
-        result = run_trial(layout, features.config(), trial, device, epoch)
+        result = run_trial(layout, features.config(), trial, sweep.split, device, epoch)
+    except TrainingInputsRefused as error:
+        client.set_terminated(mlflow_run, "FAILED")
+        raise dg.Failure(
+            description=str(error), metadata={"problems": dg.MetadataValue.json(error.problems)}
+        ) from error
     except BaseException:
         client.set_terminated(mlflow_run, "FAILED")
         raise

@@ -1,16 +1,17 @@
 """Asset ``spira_model``: SpiraConv trained on the verified split (one model per seed, best
-kept), saved with the split it was trained on, tracked and registered in MLflow."""
+kept), saved with the split it was trained on, tracked and registered in MLflow. The inputs
+and their guards are the training core's (``ml/training_inputs.py``, ``ml/training_run.py``),
+shared with sweep trials and reproduction; this module adapts them to Dagster and MLflow."""
 
 import json
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 import spira_assets
@@ -18,11 +19,11 @@ from spira_assets.assets import versions
 from spira_assets.assets.links import mlflow_links
 from spira_assets.assets.presentation import PLOT_TRAINING, image
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
-from spira_assets.ingest.gates import blocked_batches, describe_blocked
-from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
-from spira_assets.ml.lineage import code_version, fingerprint, package_versions, pinned_requirements
-from spira_assets.ml.split import SplitConfig, key_ids_by_batch, split_problems
+from spira_assets.features.config import FeatureConfig
+from spira_assets.ml.lineage import pinned_requirements
+from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import has_registered_version
+from spira_assets.ml.train_config import TrainConfig
 from spira_assets.resources import (
     ComputeResource,
     FeatureSettings,
@@ -30,14 +31,10 @@ from spira_assets.resources import (
     StorageResource,
     TrainingSettings,
 )
-from spira_assets.storage.lake import Lake
-from spira_assets.storage.tables import (
-    AUDIO_16K,
-    DATASET_SPLIT,
-    HOSPITAL_NOISE,
-    MODEL_VERSIONS,
-    UNPARTITIONED,
-)
+from spira_assets.storage.tables import MODEL_VERSIONS
+
+if TYPE_CHECKING:
+    from spira_assets.ml.training_inputs import TrainingPlan
 
 # On Kubernetes (SPIRA_DEPLOYMENT=k8s) the training step is a pod of its own: one GPU, room for
 # the features of every batch in memory, and a toleration for the usual GPU-node taint.
@@ -54,43 +51,6 @@ GPU_TAGS = {
         },
     }
 }
-SPLIT_ROW_COLUMNS = ("source_batch", "audio_sha256", "participant", "split")
-
-
-def verified_split(lake: Lake, config: SplitConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The stored split and its 16 kHz recordings, re-checked before anything trains on them:
-    ``dataset_split``'s blocking checks stop only their own run, and the table may have been
-    edited or a batch blocked since. Raises a Failure naming every problem."""
-    from spira_assets.ml.inputs import with_split
-
-    if not lake.has_part(DATASET_SPLIT, UNPARTITIONED):
-        raise dg.Failure("dataset_split has not been materialized yet")
-    split = lake.read_part(DATASET_SPLIT, UNPARTITIONED)
-    recordings = with_split(lake.read_table(AUDIO_16K), split)
-    problems = split_problems(split, config)
-    keys = key_ids_by_batch(recordings)
-    if len(keys) > 1:
-        problems.append(f"batches pseudonymized under different keys: {keys}")
-    blocked = blocked_batches(lake, split.get_column("source_batch").unique().to_list())
-    if blocked:
-        problems.append(describe_blocked(blocked))
-    if recordings.height != split.height:
-        problems.append(
-            f"{split.height - recordings.height} recordings of the split are no longer in audio_16k"
-        )
-    if problems:
-        raise dg.Failure(
-            description="refusing to train on dataset_split: "
-            + "; ".join(problems[:20])
-            + ". Re-materialize dataset_split (and the named batches).",
-            metadata={"problems": dg.MetadataValue.json(problems)},
-        )
-    return split, recordings
-
-
-def speaker_independence(split: pl.DataFrame) -> str:
-    not_safe = split.filter(pl.col("speaker_grouping").is_in(sorted(NOT_SPEAKER_SAFE))).height
-    return SPEAKER_WARNING.format(n=not_safe) if not_safe else "guaranteed"
 
 
 def _version_row(
@@ -129,61 +89,69 @@ def _mlflow_link(uri: str, run_id: str, registered_model: str, registered: str) 
     return mlflow_links(uri, experiment_id, run_id, registered_model, registered)
 
 
+def _refused(error: Exception) -> dg.Failure:
+    problems = getattr(error, "problems", [str(error)])
+    return dg.Failure(
+        description=str(error), metadata={"problems": dg.MetadataValue.json(problems)}
+    )
+
+
+def reusable(directory: Path, plan: "TrainingPlan") -> bool:
+    """Whether ``directory`` holds the whole saved version of ``plan``; a folder missing one of
+    its files, or whose split is not the one the version names, fails naming it (a version is
+    never completed from today's data)."""
+    from spira_assets.ml.artifacts import CONFIG, LINEAGE, SPLIT, SUMMARY, WEIGHTS
+    from spira_assets.ml.inference import THRESHOLD_FILE
+    from spira_assets.ml.training_inputs import split_rows_fingerprint
+
+    files = (WEIGHTS, CONFIG, SUMMARY, LINEAGE, THRESHOLD_FILE, SPLIT)
+    present = [f for f in files if (directory / f).exists()]
+    if not present:
+        return False
+    missing = [f for f in files if f not in present]
+    if missing:
+        raise dg.Failure(
+            f"model version {plan.version} in {directory} lacks {', '.join(missing)}: a version "
+            "is never completed from today's data; delete the folder to train it again"
+        )
+    if split_rows_fingerprint(pl.read_parquet(directory / SPLIT)) != plan.inputs["split_rows"]:
+        raise dg.Failure(
+            f"model version {plan.version}: {directory / SPLIT} is not the split the version "
+            "was trained on (edited since); delete the folder to train it again"
+        )
+    return True
+
+
 def _spira_model(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    features: FeatureSettings,
-    training: TrainingSettings,
-    compute: ComputeResource,
+    feature_config: FeatureConfig,
+    train_config: TrainConfig,
+    split_config: SplitConfig,
+    seeds: list[int],
+    device: Any,
     mlflow_tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
-    """SpiraConv trained on the train split of every open batch (one model per seed, the best
-    by validation loss kept), on the configured device with on-the-fly noise insertion; saved
-    with its exported program, lineage and the split it was trained on, logged and
-    registered in MLflow. The split is verified first (no leak, one pseudonym key, no blocked
-    batch). An unchanged input set reuses the existing version instead of retraining, and
-    restores its rows and registration if they are gone."""
+    """Plan (verified split), reuse a complete saved version of the same inputs, or train one;
+    register it in MLflow and record its row."""
     import mlflow
 
-    from spira_assets.ml.artifacts import LINEAGE, SUMMARY, WEIGHTS
+    from spira_assets.ml.artifacts import LINEAGE, SUMMARY
     from spira_assets.ml.inference import THRESHOLD_FILE
     from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
+    from spira_assets.ml.training_inputs import TrainingInputsRefused, plan_training
+    from spira_assets.ml.training_run import train_config_params
 
     layout, lake = storage.layout(), storage.lake()
-    feature_config, train_config = features.config(), training.train_config()
-    device = compute.torch_device()
-    split, recordings = verified_split(lake, training.split_config())
-    batch_versions = dict(
-        recordings.group_by("batch_id").agg(pl.col("shard").first()).sort("batch_id").rows()
-    )
-    noise = lake.read_table(HOSPITAL_NOISE)
-    inputs = {
-        "batches": batch_versions,
-        "noise": sorted(set(noise.get_column("shard").to_list())),
-        "feature_config_hash": feature_config.config_hash(),
-        "train_config": asdict(train_config),
-        "split": asdict(training.split_config()),
-        "split_rows": fingerprint(
-            {"rows": split.select(SPLIT_ROW_COLUMNS).sort(SPLIT_ROW_COLUMNS).rows()}
-        ),
-        "seeds": training.seed_list(),
-        "code_version": code_version(),
-    }
-    version = fingerprint(inputs)
+    try:
+        plan = plan_training(lake, feature_config, train_config, split_config, seeds)
+    except TrainingInputsRefused as error:
+        raise _refused(error) from error
+    version = plan.version
     directory = layout.fetch_if_present(f"models/{version}")
     uri = mlflow_tracking.resolved_uri()
-    saved = all((directory / f).exists() for f in (WEIGHTS, SUMMARY, LINEAGE, THRESHOLD_FILE))
+    saved = reusable(directory, plan)
     summary: dict[str, Any] = json.loads((directory / SUMMARY).read_text()) if saved else {}
-    params = {
-        "model_version": version,
-        "device": str(device),
-        "code_version": inputs["code_version"],
-        "feature_config_hash": inputs["feature_config_hash"],
-        "seeds": training.seed_list(),
-        **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "augment"},
-        **{f"augment.{k}": v for k, v in asdict(train_config.augment).items()},
-        **{f"features.{k}": v for k, v in asdict(feature_config).items()},
-    }
     if (
         saved
         and summary.get("registered_version")
@@ -199,13 +167,22 @@ def _spira_model(
             metadata={
                 "model_version": version,
                 "reused": True,
-                "speaker_independence": speaker_independence(split),
+                "speaker_independence": plan.speaker_independence,
                 **_summary_metadata(summary),
             },
             data_version=dg.DataVersion(version),
         )
     with mlflow_tracking.run(context.run.run_id) as run_id:
-        mlflow.log_params(params)
+        mlflow.log_params(
+            {
+                "model_version": version,
+                "device": str(device),
+                "code_version": plan.inputs["code_version"],
+                "feature_config_hash": plan.inputs["feature_config_hash"],
+                "seeds": seeds,
+                **train_config_params(feature_config, train_config),
+            }
+        )
         if saved:
             context.log.warning(
                 f"model version {version} is saved but not registered in {uri}: registering it"
@@ -216,18 +193,7 @@ def _spira_model(
             )
         else:
             summary, lineage = _train(
-                context,
-                directory,
-                version,
-                inputs,
-                split,
-                recordings,
-                layout,
-                lake,
-                features,
-                training,
-                device,
-                run_id,
+                context, directory, plan, layout, feature_config, train_config, device, run_id
             )
         lineage["mlflow_run_id"] = run_id
         (directory / LINEAGE).write_text(json.dumps(lineage, indent=2, default=str))
@@ -265,7 +231,7 @@ def _spira_model(
             "mlflow_run_id": run_id,
             **_mlflow_link(uri, run_id, mlflow_tracking.registered_model, registered),
             "registered_model": f"{mlflow_tracking.registered_model} v{registered}",
-            "speaker_independence": speaker_independence(split),
+            "speaker_independence": plan.speaker_independence,
             **_summary_metadata(summary),
         },
         data_version=dg.DataVersion(version),
@@ -275,149 +241,70 @@ def _spira_model(
 def _train(
     context: dg.AssetExecutionContext,
     directory: Path,
-    version: str,
-    inputs: dict[str, Any],
-    split: pl.DataFrame,
-    recordings: pl.DataFrame,
+    plan: "TrainingPlan",
     layout: Any,
-    lake: Lake,
-    features: FeatureSettings,
-    training: TrainingSettings,
+    feature_config: FeatureConfig,
+    train_config: TrainConfig,
     device: Any,
     run_id: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train every seed (a nested MLflow run each), keep the best, save the version with its
-    split and threshold; returns (summary, lineage)."""
+    """Train every seed of the plan (a nested MLflow run each) through the training core;
+    returns (summary, lineage)."""
     import mlflow
     import torch
 
-    from spira_assets.ml.artifacts import build_model, model_config, save_model_version
-    from spira_assets.ml.inference import THRESHOLD_CHOICE
-    from spira_assets.ml.inputs import (
-        local_shards,
-        noise_bank,
-        recordings_by_split,
-        stored_features,
-        training_resampler,
-    )
-    from spira_assets.ml.metrics import defined_or_none, spread_of_defined
-    from spira_assets.ml.train import EpochLog, TrainResult, train, validation_threshold
+    from spira_assets.ml.train import EpochLog, TrainResult
+    from spira_assets.ml.training_inputs import load_training_data
+    from spira_assets.ml.training_run import train_version
 
-    feature_config, train_config = features.config(), training.train_config()
-    root = local_shards(layout, recordings)
-    index = (
-        stored_features(lake, layout, feature_config.config_hash())
-        if train_config.transform_unit == "recording"
-        else None
-    )
-    sets = recordings_by_split(
-        recordings, root, ("train", "validation"), index, feature_config.n_features
-    )
-    clean_source = (
-        "feature store (spectrogram_features)"
-        if sets["validation"].stored is not None
-        else "computed from audio_16k (no stored features of this configuration"
-        + (")" if train_config.transform_unit == "recording" else "; windows transformed alone)")
-    )
-    bank = noise_bank(lake, layout, device)
-    seeds = training.seed_list()
+    data = load_training_data(plan, layout, feature_config, train_config, device)
     context.log.info(
-        f"training ({train_config.profile} profile) on {device}: {len(sets['train'])} train / "
-        f"{len(sets['validation'])} validation recordings, seeds {seeds}; clean validation "
-        f"input: {clean_source}"
+        f"training ({train_config.profile} profile) on {device}: {len(data.sets['train'])} "
+        f"train / {len(data.sets['validation'])} validation recordings, seeds {plan.seeds}; "
+        f"clean validation input: {data.clean_source}"
+        + (
+            f"; noise files left out by the profile: {list(plan.noise.left_out)}"
+            if plan.noise.left_out
+            else ""
+        )
     )
-    results: list[TrainResult] = []
-    started = time.perf_counter()
-    threads = torch.get_num_threads()
-    mlflow.log_param("cpu_threads", threads)
-    for seed in seeds:
+    mlflow.log_param("cpu_threads", torch.get_num_threads())
+
+    @contextmanager
+    def seed_run(seed: int) -> Iterator[None]:
         with mlflow.start_run(run_name=f"seed-{seed}", nested=True):
             mlflow.log_param("seed", seed)
+            yield
 
-            def log(entry: EpochLog, seed: int = seed) -> None:
-                mlflow.log_metrics(
-                    {k: v for k, v in asdict(entry).items() if k != "epoch"}, step=entry.epoch
-                )
-                context.log.info(
-                    f"seed {seed} epoch {entry.epoch}: train {entry.train_loss:.3f} "
-                    f"val {entry.val_loss:.3f} AUROC {entry.val_auroc:.3f} "
-                    f"({entry.windows_per_s:.0f} windows/s)"
-                )
+    def log(seed: int, entry: EpochLog) -> None:
+        mlflow.log_metrics(
+            {k: v for k, v in asdict(entry).items() if k != "epoch"}, step=entry.epoch
+        )
+        context.log.info(
+            f"seed {seed} epoch {entry.epoch}: train {entry.train_loss:.3f} "
+            f"val {entry.val_loss:.3f} AUROC {entry.val_auroc:.3f} "
+            f"({entry.windows_per_s:.0f} windows/s)"
+        )
 
-            result = train(
-                sets["train"],
-                sets["validation"],
-                feature_config,
-                bank,
-                train_config,
-                seed,
-                device,
-                log,
-            )
-            mlflow.log_metrics(
-                {"best_val_loss": result.best_val_loss, "best_val_auroc": result.best.val_auroc}
-            )
-            results.append(result)
-    best = min(results, key=lambda r: r.best_val_loss)
-    auroc_mean, auroc_std, undefined = spread_of_defined(
-        np.array([r.best.val_auroc for r in results])
+    def seed_done(result: TrainResult) -> None:  # inside the seed's nested run
+        mlflow.log_metrics(
+            {"best_val_loss": result.best_val_loss, "best_val_auroc": result.best.val_auroc}
+        )
+
+    trained = train_version(
+        directory,
+        plan,
+        data,
+        feature_config,
+        train_config,
+        device,
+        run_id,
+        seed_run,
+        log,
+        seed_done,
     )
-    featurizer = train_config.featurizer(feature_config, device)
-    config = model_config(
-        feature_config, train_config, featurizer.frames, training_resampler(recordings)
-    )
-    lineage = {
-        **inputs,
-        "model_version": version,
-        "split_file": "split.parquet",
-        "speaker_independence": speaker_independence(split),
-        "noise_files": bank.spans if bank is not None else [],
-        "clean_validation_input": clean_source,
-        "packages": package_versions(),
-        "device": str(device),
-        # torch's CPU threads: part of what makes the weights (ml/train.py cpu_threads)
-        "cpu_threads": threads,
-        "best_seed": best.seed,
-        "mlflow_run_id": run_id,
-        "trained_at": datetime.now(UTC).isoformat(),
-    }
-    summary = {
-        "model_version": version,
-        "best_seed": best.seed,
-        "best_epoch": best.best_epoch,
-        "epochs_run": {str(r.seed): len(r.history) for r in results},
-        "val_loss": best.best_val_loss,
-        # None (JSON null, a null in model_versions) where validation holds one class
-        "val_auroc": defined_or_none(best.best.val_auroc),
-        "val_auroc_mean": auroc_mean,
-        "val_auroc_std": auroc_std,
-        "val_auroc_undefined_seeds": undefined,
-        "windows_per_s": float(np.mean([e.windows_per_s for r in results for e in r.history])),
-        "data_wait_share": float(np.mean([e.data_wait_share for r in results for e in r.history])),
-        "device": str(device),
-        "profile": train_config.profile,
-        "excluded_recordings": results[0].excluded,
-        "clean_validation_input": clean_source,
-        "training_seconds": time.perf_counter() - started,
-        "mlflow_run_id": run_id,
-        "histories": {
-            str(r.seed): [[e.epoch, e.train_loss, e.val_loss, e.val_auroc] for e in r.history]
-            for r in results
-        },
-    }
-    network = build_model(config)
-    network.load_state_dict(best.state_dict)
-    threshold = validation_threshold(
-        network.to(device).eval(), sets["validation"], featurizer, device, train_config
-    )
-    summary["threshold"] = threshold
-    chosen = {"threshold": threshold, "chosen_on": THRESHOLD_CHOICE[train_config.threshold_rule]}
-    per_seed = {r.seed: r.state_dict for r in results} if train_config.keep_all_seeds else None
-    save_model_version(
-        directory, best.state_dict, config, lineage, summary, split, chosen, per_seed
-    )
-    mlflow.log_param("threshold", threshold)
-    return summary, lineage
+    mlflow.log_param("threshold", trained.summary["threshold"])
+    return trained.summary, trained.lineage
 
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
@@ -491,7 +378,16 @@ def spira_model(
     mlflow_tracking: MlflowTracking,
 ) -> Iterator[dg.MaterializeResult]:
     """Train (or reuse) the model version of the current inputs and record its row."""
-    result = _spira_model(context, storage, features, training, compute, mlflow_tracking)
+    result = _spira_model(
+        context,
+        storage,
+        features.config(),
+        training.train_config(),
+        training.split_config(),
+        training.seed_list(),
+        compute.torch_device(),
+        mlflow_tracking,
+    )
     version = metadata_text(result, "model_version")
     row = storage.lake().read_part(MODEL_VERSIONS, version)
     yield from with_tables(result, "spira_model", [(MODEL_VERSIONS, row)])

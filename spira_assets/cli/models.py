@@ -177,9 +177,10 @@ def _sweep(
     import polars as pl
     from mlflow.tracking import MlflowClient
 
-    from spira_assets.ml.lineage import fingerprint
+    from spira_assets.ml.split import recorded_settings
     from spira_assets.ml.sweep import SweepPlan, SweepStore, label, ranking, sweep_name
     from spira_assets.ml.tracking import default_tracking_uri, ensure_experiment
+    from spira_assets.ml.training_inputs import split_rows_fingerprint
     from spira_assets.resources import TrainingSettings
     from spira_assets.storage.lake import Lake
     from spira_assets.storage.tables import DATASET_SPLIT, UNPARTITIONED
@@ -188,15 +189,16 @@ def _sweep(
     split = Lake(layout.lake).read_part(DATASET_SPLIT, UNPARTITIONED)
     if split.is_empty():
         raise CliError("no dataset split yet: run `spira demo` (or materialize dataset_split)")
+    settings = TrainingSettings(profile=profile)
     base = replace(
-        TrainingSettings(profile=profile).train_config(),
+        settings.train_config(),
         max_epochs=epochs,
         warmup_steps=warmup,
         patience=max(2, epochs // 2),
     )
-    columns = ("source_batch", "audio_sha256", "participant", "split")
-    split_rows = fingerprint({"rows": split.select(columns).sort(columns).rows()})
-    name = name or sweep_name(base, grid, seed_list, split_rows)
+    # the trials verify the split with the settings it was assigned with
+    split_config = next(iter(recorded_settings(split)), settings.split_config())
+    name = name or sweep_name(base, grid, seed_list, split_rows_fingerprint(split))
     uri = default_tracking_uri(root)
     client = MlflowClient(uri)
     store = SweepStore(layout.root)
@@ -206,7 +208,15 @@ def _sweep(
         parent = client.create_run(
             experiment, run_name=name, tags={"spira.sweep": "true", "spira.sweep_name": name}
         )
-        planned = SweepPlan(name, base, grid, seed_list, experiment, str(parent.info.run_id))
+        planned = SweepPlan(
+            name,
+            base,
+            grid,
+            seed_list,
+            experiment,
+            str(parent.info.run_id),
+            split_config,
+        )
         for key, values in grid.items():
             client.log_param(planned.mlflow_parent_run_id, f"grid.{key}", json.dumps(values))
         client.log_param(planned.mlflow_parent_run_id, "seeds", json.dumps(seed_list))
@@ -216,7 +226,7 @@ def _sweep(
             json.dumps({"max_epochs": epochs, "warmup_steps": warmup}),
         )
         store.save_plan(planned)
-    elif not planned.same_grid(SweepPlan(name, base, grid, seed_list, "", "")):
+    elif not planned.same_grid(SweepPlan(name, base, grid, seed_list, "", "", split_config)):
         raise CliError(
             f"sweep {name} was planned with another grid, seeds or settings "
             f"({store.root / name / 'plan.json'}); choose another --name"
@@ -347,8 +357,8 @@ def reproduce(
 ) -> None:
     """Retrain MODEL_VERSION from its lineage record (data versions, configuration, seed) and
     report whether weights and test metrics match the original."""
-    from spira_assets.ml.reproduce import ReproductionInputsMissing
     from spira_assets.ml.reproduce import reproduce as run
+    from spira_assets.ml.training_inputs import ReproductionInputsMissing, TrainingInputsRefused
     from spira_assets.resources import EvaluationSettings
 
     layout = _layout(data_dir)
@@ -357,7 +367,7 @@ def reproduce(
     click.echo(f"reproducing model version {model_version} on {device} ...")
     try:
         result = run(root, model_version, device, allowed, EvaluationSettings().noisy_seed)
-    except ReproductionInputsMissing as error:
+    except (ReproductionInputsMissing, TrainingInputsRefused) as error:
         raise CliError(str(error)) from error
     if result.code_version_recorded != result.code_version_now:
         click.echo(

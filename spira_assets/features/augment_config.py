@@ -19,6 +19,9 @@ class AugmentConfig:
     max_peak: float = NOISE_PEAK_RANGE[1]
     scale: NoiseScale = "peak"  # "signed_max": as published
     mixup_alpha: float = 0.0  # 0 disables mixup (applied to feature windows)
+    # SPIRA-ACL2021 reads its headerless noise_data.csv with a header row, so the file on its
+    # first line is never drawn; True reads an imported list the same way
+    skip_noise_list_header: bool = False
 
     def __post_init__(self) -> None:
         if self.k_control < 0 or self.k_patient < 0:

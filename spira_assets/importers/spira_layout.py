@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 from spira_assets.audio.quality import SUPPORTED_SUFFIXES
 from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
 from spira_assets.ingest.provenance import (
+    ACL2021_NOISE_LIST,
     BY_COLUMN,
     BY_MAP,
     BY_PATTERN,
@@ -49,6 +50,7 @@ from spira_assets.ingest.provenance import (
     PROVENANCE_FILE,
     BatchProvenance,
     ImportRejection,
+    imported_noise_name,
 )
 from spira_assets.ingest.schemas import SPO2_RI_THRESHOLD, UTTERANCES
 
@@ -60,7 +62,6 @@ ACL2021_LISTS = (
     ("metadata_eval.csv", "validation"),
     ("metadata_test.csv", "test"),
 )
-ACL2021_NOISE_LIST = "noise_data.csv"
 REPORT_FILE = "_import_report.txt"
 SPO2_COLUMNS = ("spo2", "oxigenacao", "oxygenation", "saturacao")
 PARTICIPANT_COLUMNS = ("participant_id", "participant", "speaker_id", "speaker")
@@ -460,8 +461,10 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
 def _import_noise(
     root: Path, batch_id: str, landing: Path, report: ImportReport, name: str
 ) -> None:
-    """The noise list: every line is a noise file (SPIRA's loader reads ``noise_data.csv`` with
-    a header row and so never uses its first file; here every listed file is used)."""
+    """The noise list: every line is a noise file, copied as ``<batch>_<list>_<line>`` so a
+    profile can read the list as SPIRA did (its loader reads ``noise_data.csv`` with a header
+    row and so never uses the first file: the ``spira-acl2021`` profile leaves it out, the
+    platform profile uses every line)."""
     noise_list = _readable_list(root, name, report)
     if noise_list is None:
         return
@@ -479,5 +482,7 @@ def _import_noise(
                 where, "import_audio_missing", "the listed noise file is not in the source", listed
             )
             continue
-        shutil.copyfile(audio, noise_dir / f"{batch_id}_{line:05d}{audio.suffix.lower()}")
+        shutil.copyfile(
+            audio, noise_dir / imported_noise_name(batch_id, name, line, audio.suffix.lower())
+        )
         report.noise_files += 1

@@ -32,6 +32,24 @@ SPEAKER_WARNING = (
 )
 
 
+# Noise files ``import-spira`` copies into ``landing/noise/``: ``<batch>_<list stem>_<line>``,
+# the line counted from 1 as the list file numbers it. SPIRA-ACL2021's reader takes the first
+# line of its headerless ``noise_data.csv`` for a header and never uses that file; the
+# ``spira-acl2021`` profile reads the list the same way (``is_noise_list_header``).
+ACL2021_NOISE_LIST = "noise_data.csv"
+_ACL2021_NOISE_STEM = ACL2021_NOISE_LIST.removesuffix(".csv")
+
+
+def imported_noise_name(batch_id: str, list_name: str, line: int, suffix: str) -> str:
+    return f"{batch_id}_{list_name.removesuffix('.csv')}_{line:05d}{suffix}"
+
+
+def is_noise_list_header(source: str) -> bool:
+    """The noise file copied from line 1 of an ACL2021 ``noise_data.csv``."""
+    stem = source.rsplit(".", 1)[0]
+    return stem.endswith(f"_{_ACL2021_NOISE_STEM}_00001")
+
+
 @dataclass(frozen=True)
 class ImportRejection:
     """A list row (or list) the importer refused. ``detail`` never quotes a path or a value

@@ -102,12 +102,13 @@ def stored_features(lake: Lake, layout: DataLayout, config_hash: str) -> pl.Data
     return index
 
 
-def noise_spans(lake: Lake, shard: str) -> list[tuple[int, int]] | None:
-    """(offset, length) of each noise file in ``shard``, from the ``hospital_noise`` table."""
-    rows = lake.read_table(HOSPITAL_NOISE).filter(pl.col("shard") == shard).sort("sample_offset")
+def noise_files(lake: Lake, shard: str | None = None) -> pl.DataFrame:
+    """The ``hospital_noise`` rows of one shard (default: the current one), in shard order."""
+    rows = lake.read_table(HOSPITAL_NOISE)
     if rows.is_empty():
-        return None
-    return [(int(o), int(n)) for o, n in rows.select("sample_offset", "samples").iter_rows()]
+        return rows
+    shard = shard or str(rows.get_column("shard")[0])
+    return rows.filter(pl.col("shard") == shard).sort("sample_offset")
 
 
 def noise_bank(
@@ -117,13 +118,16 @@ def noise_bank(
     shard: str | None = None,
     spans: list[tuple[int, int]] | None = None,
 ) -> NoiseBank | None:
-    """The hospital noise bank, file by file (a given shard, or the current one); None
-    without noise. ``spans`` (recorded with a model) serve when the table no longer lists an
-    older shard's files."""
+    """The hospital noise bank, file by file: ``spans`` (a run's recorded or chosen files)
+    of ``shard``, else every file the table lists for it (default: the current shard; a shard
+    the table no longer lists is one file); None without noise."""
+    if spans is None:
+        rows = noise_files(lake, shard)
+        if not rows.is_empty():
+            shard = str(rows.get_column("shard")[0])
+            spans = [
+                (int(o), int(n)) for o, n in rows.select("sample_offset", "samples").iter_rows()
+            ]
     if shard is None:
-        noise = lake.read_table(HOSPITAL_NOISE)
-        if noise.is_empty():
-            return None
-        shard = str(noise.get_column("shard")[0])
-    files = noise_spans(lake, shard) or spans
-    return NoiseBank.from_int16(open_shard(layout.fetch(shard), np.int16), files, device)
+        return None
+    return NoiseBank.from_int16(open_shard(layout.fetch(shard), np.int16), spans, device)

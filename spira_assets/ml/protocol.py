@@ -47,7 +47,9 @@ PROFILES: dict[str, TrainConfig] = {
             max_peak=NOISE_PEAK_RANGE[1],  # noise_max_amp
             scale="signed_max",  # reduct_factor = max_amp / noise_wav.max()
             mixup_alpha=0.0,  # no mixup in this code base
+            skip_noise_list_header=True,  # pd.read_csv(noise_data.csv): line 1 is the header
         ),
+        mixed_precision=False,  # fp32 throughout (no autocast in train.py)
     ),
 }
 PROFILE_SEEDS = {PLATFORM: (42, 43, 46), SPIRA_ACL2021: (42, 43, 46)}

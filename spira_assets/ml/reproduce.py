@@ -24,18 +24,11 @@ from spira_assets.ml.artifacts import CONFIG, LINEAGE, build_model, load_model
 from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.evaluation import all_metrics
 from spira_assets.ml.inference import THRESHOLD_FILE
-from spira_assets.ml.inputs import (
-    MODEL_SPLIT_FILE,
-    noise_bank,
-    recordings_by_split,
-    stored_features,
-    with_split,
-)
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.metrics import mean_by_group
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.scoring import per_recording_noise
-from spira_assets.ml.split import SplitConfig, split_of
+from spira_assets.ml.split import SPLITS
 from spira_assets.ml.train import (
     Noise,
     cpu_threads,
@@ -44,20 +37,13 @@ from spira_assets.ml.train import (
     window_scores,
 )
 from spira_assets.ml.train_config import train_config_from
-from spira_assets.storage.lake import Lake
-from spira_assets.storage.tables import AUDIO_16K
+from spira_assets.ml.training_inputs import (
+    ReproductionInputsMissing,
+    load_training_data,
+    recorded_plan,
+)
 
 REPORTED = ("auroc", "accuracy", "sensitivity", "specificity", "brier")
-
-
-class ReproductionInputsMissing(RuntimeError):
-    """A recorded input (model record, batch data version, noise) is no longer available."""
-
-    def __init__(self, version: str, missing: list[str]) -> None:
-        self.missing = missing
-        super().__init__(
-            f"model version {version} cannot be reproduced; missing:\n  - " + "\n  - ".join(missing)
-        )
 
 
 @dataclass
@@ -113,46 +99,6 @@ def recorded_inputs(root: Path, version: str) -> tuple[dict[str, Any], dict[str,
     )
 
 
-def recorded_recordings(layout: DataLayout, version: str, lineage: dict[str, Any]) -> pl.DataFrame:
-    """The 16 kHz recordings of exactly the recorded batch data versions, with the recorded
-    split; raises naming every batch or noise version that is gone."""
-    lake = Lake(layout.lake)
-    current = lake.read_table(AUDIO_16K)
-    missing: list[str] = []
-    parts = []
-    for batch_id, shard in sorted(lineage["batches"].items()):
-        rows = current.filter((pl.col("batch_id") == batch_id) & (pl.col("shard") == shard))
-        if rows.is_empty():
-            now = current.filter(pl.col("batch_id") == batch_id).get_column("shard").unique()
-            detail = f"now {now.to_list()[0]}" if now.len() else "the batch is gone"
-            missing.append(f"batch {batch_id}: data version {shard} ({detail})")
-        elif not Path(str(layout.local(shard))).exists():
-            missing.append(f"batch {batch_id}: waveform file {shard} was deleted")
-        else:
-            parts.append(rows)
-    for shard in lineage["noise"]:
-        if not Path(str(layout.local(shard))).exists():
-            missing.append(f"hospital noise: data version {shard}")
-    if missing:
-        raise ReproductionInputsMissing(version, missing)
-    recordings = pl.concat(parts)
-    recorded = layout.local(f"models/{version}") / MODEL_SPLIT_FILE
-    if recorded.exists():  # the exact recordings and split the model was trained with
-        split = pl.read_parquet(recorded)
-        kept = with_split(recordings, split)
-        if kept.height != split.height:
-            raise ReproductionInputsMissing(
-                version, [f"{split.height - kept.height} recordings of the recorded split"]
-            )
-        return kept
-    config = SplitConfig(**lineage["split"])
-    return recordings.with_columns(
-        pl.col("participant")
-        .map_elements(lambda p: split_of(p, config), return_dtype=pl.String)
-        .alias("split")
-    )
-
-
 def _test_metrics(
     model: SpiraConv,
     test: RecordingSet,
@@ -194,9 +140,7 @@ def _reproduce(
     noisy_seed: int,
 ) -> Reproduction:
     layout = DataLayout.from_location(str(root))
-    lake = Lake(layout.lake)
     lineage, config = record
-    recordings = recorded_recordings(layout, version, lineage)
     features = FeatureConfig(**config["features"])
     if features.config_hash() != lineage["feature_config_hash"]:
         raise ReproductionInputsMissing(
@@ -207,19 +151,19 @@ def _reproduce(
             ],
         )
     train_config = train_config_from(lineage["train_config"])
-    # the clean validation input the model was trained with (feature store or computed)
-    index = (
-        stored_features(lake, layout, features.config_hash())
-        if str(lineage.get("clean_validation_input", "")).startswith("feature store")
-        else None
+    plan = recorded_plan(layout, version, lineage)
+    recordings = plan.recordings
+    data = load_training_data(
+        plan,
+        layout,
+        features,
+        train_config,
+        device,
+        SPLITS,
+        # the clean validation input the model was trained with (feature store or computed)
+        lineage.get("clean_from_store"),
     )
-    sets = recordings_by_split(
-        recordings, root, features_index=index, n_features=features.n_features
-    )
-    spans = [(int(o), int(n)) for o, n in lineage.get("noise_files") or []] or None
-    bank = (
-        noise_bank(lake, layout, device, lineage["noise"][0], spans) if lineage["noise"] else None
-    )
+    sets, bank = data.sets, data.bank
     seed = int(lineage["best_seed"])
     result = train(sets["train"], sets["validation"], features, bank, train_config, seed, device)
     original = load_model(root / "models" / version).to(device)

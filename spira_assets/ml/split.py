@@ -16,7 +16,8 @@ keys, and a model's test recordings that appear in its own training data.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 import polars as pl
 
@@ -34,6 +35,20 @@ class SplitConfig:
     def __post_init__(self) -> None:
         if not (self.validation >= 0 and self.test >= 0 and self.validation + self.test < 1):
             raise ValueError("validation and test shares must be >= 0 and sum below 1")
+
+
+def settings_text(config: SplitConfig) -> str:
+    """The split settings as the table records them (``split_settings``, one value a table)."""
+    return json.dumps(asdict(config), sort_keys=True)
+
+
+def recorded_settings(split: pl.DataFrame) -> list[SplitConfig]:
+    """The split settings a stored split was assigned with (none for a table written before
+    they were recorded; more than one means rows of different assignments were mixed)."""
+    if "split_settings" not in split.columns:
+        return []
+    texts = sorted(t for t in split.get_column("split_settings").unique().to_list() if t)
+    return [SplitConfig(**json.loads(t)) for t in texts]
 
 
 def split_of(participant: str, config: SplitConfig) -> str:
@@ -74,6 +89,7 @@ def assign_splits(recordings: pl.DataFrame, config: SplitConfig) -> pl.DataFrame
             .alias("assigned_by"),
         )
         .drop("published_split", "hashed")
+        .with_columns(pl.lit(settings_text(config)).alias("split_settings"))
         .sort("source_batch", "audio_sha256")
     )
 
@@ -105,23 +121,38 @@ def audio_in_two_places(split: pl.DataFrame) -> list[str]:
     ]
 
 
-def edited_assignments(split: pl.DataFrame, config: SplitConfig) -> list[str]:
-    """Participants whose stored split is not the one their pseudonym hashes to: the table was
-    changed after ``dataset_split`` wrote it."""
-    expected = (
-        split.select("participant", "split")
-        .unique()
-        .with_columns(
-            pl.col("participant")
-            .map_elements(lambda p: split_of(p, config), return_dtype=pl.String)
-            .alias("assigned")
+def edited_assignments(
+    split: pl.DataFrame, config: SplitConfig, recordings: pl.DataFrame | None = None
+) -> list[str]:
+    """Recordings whose stored split is not the one ``dataset_split`` assigns: the dataset's
+    published split where the import kept one (``published_split`` of their ``audio_16k``
+    rows in ``recordings``), else their participant's hash. A difference means the table was
+    changed after it was written, including a published assignment moved by hand."""
+    published = (
+        recordings.select(
+            pl.col("batch_id").alias("source_batch"), "audio_sha256", "published_split"
+        ).unique(["source_batch", "audio_sha256"])
+        if recordings is not None and "published_split" in recordings.columns
+        else pl.DataFrame(
+            schema={
+                "source_batch": pl.String,
+                "audio_sha256": pl.String,
+                "published_split": pl.String,
+            }
         )
     )
-    moved = expected.filter(pl.col("split") != pl.col("assigned")).sort("participant")
-    return [
-        f"{p} stored in {s!r}, assigned to {a!r}"
-        for p, s, a in moved.select("participant", "split", "assigned").head(20).iter_rows()
-    ]
+    expected = (
+        split.select("source_batch", "audio_sha256", "participant", "split")
+        .join(published, on=["source_batch", "audio_sha256"], how="left")
+        .with_columns(pl.coalesce("published_split", _hashed(config)).alias("assigned"))
+    )
+    moved = (
+        expected.filter(pl.col("split") != pl.col("assigned"))
+        .select("participant", "split", "assigned")
+        .unique()
+        .sort("participant", "split", "assigned")
+    )
+    return [f"{p} stored in {s!r}, assigned to {a!r}" for p, s, a in moved.head(20).iter_rows()]
 
 
 def key_ids_by_batch(recordings: pl.DataFrame) -> dict[str, list[str]]:
@@ -134,11 +165,22 @@ def key_ids_by_batch(recordings: pl.DataFrame) -> dict[str, list[str]]:
     }
 
 
-def split_problems(split: pl.DataFrame, config: SplitConfig) -> list[str]:
-    """Everything wrong with a stored split table, for a consumer about to train on it."""
+def split_problems(
+    split: pl.DataFrame, config: SplitConfig, recordings: pl.DataFrame | None = None
+) -> list[str]:
+    """Everything wrong with a stored split table, for a consumer about to train on it
+    (``recordings``: its ``audio_16k`` rows, whose published splits are honoured)."""
+    recorded = recorded_settings(split)
+    if len(recorded) > 1:
+        return [f"rows assigned under {len(recorded)} different split settings: {recorded}"]
+    if recorded and recorded[0] != config:
+        return [
+            f"the split was assigned with {recorded[0]}, this run's settings are {config}: "
+            "materialize dataset_split with the run's settings"
+        ]
     problems = [f"participant in two splits: {p}" for p in participants_in_two_splits(split)]
     problems += audio_in_two_places(split)
-    problems += [f"edited by hand: {e}" for e in edited_assignments(split, config)]
+    problems += [f"edited by hand: {e}" for e in edited_assignments(split, config, recordings)]
     return problems
 
 

@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -28,16 +28,11 @@ from upath import UPath
 
 from spira_assets.features.config import FeatureConfig
 from spira_assets.layout import DataLayout
-from spira_assets.ml.inputs import (
-    local_shards,
-    noise_bank,
-    recordings_by_split,
-    recordings_with_split,
-    stored_features,
-)
 from spira_assets.ml.lineage import fingerprint
+from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.train import EpochLog, train
 from spira_assets.ml.train_config import TrainConfig, train_config_from
+from spira_assets.ml.training_inputs import load_training_data, plan_training
 from spira_assets.storage.lake import Lake
 
 ALIASES = {
@@ -172,6 +167,8 @@ class SweepPlan:
     seeds: list[int]
     mlflow_experiment_id: str
     mlflow_parent_run_id: str
+    # the split settings its trials verify the split with
+    split: SplitConfig = field(default_factory=SplitConfig)
 
     def trials(self) -> list[Trial]:
         return plan(self.base, self.params, self.seeds)
@@ -186,7 +183,8 @@ class SweepPlan:
         raise KeyError(f"sweep {self.name} plans no trial {key!r} (trials: {self.trial_keys()})")
 
     def same_grid(self, other: SweepPlan) -> bool:
-        return (self.base, self.params, self.seeds) == (other.base, other.params, other.seeds)
+        mine = (self.base, self.params, self.seeds, self.split)
+        return mine == (other.base, other.params, other.seeds, other.split)
 
     def to_json(self) -> str:
         values = asdict(self)
@@ -196,6 +194,7 @@ class SweepPlan:
     def from_json(cls, text: str) -> SweepPlan:
         values = json.loads(text)
         values["base"] = train_config_from(values["base"])
+        values["split"] = SplitConfig(**values.get("split", {}))
         return cls(**values)
 
 
@@ -245,30 +244,24 @@ def run_trial(
     layout: DataLayout,
     features: FeatureConfig,
     trial: Trial,
+    split: SplitConfig,
     device: torch.device,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> TrialResult:
     """Train one combination with one seed on the train split; best epoch by validation loss.
-    Reads its inputs from the lake itself (the split, 16 kHz audio, stored features, noise)."""
+    Its inputs come from the training core, with the guards ``spira_model`` applies: a split
+    that may not be trained on raises ``TrainingInputsRefused`` (the trial refuses; it is not
+    a result); a run that diverges or has no data is a result with its error."""
     started = time.perf_counter()
-    lake = Lake(layout.lake)
-    recordings = recordings_with_split(lake)
-    root = local_shards(layout, recordings)
     cfg = trial.config
-    index = (
-        stored_features(lake, layout, features.config_hash())
-        if cfg.transform_unit == "recording"
-        else None
-    )
-    sets = recordings_by_split(
-        recordings, root, ("train", "validation"), index, features.n_features
-    )
+    plan = plan_training(Lake(layout.lake), features, cfg, split, [trial.seed])
+    data = load_training_data(plan, layout, features, cfg, device)
     try:
         result = train(
-            sets["train"],
-            sets["validation"],
+            data.sets["train"],
+            data.sets["validation"],
             features,
-            noise_bank(lake, layout, device),
+            data.bank,
             cfg,
             trial.seed,
             device,

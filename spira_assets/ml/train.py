@@ -206,7 +206,9 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, noam(config.warmup_steps))
     loss_fn = nn.BCEWithLogitsLoss()
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda" and config.mixed_precision
+        else nullcontext()
     )
     inserting = noise is not None and config.augment.k_control + config.augment.k_patient > 0
     train_noise = (

@@ -45,6 +45,7 @@ class TrainConfig:
     threshold_rule: ThresholdRule = "youden"
     fixed_threshold: float = 0.5
     keep_all_seeds: bool = False  # save every seed's model, not only the best
+    mixed_precision: bool = True  # bf16 autocast of the forward pass on CUDA (fp32 on CPU)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval_batch_size: int = 64
 

@@ -198,6 +198,7 @@ DATASET_SPLIT = TableSpec(
         "speaker_grouping": pl.String(),
         "split": pl.String(),
         "assigned_by": pl.String(),  # hash (of the participant) or published (kept from import)
+        "split_settings": pl.String(),  # the SplitConfig it was assigned with (JSON)
     },
 )
 
