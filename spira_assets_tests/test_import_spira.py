@@ -72,8 +72,9 @@ def test_without_speaker_grouping_the_import_refuses_and_proposes_a_pattern(
     )  # fmt: skip
     assert code == 1
     assert "cannot tell which recordings belong to the same person" in output
-    assert "--participant-pattern '([^/_]+)_[^/]*$'" in output
-    assert "'p01_frase.wav' -> participant 'p01'" in output
+    assert "--participant-pattern '([^/]+)_[^/_]*$'" in output
+    assert "4 participants; files per participant: min 1, median 2, max 2" in output
+    assert "'p01_frase.wav' -> 'p01'" in output
     assert not (landing / "b1").exists()  # nothing written before the refusal
 
 
@@ -219,6 +220,165 @@ def test_import_rejections_reach_the_quarantine_table(tmp_path: Path) -> None:
     assert "controls.csv:6" in output and "import_audio_missing" in output
     assert "patients.csv:4" in output and "import_missing_field" in output
     assert "missing.wav" not in output
+
+
+def _kind_id_k(root: Path, speakers: int = 20, recordings: int = 4) -> None:
+    """``<kind>_<id>_<k>.wav``, several recordings per speaker, no participant column."""
+    rows: dict[str, list[str]] = {"patients.csv": [], "controls.csv": []}
+    for s in range(speakers):
+        kind = "patient" if s % 2 else "control"
+        for k in range(recordings):
+            name = f"{kind}_{s:04d}_{k}.wav"
+            write_wav(root / name, seconds=0.6)
+            rows["patients.csv" if s % 2 else "controls.csv"].append(f"{name},F,{30 + s}")
+    for name, listed in rows.items():
+        (root / name).write_text("file_path,sexo,idade\n" + "\n".join(listed) + "\n")
+
+
+def test_the_proposal_is_the_id_like_prefix_and_groupings_that_merge_or_split_are_refused(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "corpus"
+    _kind_id_k(src)
+    landing = tmp_path / "landing"
+    common = ["--batch-id", "b1", "--landing", str(landing), "--patient-spo2", "89",
+              "--utterance", "frase"]  # fmt: skip
+    code, output = invoke("import-spira", str(src), *common)
+    assert code == 1
+    assert "pass --participant-pattern '([^/]+)_[^/_]*$'" in output
+    assert "20 participants; files per participant: min 4, median 4, max 4" in output
+    assert "'patient_0001_0.wav' -> 'patient_0001'" in output
+    # planted fault: the proposal of the main of 2026-12-04, which cut at the first
+    # underscore: every patient one participant, every control another
+    code, output = invoke(
+        "import-spira", str(src), *common, "--participant-pattern", r"([^/_]+)_[^/]*$"
+    )
+    assert code == 1, output
+    assert "puts 40 of 80 files into one participant (at most 8 allowed" in output
+    assert "2 participants" in output and "merges different people" in output
+    # planted fault: a pattern that keeps the recording number (one file per participant)
+    # where the names look grouped; --one-participant-per-file does not make it acceptable
+    code, output = invoke(
+        "import-spira", str(src), *common, "--participant-pattern", r"([^/]+)\.wav$",
+        "--one-participant-per-file",
+    )  # fmt: skip
+    assert code == 1, output
+    assert "gives every file its own participant" in output and "look grouped" in output
+    assert "80 participants; files per participant: min 1, median 1, max 1" in output
+    mapping = tmp_path / "map.csv"
+    mapping.write_text(
+        "file_path,participant_id\n"
+        + "".join(f"{p.name},{'P' if 'patient' in p.name else 'C'}\n" for p in src.glob("*.wav"))
+    )
+    code, output = invoke("import-spira", str(src), *common, "--participant-map", str(mapping))
+    assert code == 1 and "--participant-map puts 40 of 80 files into one participant" in output
+    # the share is a setting: a corpus of two people is possible, on purpose
+    code, output = invoke(
+        "import-spira", str(src), *common, "--participant-map", str(mapping),
+        "--max-participant-share", "0.5",
+    )  # fmt: skip
+    assert code == 0, output
+    assert not list(landing.glob(".*"))  # no staging folder left behind
+
+
+def test_a_pattern_that_gives_every_file_its_own_participant_is_recorded_as_such(
+    tmp_path: Path,
+) -> None:
+    """Names that share no id (SPIRA-ACL2021's controls, <uuid>_1.wav): a pattern that matches
+    every file once groups nothing. On the main of 2026-12-04 it bypassed
+    --one-participant-per-file and was recorded as grouped (speaker-safe)."""
+    src = tmp_path / "acl"
+    for i in range(6):
+        write_wav(src / f"{i}a{i}f-uuid_1.wav", seconds=0.6)
+    (src / "controls.csv").write_text(
+        "file_path,sexo,idade\n" + "".join(f"{i}a{i}f-uuid_1.wav,M,40\n" for i in range(6))
+    )
+    landing = tmp_path / "landing"
+    common = ["--landing", str(landing), "--utterance", "frase",
+              "--participant-pattern", r"([^/_]+)_[^/]*$"]  # fmt: skip
+    code, output = invoke("import-spira", str(src), "--batch-id", "a", *common)
+    assert code == 1 and "that is no grouping" in output, output
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "b", *common, "--one-participant-per-file"
+    )
+    assert code == 0, output
+    record = BatchProvenance.from_json((landing / "b" / PROVENANCE_FILE).read_text())
+    assert record.grouping == PER_FILE and len(record.per_file_paths) == 6
+    assert "warning: 6 recordings are grouped one-participant-per-file" in output
+
+
+def test_a_row_that_cannot_be_read_is_refused_and_a_batch_appears_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One list row with a NUL byte, one naming a 300-byte file name and one file that
+    cannot be read: each is a rejection, the rest is imported. On the main of 2026-12-04 each
+    aborted the import and left a half-written landing batch that blocked a re-run."""
+    src = tmp_path / "src"
+    for name in ("c01_frase.wav", "c01_aceite.wav", "c02_frase.wav", "c02_aceite.wav"):
+        write_wav(src / name, seconds=0.6)
+    (src / "controls.csv").write_bytes(
+        b"file_path,sexo,idade\n"
+        b"c01_frase.wav,M,30\n"
+        b"c01_aceite.wav,M,30\n"
+        b"c02_\x00frase.wav,F,41\n"  # a NUL byte
+        + ("x" * 300 + "_frase.wav,F,41\n").encode()  # a name longer than a file system allows
+        + b"c02_aceite.wav,F,41\n"
+        b"c02_frase.wav,F,41\n"
+    )
+    import shutil as shutil_module
+
+    copy = shutil_module.copyfile
+
+    def unreadable(source: object, target: object, *args: object, **kwargs: object) -> object:
+        if Path(str(source)).name == "c02_frase.wav":  # planted: the OS refuses to read it
+            raise PermissionError(13, "Permission denied")
+        return copy(source, target, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shutil_module, "copyfile", unreadable)
+    landing = tmp_path / "landing"
+    common = ["--landing", str(landing), "--participant-pattern", r"([^/]+)_[^/_]*$"]
+    code, output = invoke("import-spira", str(src), "--batch-id", "b1", *common)
+    assert code == 0, output
+    record = BatchProvenance.from_json((landing / "b1" / PROVENANCE_FILE).read_text())
+    assert [(r.item, r.rule) for r in record.rejections] == [
+        ("controls.csv:4", "import_malformed_row"),
+        ("controls.csv:5", "import_audio_unreadable"),
+        ("controls.csv:7", "import_audio_unreadable"),
+    ]
+    assert "3 recordings grouped by import-pattern" in output
+
+    def dies(source: object, target: object, *args: object, **kwargs: object) -> object:
+        if Path(str(source)).name == "c02_aceite.wav":  # planted: the import stops half-way
+            raise RuntimeError("the process was stopped")
+        return copy(source, target, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shutil_module, "copyfile", dies)
+    with pytest.raises(RuntimeError, match="stopped"):
+        invoke("import-spira", str(src), "--batch-id", "b2", *common)
+    assert not (landing / "b2").exists() and not list(landing.glob(".*"))
+    monkeypatch.setattr(shutil_module, "copyfile", copy)
+    code, output = invoke("import-spira", str(src), "--batch-id", "b2", *common)
+    assert code == 0 and "4 recordings" in output, output  # the same id, once whole
+
+
+def test_an_imported_batch_without_its_import_record_is_not_speaker_safe(
+    tmp_path: Path, pseudonymizer: Pseudonymizer
+) -> None:
+    src = spira_source(tmp_path / "spira")
+    landing = tmp_path / "data" / "landing"
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "b1", "--landing", str(landing),
+        "--patient-spo2", "89", "--participant-pattern", r"([^/]+)_[^/_]*$",
+    )  # fmt: skip
+    assert code == 0, output
+    (landing / "b1" / PROVENANCE_FILE).unlink()  # planted: the record is lost
+    _raw, meta = run_core_stages(DataLayout.from_location(tmp_path / "data"), "b1", pseudonymizer)
+    assert meta.table.get_column("speaker_grouping").unique().to_list() == [PER_FILE]
+    from spira_assets.ingest.batch_source import BatchSource
+
+    source = BatchSource.open(DataLayout.from_location(tmp_path / "data"), "b1")
+    assert source.provenance_rule == "import_record_missing"
+    assert "is missing" in str(source.provenance_error)
 
 
 # -- the leak the refusal prevents ----------------------------------------------------------

@@ -128,7 +128,7 @@ def test_following_the_imports_own_proposal_groups_every_speaker_into_one_split(
     src.mkdir()
     speaker_of = _kind_id_k_corpus(src, speakers=24, recordings=3, seed=11)
     data = tmp_path / "data"
-    common = ["--data-dir", str(data), "--patient-spo2", "89", "--collected-at", "2024-05-03"]
+    common = ["--data-dir", str(data), "--patient-spo2", "89", "--utterance", "frase"]
     code, output = invoke("import-spira", str(src), "--batch-id", "corpus", *common)
     assert code == 1 and "Proposal:" in output
     assert "24 participants" in output and "files per participant: min 3, median 3, max 3" in (

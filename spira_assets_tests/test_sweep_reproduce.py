@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 import torch
 from click.testing import CliRunner
@@ -174,6 +175,55 @@ def test_sweep_trials_are_dagster_runs_and_a_stopped_sweep_trains_only_the_rest(
         assert_trained_once(instance, keys)
 
 
+@pytest.mark.timeout(300)
+def test_a_sweep_trial_refuses_an_edited_split(
+    tmp_path: Path, evaluation_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trials take their inputs from the training core, with spira_model's split guard (on the
+    main of 2026-12-04 they had their own copy of the input code, without it)."""
+    root = copy_data_root(evaluation_root, tmp_path / "data")
+    monkeypatch.setenv("SPIRA_DATA_DIR", str(root))
+    instance = local_instance()
+    assert materialize_shared(
+        instance, ("dataset_split",), resources={"training": SMALL_TRAINING}
+    ).ok
+    part = root / "lake" / "dataset_split" / "all.parquet"
+    split = pl.read_parquet(part)
+    person = split.filter(pl.col("split") == "test").get_column("participant")[0]
+    split.with_columns(  # planted fault: a test participant moved into training by hand
+        pl.when(pl.col("participant") == person)
+        .then(pl.lit("train"))
+        .otherwise(pl.col("split"))
+        .alias("split")
+    ).write_parquet(part)
+    result = CliRunner().invoke(
+        main,
+        [
+            "sweep",
+            "--param",
+            "lr=1e-3",
+            "--seeds",
+            "42",
+            "--epochs",
+            "1",
+            "--warmup",
+            "5",
+            "--data-dir",
+            str(root),
+        ],
+    )
+    assert result.exit_code == 1 and "1 trial run(s) failed" in result.output, result.output
+    (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="sweep_trials"))
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    failures = [
+        str(e.dagster_event.step_failure_data.error)
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event is not None and e.dagster_event.is_step_failure
+    ]
+    assert any(f"edited by hand: {person} stored in 'train'" in f for f in failures), failures
+    assert not list((root / "sweeps").rglob("results/*.json"))  # refused: no result
+
+
 def test_sweep_workers_need_the_run_queue(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main, ["sweep", "--param", "lr=1e-3", "--workers", "2", "--data-dir", str(tmp_path)]
@@ -225,6 +275,11 @@ def test_reproduce_matches_exactly_on_cpu_and_names_missing_inputs(
     assert f"batch {batch}: waveform file {shard} was deleted" in missing.output
     gone = CliRunner().invoke(main, ["reproduce", "0123456789abcdef", "--data-dir", str(root)])
     assert gone.exit_code == 1 and "lineage.json" in gone.output
+    # planted fault: the model's recorded split is gone; on the main of 2026-12-04 the split
+    # was silently rebuilt from the lineage's split settings and today's data
+    (root / "models" / version / "split.parquet").unlink()
+    no_split = CliRunner().invoke(main, ["reproduce", version, "--data-dir", str(root)])
+    assert no_split.exit_code == 1 and "split.parquet" in no_split.output, no_split.output
 
 
 def test_a_killed_local_sweep_releases_its_run_and_gpu_slot(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import polars as pl
 import pytest
 from mlflow.tracking import MlflowClient
 from upath import UPath
@@ -132,3 +133,40 @@ def test_a_reused_version_restores_its_row_and_its_registration(root: Path) -> N
     registered = MlflowClient(fresh).get_model_version(REGISTERED_MODEL, "1")
     assert MlflowClient(fresh).get_run(registered.run_id).data.params["model_version"] == version
     assert (root / "models" / version / "split.parquet").exists()
+
+
+def failures(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The step failure messages of a run, as the UI shows them."""
+    return "\n".join(
+        str(e.dagster_event.step_failure_data.error)
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.is_step_failure
+    )
+
+
+def test_a_version_is_reused_only_whole_and_with_the_split_it_names(root: Path) -> None:
+    """A saved version missing a file, or whose split.parquet was edited, is never completed
+    or reused from today's data: spira_model fails naming it (on the main of 2026-12-04 a
+    version without its split or configuration was reused)."""
+    one = {**FAST, "seeds": [42]}
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_shared(
+        instance, ("dataset_split", "spira_model"), resources={"training": one}
+    ).ok
+    (directory,) = (root / "models").iterdir()
+    split = directory / "split.parquet"
+    kept = split.read_bytes()
+    for planted in ("split.parquet", "model_config.json"):
+        saved = (directory / planted).read_bytes()
+        (directory / planted).unlink()
+        missing = materialize_shared(instance, ("spira_model",), resources={"training": one})
+        assert not missing.ok and f"lacks {planted}" in failures(instance, missing.run_id)
+        (directory / planted).write_bytes(saved)
+    frame = pl.read_parquet(split)
+    frame.with_columns(pl.col("split").reverse()).write_parquet(split)  # planted: edited
+    edited = materialize_shared(instance, ("spira_model",), resources={"training": one})
+    assert not edited.ok
+    assert "is not the split the version was trained on" in failures(instance, edited.run_id)
+    split.write_bytes(kept)
+    again = materialize_shared(instance, ("spira_model",), resources={"training": one})
+    assert again.ok

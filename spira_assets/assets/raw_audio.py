@@ -62,7 +62,7 @@ def import_quarantine(batch_id: str, source: BatchSource, now: datetime) -> pl.D
         rejections.append(
             Rejection(
                 "_import.json",
-                "import_record_unreadable",
+                source.provenance_rule,
                 f"{source.provenance_error}; every row of the batch is treated as grouped one "
                 "participant per file (speaker independence not guaranteed)",
             )

@@ -12,6 +12,7 @@ import click
 
 from spira_assets.batches import InvalidBatchIdError, scan_landing
 from spira_assets.deployment import EXECUTORS, Executor
+from spira_assets.importers.grouping import MAX_PARTICIPANT_SHARE, MIN_FILES_FOR_SHARE
 from spira_assets.layout import as_upath
 
 if TYPE_CHECKING:
@@ -132,6 +133,14 @@ def demo_data(
     "says speaker independence is not guaranteed.",
 )
 @click.option(
+    "--max-participant-share",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=MAX_PARTICIPANT_SHARE,
+    show_default=True,
+    help="Refuse a grouping that puts more than this share of the files (and more than "
+    f"{MIN_FILES_FOR_SHARE}) into one participant: a pattern that merges different people.",
+)
+@click.option(
     "--utterance",
     "default_utterance",
     default=None,
@@ -153,6 +162,7 @@ def import_spira_command(
     participant_map: Path | None,
     keep_published_split: bool,
     one_participant_per_file: bool,
+    max_participant_share: float,
     default_utterance: str | None,
     collected_at: datetime | None,
     data_dir: str | None,
@@ -161,6 +171,7 @@ def import_spira_command(
     ACL2021 (metadata_train.csv, metadata_eval.csv, metadata_test.csv, noise_data.csv) or v3
     (patients.csv, controls.csv, noises.csv). Paths in the lists must stay inside SRC; the
     speakers must be grouped (participant column, --participant-map or --participant-pattern)."""
+    from spira_assets.importers.grouping import GroupingRules
     from spira_assets.importers.spira_layout import (
         REPORT_FILE,
         ImportOptions,
@@ -178,6 +189,7 @@ def import_spira_command(
         participant_map,
         one_participant_per_file,
         keep_published_split,
+        GroupingRules(max_share=max_participant_share),
     )
     try:
         report = import_spira(src, batch_id, target, options)

@@ -16,36 +16,32 @@ the row is reported, never silently dropped or invented; a value missing from *e
 (SPIRA's lists have no utterance and no SpO2) stops the import with one message naming the
 option that supplies it.
 
-Two guarantees hold here:
+Guarantees (docs/INGEST.md "Importing SPIRA's published layout"):
 
-- **Speakers are grouped, or the import says it cannot.** SPIRA's lists have no participant
-  column; a participant column, a mapping file or a file-name pattern must say who spoke.
-  Without one the import refuses (proposing a pattern when names look like ``<id>_<k>``), since
-  treating each file as its own person lets one voice reach both training and test. One
-  participant per file happens only with ``--one-participant-per-file``, and is recorded in the
-  batch (``_import.json``) so every later report says speaker independence is not guaranteed.
-- **Nothing outside the source folder is read or copied.** A list naming an absolute path, a
-  path with ``..`` or a link leading out of the folder is refused row by row.
+- **Speakers are grouped, and the grouping is checked, or the import says it cannot**
+  (``grouping.py``): a participant column, a mapping file or a pattern must say who spoke.
+- **Nothing outside the source folder is read or copied** (``lists.confined``).
+- **A row that cannot be read is a rejection, never an abort**, and the batch appears whole
+  or not at all: it is built in a hidden staging folder and renamed into place.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from spira_assets.audio.quality import SUPPORTED_SUFFIXES
-from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
+from spira_assets.batches import METADATA_FILE, NOISE_FOLDER, READY_MARKER, require_valid_batch_id
+from spira_assets.importers.grouping import Grouper, GroupingError, GroupingRules
+from spira_assets.importers.lists import ListRow, confined, read_list, sex_of, utterance_of
 from spira_assets.ingest.provenance import (
     ACL2021_NOISE_LIST,
     BY_COLUMN,
     BY_MAP,
-    BY_PATTERN,
+    IMPORT_REPORT_FILE,
     PER_FILE,
     PROVENANCE_FILE,
     BatchProvenance,
@@ -53,6 +49,7 @@ from spira_assets.ingest.provenance import (
     imported_noise_name,
 )
 from spira_assets.ingest.schemas import SPO2_RI_THRESHOLD, UTTERANCES
+from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 LISTS = (("patients.csv", 1), ("controls.csv", 0))  # v3: the label is the list's
 NOISE_LIST = "noises.csv"
@@ -62,22 +59,13 @@ ACL2021_LISTS = (
     ("metadata_eval.csv", "validation"),
     ("metadata_test.csv", "test"),
 )
-REPORT_FILE = "_import_report.txt"
+REPORT_FILE = IMPORT_REPORT_FILE
 SPO2_COLUMNS = ("spo2", "oxigenacao", "oxygenation", "saturacao")
-PARTICIPANT_COLUMNS = ("participant_id", "participant", "speaker_id", "speaker")
 OUTPUT_COLUMNS = (
-    "participant_id",
-    "label",
-    "sex",
-    "age",
-    "spo2",
-    "collected_at",
-    "device",
-    "utterance",
-    "audio_path",
+    *("participant_id", "label", "sex", "age", "spo2", "collected_at"),
+    *("device", "utterance", "audio_path"),
 )
 DEVICE = "spira-import"
-PROPOSED_PATTERN = r"([^/_]+)_[^/]*$"
 
 
 class SpiraImportError(RuntimeError):
@@ -94,6 +82,7 @@ class ImportOptions:
     participant_map: Path | None = None
     one_participant_per_file: bool = False
     keep_published_split: bool = False
+    grouping_rules: GroupingRules = field(default_factory=GroupingRules)
 
 
 @dataclass
@@ -113,174 +102,13 @@ class ImportReport:
         self.problems.append(f"{item}: {rule}: {detail}{shown}")
 
 
-@dataclass(frozen=True)
-class ListRow:
-    list_name: str
-    line: int
-    label: int | None  # the list's label (v3), None: from the class column (ACL2021)
-    values: dict[str, str]
-    published_split: str | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.list_name}:{self.line}"
-
-    @property
-    def file_path(self) -> str:
-        return self.values.get("file_path", "")
-
-
-def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        records = [r for r in csv.reader(handle) if any(c.strip() for c in r)]
-    if not records:
-        return []
-    first = records[0]
-    has_header = Path(first[0].strip()).suffix.lower() not in SUPPORTED_SUFFIXES
-    names = [c.strip().lower() for c in first] if has_header else ["file_path"]
-    names[0] = "file_path"
-    body = records[1:] if has_header else records
-    start = 2 if has_header else 1
-    return [
-        (n, dict(zip(names, (c.strip() for c in r), strict=False)))
-        for n, r in enumerate(body, start)
-    ]
-
-
-def confined(root: Path, listed: str) -> Path | str:
-    """The file a list row names, resolved inside ``root`` (a real, absolute folder), or why
-    it is refused. Absolute paths, drive letters, URLs and ``..`` are refused before the file
-    system is touched; a link is followed only to check that it stays inside ``root``."""
-    text = listed.strip().replace("\\", "/")
-    if not text:
-        return "the row names no file"
-    if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or "://" in text:
-        return "an absolute path or URL: list files relative to the source folder"
-    if ".." in PurePosixPath(text).parts:
-        return "a path with '..' leaves the source folder"
-    real = Path(os.path.realpath(root / text))
-    if real != root and root not in real.parents:
-        return "a link leading outside the source folder"
-    return real
-
-
-def _sex(value: str) -> str | None:
-    lowered = value.strip().lower()
-    if lowered.startswith(("f", "w")):
-        return "F"
-    if lowered.startswith(("m", "h")):
-        return "M"
-    return None
-
-
-def _utterance(path: str, default: str | None) -> str | None:
-    lowered = path.lower()
-    for utterance in UTTERANCES:
-        if utterance in lowered:
-            return utterance
-    return default
-
-
-def _participant_column(rows: list[ListRow]) -> str | None:
-    columns = {name for row in rows for name, v in row.values.items() if v}
-    return next((c for c in PARTICIPANT_COLUMNS if c in columns), None)
-
-
-def proposed_grouping(paths: list[str]) -> str | None:
-    """A suggestion for ``--participant-pattern`` when file names look like ``<id>_<k>``
-    (several files sharing the part before the first underscore), else None."""
-    stems = [PurePosixPath(p.replace("\\", "/")).name for p in paths]
-    prefixes = [s.split("_", 1)[0] for s in stems if "_" in s]
-    counts = Counter(prefixes)
-    if len(counts) < 2 or max(counts.values()) < 2:
-        return None
-    shared = sum(n for n in counts.values() if n > 1)
-    example = next(s for s in stems if "_" in s and counts[s.split("_", 1)[0]] > 1)
-    return (
-        f"file names look like <id>_<k> ({shared} of {len(stems)} files share their prefix "
-        f"with another file, e.g. {example!r} -> participant {example.split('_', 1)[0]!r}); "
-        f"if that prefix is the speaker, pass --participant-pattern '{PROPOSED_PATTERN}'"
-    )
-
-
-def _refusal(rows: list[ListRow]) -> SpiraImportError:
-    proposal = proposed_grouping([r.file_path for r in rows])
-    return SpiraImportError(
-        "cannot tell which recordings belong to the same person: the lists have no participant "
-        "column, and no --participant-pattern or --participant-map was given. Treating every "
-        "file as its own participant would let one speaker's recordings reach training and "
-        "test, so held-out figures would measure speaker recognition, not respiratory "
-        "insufficiency. "
-        + (f"Proposal: {proposal}. " if proposal else "")
-        + "Otherwise supply --participant-map FILE (columns file_path,participant_id), or, "
-        "knowing the consequence, --one-participant-per-file (recorded in the batch: every "
-        "report will say speaker independence is not guaranteed)."
-    )
-
-
-def _load_map(path: Path) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"file_path", "participant_id"} <= set(reader.fieldnames):
-            raise SpiraImportError(
-                f"--participant-map {path}: needs a header with file_path and participant_id"
-            )
-        for row in reader:
-            key = (row.get("file_path") or "").strip().replace("\\", "/")
-            value = (row.get("participant_id") or "").strip()
-            if key and value:
-                mapping[key] = value
-    return mapping
-
-
-class _Grouper:
-    """Who spoke each row, by the one grouping the options and lists allow."""
-
-    def __init__(self, rows: list[ListRow], options: ImportOptions) -> None:
-        self.column = _participant_column(rows)
-        self.mapping = _load_map(options.participant_map) if options.participant_map else None
-        self.pattern = (
-            re.compile(options.participant_pattern) if options.participant_pattern else None
-        )
-        if self.pattern is not None and self.pattern.groups < 1:
-            raise SpiraImportError("--participant-pattern needs a group: (...) around the id")
-        self.fallback = options.one_participant_per_file
-        if self.column:
-            self.method = BY_COLUMN
-        elif self.mapping is not None:
-            self.method = BY_MAP
-        elif self.pattern is not None:
-            self.method = BY_PATTERN
-        elif self.fallback:
-            self.method = PER_FILE
-        else:
-            raise _refusal(rows)
-
-    def __call__(self, row: ListRow) -> tuple[str | None, str]:
-        """(participant id or None, grouping of this row)."""
-        found: str | None = None
-        if self.method == BY_COLUMN and self.column:
-            found = row.values.get(self.column, "").strip() or None
-        elif self.method == BY_MAP and self.mapping is not None:
-            found = self.mapping.get(row.file_path.strip().replace("\\", "/"))
-        elif self.method == BY_PATTERN and self.pattern is not None:
-            match = self.pattern.search(row.file_path)
-            found = match.group(1) if match and match.group(1) else None
-        if found:
-            return found, self.method
-        if self.fallback:
-            return PurePosixPath(row.file_path.replace("\\", "/")).stem, PER_FILE
-        return None, self.method
-
-
 def _require_systematic_fields(rows: list[ListRow], options: ImportOptions) -> None:
     """One message, before anything is written, for what no row carries: SPIRA's published
     lists have no utterance and no SpO2 column."""
     if not rows:
         return
     needs = []
-    if options.default_utterance is None and not any(_utterance(r.file_path, None) for r in rows):
+    if options.default_utterance is None and not any(utterance_of(r.file_path, None) for r in rows):
         needs.append(
             f"no row names its utterance (SPIRA's lists have no utterance column and no file "
             f"name contains one of {list(UTTERANCES)}): pass --utterance U for the one the "
@@ -350,139 +178,214 @@ def import_spira(src: Path, batch_id: str, landing: Path, options: ImportOptions
     target = landing / batch_id
     if target.exists():
         raise SpiraImportError(f"landing batch {target} already exists; choose another --batch-id")
-    rows = [
-        ListRow(name, line, label, values, split if options.keep_published_split else None)
-        for name, path, label, split in lists
-        for line, values in _rows(path)
-    ]
+    rows: list[ListRow] = []
+    for name, path, label, split in lists:
+        listed, unreadable = read_list(path)
+        for line, why in unreadable:
+            report.refuse(f"{name}:{line}", "import_malformed_row", why)
+        rows += [
+            ListRow(name, line, label, values, split if options.keep_published_split else None)
+            for line, values in listed
+        ]
     _require_systematic_fields(rows, options)
-    grouper = _Grouper(rows, options)  # refuses before anything is written
+    try:  # refuses before anything is written
+        grouper = Grouper(
+            [(r.file_path, r.values) for r in rows],
+            options.participant_pattern,
+            options.participant_map,
+            options.one_participant_per_file,
+            options.grouping_rules,
+        )
+    except GroupingError as error:
+        raise SpiraImportError(str(error)) from error
     report.grouping = grouper.method
+    # built in a hidden staging folder and renamed into place whole: an import that stops
+    # half-way leaves no batch behind (nor blocks a re-run with the same id)
+    remove_stale_staging(landing, batch_id)
+    staging = staging_path(target)
+    try:
+        _write_batch(staging, root, rows, grouper, options, report, lists)
+        _import_noise(
+            root, batch_id, staging, report, ACL2021_NOISE_LIST if acl2021 else NOISE_LIST
+        )
+        (staging / READY_MARKER).write_text(datetime.now(UTC).isoformat() + "\n", "utf-8")
+        noise = landing / NOISE_FOLDER
+        for staged in sorted((staging / NOISE_FOLDER).glob("*")):
+            noise.mkdir(parents=True, exist_ok=True)
+            staged.replace(noise / staged.name)
+        shutil.rmtree(staging / NOISE_FOLDER, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return report
+
+
+def _convert(
+    row: ListRow, root: Path, options: ImportOptions, report: ImportReport
+) -> tuple[Path, dict[str, object]] | None:
+    """The audio file and landing row of a list row, or None (the row refused, with why)."""
+    audio = confined(root, row.file_path)
+    if isinstance(audio, str):
+        report.refuse(row.where, "import_path_outside_source", audio, row.file_path)
+        return None
+    if not audio.is_file():
+        report.refuse(
+            row.where, "import_audio_missing", "the listed audio file is not in the source",
+            row.file_path,
+        )  # fmt: skip
+        return None
+    values = row.values
+    label = int(values["class"]) if values.get("class", "").strip() in {"0", "1"} else row.label
+    if label is None:
+        report.refuse(
+            row.where, "import_missing_field", "cannot derive the class (0 or 1) of the row"
+        )
+        return None
+    sex = sex_of(values.get("sexo", ""))
+    age = values.get("idade", "").strip()
+    utterance = utterance_of(row.file_path, options.default_utterance)
+    spo2 = next((values[c] for c in SPO2_COLUMNS if values.get(c, "").strip()), "")
+    if label == 1 and not spo2 and options.patient_spo2 is not None:
+        spo2 = str(options.patient_spo2)
+    missing = [
+        name
+        for name, value in (
+            ("sex (sexo)", sex),
+            ("age (idade)", age),
+            ("utterance (no utterance name in the path: pass --utterance)", utterance),
+        )
+        if not value
+    ]
+    if label == 1 and not spo2:
+        missing.append(
+            "SpO2 (SPIRA's inclusion criterion was SpO2 < 92: pass --patient-spo2 to state it)"
+        )
+    if missing:
+        report.refuse(row.where, "import_missing_field", f"cannot derive {', '.join(missing)}")
+        return None
+    stamp = options.collected_at or datetime.fromtimestamp(audio.stat().st_mtime, UTC)
+    fields: dict[str, object] = {
+        "label": label,
+        "sex": sex,
+        "age": age,
+        "spo2": spo2,
+        "collected_at": stamp.isoformat(timespec="seconds"),
+        "device": DEVICE,
+        "utterance": utterance,
+    }
+    return audio, fields
+
+
+def _write_batch(
+    folder: Path,
+    root: Path,
+    rows: list[ListRow],
+    grouper: Grouper,
+    options: ImportOptions,
+    report: ImportReport,
+    lists: list[tuple[str, Path, int | None, str | None]],
+) -> None:
+    """Every convertible row's audio and metadata row, the import record and report; a row
+    that cannot be read or copied is refused like any other (``import_audio_unreadable``)."""
     out_rows: list[dict[str, object]] = []
     per_file: list[str] = []
     published: dict[str, str] = {}
-    (target / "audio").mkdir(parents=True)
+    assumed: list[str] = []
+    (folder / "audio").mkdir(parents=True)
     for row in rows:
-        audio = confined(root, row.file_path)
-        if isinstance(audio, str):
-            report.refuse(row.where, "import_path_outside_source", audio, row.file_path)
-            continue
-        if not audio.is_file():
+        try:
+            converted = _convert(row, root, options, report)
+            if converted is None:
+                continue
+            audio, fields = converted
+            participant, grouping = grouper(row.file_path, row.values)
+            if not participant:
+                how = {BY_COLUMN: "its participant column is empty", BY_MAP: "the map has no entry"}
+                report.refuse(
+                    row.where,
+                    "import_participant_unknown",
+                    how.get(grouper.method, "--participant-pattern does not match")
+                    + "; fix the source or add --one-participant-per-file for such files",
+                    row.file_path,
+                )
+                continue
+            relative = f"audio/{len(out_rows):05d}{audio.suffix.lower()}"
+            shutil.copyfile(audio, folder / relative)
+        except OSError as error:
             report.refuse(
                 row.where,
-                "import_audio_missing",
-                "the listed audio file is not in the source",
+                "import_audio_unreadable",
+                f"the listed file cannot be read ({error.strerror or type(error).__name__})",
                 row.file_path,
             )
             continue
-        values = row.values
-        label = int(values["class"]) if values.get("class", "").strip() in {"0", "1"} else row.label
-        if label is None:
-            report.refuse(
-                row.where, "import_missing_field", "cannot derive the class (0 or 1) of the row"
-            )
-            continue
-        sex = _sex(values.get("sexo", ""))
-        age = values.get("idade", "").strip()
-        utterance = _utterance(row.file_path, options.default_utterance)
-        spo2 = next((values[c] for c in SPO2_COLUMNS if values.get(c, "").strip()), "")
-        if label == 1 and not spo2 and options.patient_spo2 is not None:
-            spo2 = str(options.patient_spo2)
-        missing = [
-            name
-            for name, value in (
-                ("sex (sexo)", sex),
-                ("age (idade)", age),
-                ("utterance (no utterance name in the path: pass --utterance)", utterance),
-            )
-            if not value
-        ]
-        if label == 1 and not spo2:
-            missing.append(
-                "SpO2 (SPIRA's inclusion criterion was SpO2 < 92: pass --patient-spo2 to state it)"
-            )
-        if missing:
-            report.refuse(row.where, "import_missing_field", f"cannot derive {', '.join(missing)}")
-            continue
-        participant, grouping = grouper(row)
-        if not participant:
-            how = {BY_COLUMN: "its participant column is empty", BY_MAP: "the map has no entry"}
-            report.refuse(
-                row.where,
-                "import_participant_unknown",
-                how.get(grouper.method, "--participant-pattern does not match")
-                + "; fix the source or add --one-participant-per-file for such files",
-                row.file_path,
-            )
-            continue
-        relative = f"audio/{len(out_rows):05d}{audio.suffix.lower()}"
-        shutil.copyfile(audio, target / relative)
         if grouping == PER_FILE:
             per_file.append(relative)
         if row.published_split:
             published[relative] = row.published_split
-        stamp = options.collected_at or datetime.fromtimestamp(audio.stat().st_mtime, UTC)
-        out_rows.append(
-            {
-                "participant_id": participant,
-                "label": label,
-                "sex": sex,
-                "age": age,
-                "spo2": spo2,
-                "collected_at": stamp.isoformat(timespec="seconds"),
-                "device": DEVICE,
-                "utterance": utterance,
-                "audio_path": relative,
-            }
-        )
-    with (target / METADATA_FILE).open("w", encoding="utf-8", newline="") as handle:
+        if utterance_of(row.file_path, None) is None:
+            assumed.append(relative)
+        out_rows.append({"participant_id": participant, **fields, "audio_path": relative})
+    with (folder / METADATA_FILE).open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=OUTPUT_COLUMNS)
         writer.writeheader()
         writer.writerows(out_rows)
     report.converted = len(out_rows)
     report.per_file = len(per_file)
-    _import_noise(root, batch_id, landing, report, ACL2021_NOISE_LIST if acl2021 else NOISE_LIST)
+    report.published_split = len(published)
     provenance = BatchProvenance(
         grouping=grouper.method,
         per_file_paths=tuple(per_file),
         rejections=tuple(report.rejections),
         source_lists=tuple(name for name, _, _, _ in lists),
         published_split=published,
+        assumed_utterance=tuple(assumed),
     )
-    report.published_split = len(published)
-    (target / PROVENANCE_FILE).write_text(provenance.to_json(), encoding="utf-8")
-    (target / REPORT_FILE).write_text(
+    (folder / PROVENANCE_FILE).write_text(provenance.to_json(), encoding="utf-8")
+    (folder / REPORT_FILE).write_text(
         "".join(f"{line}\n" for line in report.problems), encoding="utf-8"
     )
-    (target / READY_MARKER).write_text(datetime.now(UTC).isoformat() + "\n", encoding="utf-8")
-    return report
 
 
 def _import_noise(
-    root: Path, batch_id: str, landing: Path, report: ImportReport, name: str
+    root: Path, batch_id: str, staging: Path, report: ImportReport, name: str
 ) -> None:
-    """The noise list: every line is a noise file, copied as ``<batch>_<list>_<line>`` so a
+    """The noise list: every line is a noise file, copied (into the staging folder's
+    ``noise/``, moved to ``landing/noise/`` with the batch) as ``<batch>_<list>_<line>`` so a
     profile can read the list as SPIRA did (its loader reads ``noise_data.csv`` with a header
     row and so never uses the first file: the ``spira-acl2021`` profile leaves it out, the
     platform profile uses every line)."""
     noise_list = _readable_list(root, name, report)
     if noise_list is None:
         return
-    noise_dir = landing / "noise"
+    noise_dir = staging / NOISE_FOLDER
     noise_dir.mkdir(parents=True, exist_ok=True)
-    for line, values in _rows(noise_list):
+    listed, unreadable = read_list(noise_list)
+    for line, why in unreadable:
+        report.refuse(f"{name}:{line}", "import_malformed_row", why)
+    for line, values in listed:
         where = f"{name}:{line}"
-        listed = values.get("file_path", "")
-        audio = confined(root, listed)
-        if isinstance(audio, str):
-            report.refuse(where, "import_path_outside_source", audio, listed)
-            continue
-        if not audio.is_file():
+        text = values.get("file_path", "")
+        try:
+            audio = confined(root, text)
+            if isinstance(audio, str):
+                report.refuse(where, "import_path_outside_source", audio, text)
+                continue
+            if not audio.is_file():
+                report.refuse(
+                    where, "import_audio_missing", "the listed noise file is not in the source",
+                    text,
+                )  # fmt: skip
+                continue
+            copied = imported_noise_name(batch_id, name, line, audio.suffix.lower())
+            shutil.copyfile(audio, noise_dir / copied)
+        except OSError as error:
             report.refuse(
-                where, "import_audio_missing", "the listed noise file is not in the source", listed
+                where,
+                "import_audio_unreadable",
+                f"the listed noise file cannot be read ({error.strerror or type(error).__name__})",
+                text,
             )
             continue
-        shutil.copyfile(
-            audio, noise_dir / imported_noise_name(batch_id, name, line, audio.suffix.lower())
-        )
         report.noise_files += 1

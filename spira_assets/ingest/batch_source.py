@@ -8,7 +8,12 @@ from upath import UPath
 
 from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
 from spira_assets.ingest.metadata_csv import identifier_values, normalize_audio_path
-from spira_assets.ingest.provenance import PER_FILE, PROVENANCE_FILE, BatchProvenance
+from spira_assets.ingest.provenance import (
+    IMPORT_REPORT_FILE,
+    PER_FILE,
+    PROVENANCE_FILE,
+    BatchProvenance,
+)
 from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, Redactor
 
@@ -23,7 +28,8 @@ class BatchSource:
     directory: UPath
     metadata_bytes: bytes | None
     provenance: BatchProvenance = field(default_factory=BatchProvenance)
-    provenance_error: str | None = None  # an import record that could not be read
+    provenance_error: str | None = None  # an import record that could not be read, or none
+    provenance_rule: str = ""  # the quarantine rule of provenance_error
 
     @classmethod
     def open(cls, layout: DataLayout, batch_id: str) -> BatchSource:
@@ -36,13 +42,14 @@ class BatchSource:
                 f"batch {batch_id}: no {READY_MARKER} marker yet, the upload is incomplete"
             )
         metadata = directory / METADATA_FILE
-        provenance, error = _provenance(directory)
+        provenance, error, rule = _provenance(directory)
         return cls(
             batch_id,
             directory,
             metadata.read_bytes() if metadata.exists() else None,
             provenance,
             error,
+            rule,
         )
 
     def redactor(self, pseudonymizer: Pseudonymizer) -> Redactor:
@@ -55,13 +62,22 @@ class BatchSource:
         return Redactor.build(pseudonymizer, known.participants, known.others, paths)
 
 
-def _provenance(directory: UPath) -> tuple[BatchProvenance, str | None]:
-    """The batch's import record; an unreadable one is reported, and its rows are then
-    treated as grouped one participant per file (the conservative reading)."""
+def _provenance(directory: UPath) -> tuple[BatchProvenance, str | None, str]:
+    """The batch's import record; an unreadable one, or none in a batch ``import-spira``
+    wrote (its ``_import_report.txt`` is there), is reported, and its rows are then treated as
+    grouped one participant per file (the conservative reading). Returns (record, problem,
+    quarantine rule of the problem)."""
     record = directory / PROVENANCE_FILE
     if not record.exists():
-        return BatchProvenance(), None
+        if (directory / IMPORT_REPORT_FILE).exists():
+            return (
+                BatchProvenance(grouping=PER_FILE),
+                f"the batch was imported ({IMPORT_REPORT_FILE} is there) but its import record "
+                f"{PROVENANCE_FILE} is missing, so how its speakers were grouped is unknown",
+                "import_record_missing",
+            )
+        return BatchProvenance(), None, ""
     try:
-        return BatchProvenance.from_json(record.read_text(encoding="utf-8")), None
+        return BatchProvenance.from_json(record.read_text(encoding="utf-8")), None, ""
     except (ValueError, OSError, UnicodeDecodeError) as error:
-        return BatchProvenance(grouping=PER_FILE), str(error)
+        return BatchProvenance(grouping=PER_FILE), str(error), "import_record_unreadable"

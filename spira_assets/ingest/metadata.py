@@ -288,7 +288,7 @@ def validate_metadata(
     )
     referenced = {k for k in typed.get_column("__path_key").to_list() if k}
 
-    _reject_duplicates(typed, out)
+    _reject_duplicates(typed, out, frozenset(provenance.assumed_utterance))
     _reject_inconsistent_participants(typed, out)
     joined = _check_audio(typed, raw_audio, redactor, out)
     orphans = _report_orphans(raw_audio, referenced, out)
@@ -317,14 +317,19 @@ def _live(typed: pl.DataFrame, out: _Collector) -> pl.DataFrame:
     return typed.filter(~pl.col(ROW_NUMBER).is_in(sorted(out.rows)))
 
 
-def _reject_duplicates(typed: pl.DataFrame, out: _Collector) -> None:
+def _reject_duplicates(
+    typed: pl.DataFrame, out: _Collector, assumed: frozenset[str] = frozenset()
+) -> None:
+    """One recording per participant and utterance, and one row per audio file. A row whose
+    utterance the import assumed (``--utterance``: the list named none) is no evidence of a
+    second take of the same utterance, so only its audio reference is checked."""
     live = _live(typed, out).sort(ROW_NUMBER)
     seen: dict[tuple[str, str], int] = {}
     paths: dict[str, int] = {}
     for row, participant, utterance, path in live.select(
         ROW_NUMBER, "__pid", "utterance", "__path"
     ).iter_rows():
-        first = seen.setdefault((participant, utterance), row)
+        first = row if path in assumed else seen.setdefault((participant, utterance), row)
         if first != row:
             out.add(
                 row,

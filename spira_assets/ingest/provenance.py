@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 PROVENANCE_FILE = "_import.json"
+IMPORT_REPORT_FILE = "_import_report.txt"  # written by every import, beside the record
 PUBLISHED_SPLITS = ("train", "validation", "test")
 IMPORT_STAGE = "import"
 
@@ -68,6 +69,8 @@ class BatchProvenance:
     source_lists: tuple[str, ...] = ()
     # audio_path -> train / validation / test, when the published split is kept
     published_split: dict[str, str] = field(default_factory=dict)
+    # audio_path values whose utterance the import assumed (--utterance; the list named none)
+    assumed_utterance: tuple[str, ...] = ()
 
     def grouping_of(self, audio_path: str) -> str:
         return PER_FILE if audio_path in self.per_file_paths else self.grouping
@@ -95,6 +98,7 @@ class BatchProvenance:
                 published_split={
                     str(k): str(v) for k, v in dict(raw.get("published_split", {})).items()
                 },
+                assumed_utterance=tuple(str(p) for p in raw.get("assumed_utterance", [])),
             )
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as error:
             raise ValueError(f"{PROVENANCE_FILE} is not a valid import record ({error})") from error
