@@ -199,7 +199,12 @@ def _print_evaluation(layout: DataLayout) -> None:
     for condition, metric, value, low, high in metrics.select(
         "condition", "metric", "value", "ci_low", "ci_high"
     ).iter_rows():
-        click.echo(f"  {condition:<16}{metric:<12}{value:6.3f}  [{low:.3f}, {high:.3f}]")
+        interval = (
+            f"[{low:.3f}, {high:.3f}]"
+            if low is not None and high is not None
+            else "[interval undefined: too few participants of a class]"
+        )
+        click.echo(f"  {condition:<16}{metric:<12}{_score(value):>6}  {interval}")
     seeds = every.filter(pl.col("role").str.starts_with("seed "))
     if not seeds.is_empty():
         click.echo("SPIRA's published test, accuracy at 0.5 per seed (clean / published noisy):")

@@ -433,7 +433,9 @@ def _pseudonymized(
     paths = accepted.get_column("__path").to_list()
     groupings = [provenance.grouping_of(p) for p in paths]
     published = [provenance.split_of(p) for p in paths]
+    assumed = set(provenance.assumed_utterance)
     frame = accepted.with_columns(
+        pl.Series("utterance_assumed", [p in assumed for p in paths], dtype=pl.Boolean),
         pl.lit(batch_id).alias("batch_id"),
         pl.Series("participant", participants, dtype=pl.String),
         pl.lit(pseudonymizer.key_id).alias("pseudonym_key_id"),

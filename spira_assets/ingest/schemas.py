@@ -11,7 +11,7 @@ from pandera.api.polars.model_config import BaseConfig
 from spira_assets.ingest.provenance import GROUPINGS, PUBLISHED_SPLITS
 
 # Bump when a rule below changes, so Dagster sees validated_metadata as stale.
-VALIDATION_VERSION = "2"
+VALIDATION_VERSION = "3"  # 3: utterance_assumed (takes of imported rows)
 SEXES = ("F", "M")
 UTTERANCES = ("aceite", "sustentada", "parlenda", "frase")
 SPO2_RI_THRESHOLD = 92
@@ -94,10 +94,19 @@ class ValidatedMetadataTable(pa.DataFrameModel):
     pseudonym_key_id: str = pa.Field(str_matches=r"^[0-9a-f]{12}$")
     speaker_grouping: str = pa.Field(isin=list(GROUPINGS))
     published_split: str = pa.Field(nullable=True, isin=list(PUBLISHED_SPLITS))
+    utterance_assumed: bool  # the import supplied it (--utterance): the list named none
+
+    @pa.dataframe_check(name="one_recording_per_participant_and_utterance")
+    @classmethod
+    def one_per_utterance(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A participant's utterance is recorded once a batch, where the utterance is known;
+        recordings whose utterance an import assumed are several takes of unknown content."""
+        key = pl.concat_str("batch_id", "participant", "utterance", separator="\x1f")
+        observed = pl.when(~pl.col("utterance_assumed")).then(key).otherwise(None)
+        return data.lazyframe.select(pl.col("utterance_assumed") | ~observed.is_duplicated())
 
     class Config(BaseConfig):
         strict = True
-        unique = ["batch_id", "participant", "utterance"]  # noqa: RUF012
 
 
 class RawAudioTable(pa.DataFrameModel):

@@ -19,7 +19,7 @@ class TableSpec:
     schema: dict[str, pl.DataType]
     split_by: str | None = None
     # columns added after parts were written: the value those older parts stand for
-    added: tuple[tuple[str, str], ...] = ()
+    added: tuple[tuple[str, str | bool | None], ...] = ()
 
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.schema)
@@ -99,7 +99,9 @@ VALIDATED_METADATA = TableSpec(
         "pseudonym_key_id": pl.String(),
         "speaker_grouping": pl.String(),  # how participants were identified (provenance.py)
         "published_split": pl.String(),  # the dataset's own split, when the import kept it
+        "utterance_assumed": pl.Boolean(),  # the import's --utterance, not the list's
     },
+    added=(("utterance_assumed", False),),
 )
 
 AUDIO_16K = TableSpec(
@@ -200,6 +202,7 @@ DATASET_SPLIT = TableSpec(
         "assigned_by": pl.String(),  # hash (of the participant) or published (kept from import)
         "split_settings": pl.String(),  # the SplitConfig it was assigned with (JSON)
     },
+    added=(("split_settings", None),),  # a split written before: the run's settings apply
 )
 
 BATCH_CHECKS = TableSpec(
