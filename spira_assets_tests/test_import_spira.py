@@ -381,6 +381,39 @@ def test_an_imported_batch_without_its_import_record_is_not_speaker_safe(
     assert "is missing" in str(source.provenance_error)
 
 
+def test_takes_of_an_assumed_utterance_are_kept_and_a_known_one_is_still_unique(
+    tmp_path: Path, pseudonymizer: Pseudonymizer
+) -> None:
+    """Three recordings of one speaker whose list names no utterance (--utterance frase): three
+    takes, not two duplicates of the first (on the main of 2026-12-04 two were quarantined as
+    duplicate_recording). Where the utterance is known, one per participant still holds."""
+    import pandera.errors
+
+    from spira_assets.ingest.schemas import ValidatedMetadataTable
+
+    src = tmp_path / "src"
+    for k in range(3):
+        write_wav(src / f"s01_{k}.wav", seconds=0.6)
+        write_wav(src / f"s02_{k}.wav", seconds=0.6)
+    (src / "controls.csv").write_text(
+        "file_path,sexo,idade\n"
+        + "".join(f"s0{p}_{k}.wav,M,40\n" for p in (1, 2) for k in range(3))
+    )
+    landing = tmp_path / "data" / "landing"
+    code, output = invoke(
+        "import-spira", str(src), "--batch-id", "b1", "--landing", str(landing),
+        "--utterance", "frase", "--participant-pattern", r"([^/]+)_[^/_]*$",
+    )  # fmt: skip
+    assert code == 0, output
+    _, meta = run_core_stages(DataLayout.from_location(tmp_path / "data"), "b1", pseudonymizer)
+    assert meta.table.height == 6 and meta.quarantine.is_empty()
+    assert meta.table.get_column("utterance_assumed").all()
+    ValidatedMetadataTable.validate(meta.table)
+    known = meta.table.with_columns(pl.lit(False).alias("utterance_assumed"))  # planted
+    with pytest.raises(pandera.errors.SchemaError, match="one_recording_per_participant"):
+        ValidatedMetadataTable.validate(known)
+
+
 # -- the leak the refusal prevents ----------------------------------------------------------
 
 
