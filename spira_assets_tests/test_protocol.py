@@ -69,9 +69,26 @@ def test_training_elements_are_the_published_ones() -> None:
     assert (augment.k_control, augment.k_patient, augment.scale) == (3, 3, "signed_max")
     assert (augment.min_peak, augment.max_peak) == NOISE_PEAK_RANGE == (0.033474047, 0.19233719)
     assert augment.mixup_alpha == 0.0
+    assert augment.skip_noise_list_header  # pd.read_csv(noise_data.csv): line 1 is a header
+    assert SPIRA.mixed_precision is False  # fp32: train.py has no autocast
     assert PROFILE_SEEDS[SPIRA_ACL2021] == (42, 43, 46)
     test = PUBLISHED_NOISY_TEST
     assert (test.k_control, test.k_patient, test.seed, test.threshold) == (1, 0, 42, 0.5)
+
+
+def test_the_published_profile_trains_in_fp32_where_the_platform_uses_bf16_on_cuda() -> None:
+    import warnings
+    from contextlib import nullcontext
+
+    from spira_assets.ml.train import precision
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert isinstance(precision(SPIRA, cuda), nullcontext)
+    with warnings.catch_warnings():  # torch warns where there is no CUDA device
+        warnings.simplefilter("ignore", UserWarning)
+        chosen = precision(PROFILES[PLATFORM], cuda)
+    assert isinstance(chosen, torch.autocast) and chosen.fast_dtype == torch.bfloat16
+    assert isinstance(precision(PROFILES[PLATFORM], cpu), nullcontext)
 
 
 def test_the_platform_profile_says_where_it_differs() -> None:
@@ -80,6 +97,7 @@ def test_the_platform_profile_says_where_it_differs() -> None:
     assert platform.window_rule == "platform" and SPIRA.window_rule == "spira"
     assert platform.threshold_rule == "youden" and platform.patience > 0
     assert not platform.validation_noise and platform.augment.scale == "peak"
+    assert not platform.augment.skip_noise_list_header and platform.mixed_precision
 
 
 def test_the_profile_is_selectable_in_the_launchpad_and_overridable() -> None:

@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,6 +174,14 @@ def evaluate(
     return loss, auroc(recordings.labels[groups], means), accuracy(recordings.labels[groups], means)
 
 
+def precision(config: TrainConfig, device: torch.device) -> AbstractContextManager[object]:
+    """The forward pass's precision: bf16 autocast on CUDA where the profile allows mixed
+    precision, else fp32 (the published profile; the CPU)."""
+    if device.type == "cuda" and config.mixed_precision:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def train(
     train_set: RecordingSet,
     val_set: RecordingSet,
@@ -205,11 +213,7 @@ def train(
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, noam(config.warmup_steps))
     loss_fn = nn.BCEWithLogitsLoss()
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and config.mixed_precision
-        else nullcontext()
-    )
+    autocast = precision(config, device)
     inserting = noise is not None and config.augment.k_control + config.augment.k_patient > 0
     train_noise = (
         Noise(noise, config.augment, lambda rows: [noise_rng] * len(rows))
