@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from spira_assets.ml.lineage import pinned_requirements
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import has_registered_version
 from spira_assets.ml.train_config import TrainConfig
+from spira_assets.ml.training_rows import version_row
 from spira_assets.resources import (
     ComputeResource,
     FeatureSettings,
@@ -51,35 +51,6 @@ GPU_TAGS = {
         },
     }
 }
-
-
-def _version_row(
-    layout_root: str, summary: dict[str, Any], lineage: dict[str, Any]
-) -> pl.DataFrame:
-    """The ``model_versions`` row of a saved version, from its own files (so a reused version
-    restores it when the lake was cleared)."""
-    version = summary["model_version"]
-    return pl.DataFrame(
-        {
-            "batch_id": [version],
-            "model_version": [version],
-            "trained_at": [datetime.fromisoformat(lineage["trained_at"])],
-            "best_seed": [summary["best_seed"]],
-            "seeds": [json.dumps(lineage["seeds"])],
-            "val_loss": [summary["val_loss"]],
-            "val_auroc": [summary["val_auroc"]],
-            "val_auroc_mean": [summary["val_auroc_mean"]],
-            "val_auroc_std": [summary["val_auroc_std"]],
-            "best_epoch": [summary["best_epoch"]],
-            "device": [summary["device"]],
-            "feature_config_hash": [lineage["feature_config_hash"]],
-            "code_version": [lineage["code_version"]],
-            "mlflow_run_id": [summary["mlflow_run_id"]],
-            "registered_version": [summary["registered_version"]],
-            "directory": [f"{layout_root}/models/{version}"],
-        },
-        schema=MODEL_VERSIONS.schema,
-    )
 
 
 def _mlflow_link(uri: str, run_id: str, registered_model: str, registered: str) -> dict[str, Any]:
@@ -134,13 +105,8 @@ def _spira_model(
 ) -> dg.MaterializeResult:
     """Plan (verified split), reuse a complete saved version of the same inputs, or train one;
     register it in MLflow and record its row."""
-    import mlflow
-
     from spira_assets.ml.artifacts import LINEAGE, SUMMARY
-    from spira_assets.ml.inference import THRESHOLD_FILE
-    from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
     from spira_assets.ml.training_inputs import TrainingInputsRefused, plan_training
-    from spira_assets.ml.training_run import train_config_params
 
     layout, lake = storage.layout(), storage.lake()
     try:
@@ -152,41 +118,78 @@ def _spira_model(
     uri = mlflow_tracking.resolved_uri()
     saved = reusable(directory, plan)
     summary: dict[str, Any] = json.loads((directory / SUMMARY).read_text()) if saved else {}
-    if (
+    reused = (
         saved
         and summary.get("registered_version")
         and has_registered_version(
             uri, summary["registered_version"], version, mlflow_tracking.registered_model
         )
-    ):
+    )
+    metadata: dict[str, Any] = {"model_version": version, "reused": bool(reused)}
+    if reused:
         context.log.info(f"inputs unchanged: reusing model version {version}")
         lineage = json.loads((directory / LINEAGE).read_text())
-        lake.write_part(MODEL_VERSIONS, version, _version_row(str(layout.root), summary, lineage))
-        storage.warehouse().ensure_views()
-        return dg.MaterializeResult(
-            metadata={
-                "model_version": version,
-                "reused": True,
-                "speaker_independence": plan.speaker_independence,
-                **_summary_metadata(summary),
-            },
-            data_version=dg.DataVersion(version),
-        )
+    else:
+        summary, lineage, run_id, registered = _train_and_register(
+            context, directory, plan, saved, layout, feature_config, train_config, device,
+            mlflow_tracking,
+        )  # fmt: skip
+        layout.publish(f"models/{version}")  # to object storage when the root is remote
+        metadata |= {
+            "mlflow_tracking_uri": uri,
+            "mlflow_run_id": run_id,
+            **_mlflow_link(uri, run_id, mlflow_tracking.registered_model, registered),
+            "registered_model": f"{mlflow_tracking.registered_model} v{registered}",
+        }
+    lake.write_part(MODEL_VERSIONS, version, version_row(str(layout.root), summary, lineage))
+    storage.warehouse().ensure_views()
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "speaker_independence": plan.speaker_independence,
+            **_summary_metadata(summary),
+        },
+        data_version=dg.DataVersion(version),
+    )
+
+
+def _train_and_register(
+    context: dg.AssetExecutionContext,
+    directory: Path,
+    plan: "TrainingPlan",
+    saved: bool,
+    layout: Any,
+    feature_config: FeatureConfig,
+    train_config: TrainConfig,
+    device: Any,
+    mlflow_tracking: MlflowTracking,
+) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """Train the plan (or take a saved version the tracking store does not know), log it and
+    register the pyfunc model; returns (summary, lineage, MLflow run id, registered version)."""
+    import mlflow
+
+    from spira_assets.ml.artifacts import LINEAGE, SUMMARY
+    from spira_assets.ml.inference import THRESHOLD_FILE
+    from spira_assets.ml.serving import PIP_PACKAGES, log_pyfunc
+    from spira_assets.ml.training_run import train_config_params
+
     with mlflow_tracking.run(context.run.run_id) as run_id:
         mlflow.log_params(
             {
-                "model_version": version,
+                "model_version": plan.version,
                 "device": str(device),
                 "code_version": plan.inputs["code_version"],
                 "feature_config_hash": plan.inputs["feature_config_hash"],
-                "seeds": seeds,
+                "seeds": plan.seeds,
                 **train_config_params(feature_config, train_config),
             }
         )
         if saved:
             context.log.warning(
-                f"model version {version} is saved but not registered in {uri}: registering it"
+                f"model version {plan.version} is saved but not registered in "
+                f"{mlflow_tracking.resolved_uri()}: registering it"
             )
+            summary = json.loads((directory / SUMMARY).read_text())
             lineage = json.loads((directory / LINEAGE).read_text())
             mlflow.log_param(
                 "threshold", json.loads((directory / THRESHOLD_FILE).read_text())["threshold"]
@@ -220,22 +223,7 @@ def _spira_model(
         summary["registered_version"] = registered
         summary["mlflow_run_id"] = run_id
         (directory / SUMMARY).write_text(json.dumps(summary, indent=2))
-    layout.publish(f"models/{version}")  # to object storage when the root is remote
-    lake.write_part(MODEL_VERSIONS, version, _version_row(str(layout.root), summary, lineage))
-    storage.warehouse().ensure_views()
-    return dg.MaterializeResult(
-        metadata={
-            "model_version": version,
-            "reused": False,
-            "mlflow_tracking_uri": uri,
-            "mlflow_run_id": run_id,
-            **_mlflow_link(uri, run_id, mlflow_tracking.registered_model, registered),
-            "registered_model": f"{mlflow_tracking.registered_model} v{registered}",
-            "speaker_independence": plan.speaker_independence,
-            **_summary_metadata(summary),
-        },
-        data_version=dg.DataVersion(version),
-    )
+    return summary, lineage, run_id, registered
 
 
 def _train(
