@@ -315,6 +315,16 @@ class EvaluationSettings(dg.ConfigurableResource):
     )
     subgroup_min_auroc: float = _GATE.subgroup_min_auroc
     max_subgroup_gap: float = _GATE.max_subgroup_gap
+    min_unseen_per_class: int = Field(
+        default=_GATE.min_unseen_per_class,
+        description="Patients and controls (each) unseen by both models that a comparison with "
+        "a champion needs; fewer fails the gate with 'insufficient evidence'.",
+    )
+    min_defined_draws: float = Field(
+        default=_GATE.min_defined_draws,
+        description="Share of bootstrap draws that must define a statistic (both classes drawn) "
+        "for its interval; below it the interval is undefined and a comparison fails the gate.",
+    )
 
     def gate(self) -> GateConfig:
         return GateConfig(
@@ -323,6 +333,8 @@ class EvaluationSettings(dg.ConfigurableResource):
             self.non_inferiority_margin,
             self.subgroup_min_auroc,
             self.max_subgroup_gap,
+            self.min_unseen_per_class,
+            self.min_defined_draws,
         )
 
 

@@ -15,6 +15,7 @@ from spira_assets.ml.evaluation import (
     brier,
     expected_calibration_error,
     metric_table,
+    paired_difference,
     subgroup_table,
     youden_threshold,
 )
@@ -112,3 +113,37 @@ def test_small_subgroups_are_marked_not_judgeable() -> None:
     judged = dict(table.select("value", "judgeable").rows())
     assert judged == {"F": True, "M": False}
     assert table.filter(pl.col("value") == "F").get_column("auroc").item() == 1.0
+
+
+def test_an_interval_from_too_few_defined_draws_is_undefined_and_says_its_share() -> None:
+    # one patient and one control: about half the draws have a single class (AUROC undefined);
+    # the percentiles of the other half used to give the interval [1, 1]
+    two = pl.DataFrame({"participant": ["a", "b"], "label": [1, 0], "score": [0.9, 0.1]})
+    estimate = bootstrap(two, auroc, resamples=400)
+    assert estimate.value == 1.0
+    assert np.isnan(estimate.low) and np.isnan(estimate.high) and not estimate.has_interval
+    assert 0.3 < estimate.defined < 0.7
+    table = metric_table(two, threshold=0.5, resamples=400)
+    row = table.filter(pl.col("metric") == "auroc").row(0, named=True)
+    assert row["ci_low"] is None and row["ci_high"] is None
+    assert row["draws_defined"] == pytest.approx(estimate.defined)
+    accuracy = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
+    assert accuracy["draws_defined"] == 1.0 and accuracy["ci_low"] is not None  # always defined
+    # 19 patients and 1 control: a draw misses the control (19/20)^20 = 36 % of the time
+    rare = pl.DataFrame(
+        {"participant": [f"p{i}" for i in range(20)], "label": [1] * 19 + [0], "score": [0.5] * 20}
+    )
+    assert not bootstrap(rare, auroc, resamples=400).has_interval
+    assert bootstrap(rare, auroc, resamples=400, min_defined=0.5).has_interval  # configurable
+
+
+def test_a_paired_difference_on_two_people_has_no_interval() -> None:
+    # the gate's fault: two participants unseen by both models, both models scoring alike
+    frame = pl.DataFrame(
+        {"participant": ["a", "b"], "recording": ["r1", "r2"], "label": [1, 0], "score": [0.8, 0.3]}
+    )
+    paired = paired_difference(frame, frame, resamples=400)
+    assert paired.difference.value == 0.0
+    assert not paired.difference.has_interval  # it used to be [0, 0]
+    assert 0.3 < paired.difference.defined < 0.7
+    assert (paired.participants, paired.patients, paired.controls) == (2, 1, 1)

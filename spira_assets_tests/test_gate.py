@@ -7,6 +7,7 @@ import polars as pl
 from spira_assets.ml.champions import ChampionState
 from spira_assets.ml.comparison import Comparison
 from spira_assets.ml.gate import GateConfig, decide
+from spira_assets.resources import EvaluationSettings
 
 GOOD = {"auroc": 0.92, "sensitivity": 0.88}
 
@@ -15,8 +16,31 @@ def subgroups(*rows: tuple[str, str, float, bool]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["subgroup", "value", "auroc", "judgeable"], orient="row")
 
 
-def versus(reference: str, low: float, role: str = "champion", diff: float = 0.0) -> Comparison:
-    return Comparison(reference, role, 40, 160, "", 0.9, 0.9 - diff, diff, low, diff + (diff - low))
+def versus(
+    reference: str,
+    low: float,
+    role: str = "champion",
+    diff: float = 0.0,
+    people: tuple[int, int] = (20, 20),
+    defined: float = 1.0,
+) -> Comparison:
+    """A comparison that ran: ``people`` patients and controls unseen by both, a paired
+    bootstrap defined in ``defined`` of its draws."""
+    return Comparison(
+        reference,
+        role,
+        sum(people),
+        4 * sum(people),
+        "",
+        0.9,
+        0.9 - diff,
+        diff,
+        low,
+        diff + (diff - low),
+        None,
+        *people,
+        defined,
+    )
 
 
 def test_a_good_first_model_passes() -> None:
@@ -91,3 +115,46 @@ def test_undefined_metrics_fail_with_an_explanation() -> None:
         GateConfig(0.0, 0.0),
     )
     assert not decision.passed and "lacks patients or controls" in decision.reasons[0]
+
+
+def test_two_people_unseen_by_both_are_not_evidence() -> None:
+    # the fault: one patient and one control unseen by both models, identical scores: the
+    # paired interval is [0, 0], which used to pass any margin
+    two = versus("champ", low=0.0, people=(1, 1))
+    decision = decide(GOOD, [two], subgroups(), GateConfig())
+    assert not decision.passed
+    assert decision.reasons == [
+        "champion champ: insufficient evidence: 1 patients and 1 controls unseen by both "
+        "models, at least 10 of each are needed"
+    ]
+    (evidence,) = [c for c in decision.criteria if c.name.startswith("patients / controls")]
+    assert evidence.value == 1 and not evidence.passed
+    # one class short is enough to refuse, and against a past champion the reason says which
+    past = versus("old", low=0.0, role="past champion", people=(30, 9))
+    refused = decide(GOOD, [past, versus("champ", low=0.0)], subgroups(), GateConfig())
+    assert refused.reasons == [
+        "past champion old: insufficient evidence: 30 patients and 9 controls unseen by both "
+        "models, at least 10 of each are needed"
+    ]
+    assert decide(GOOD, [versus("champ", low=0.0, people=(10, 10))], subgroups(), GateConfig())
+
+
+def test_the_minimum_is_configurable_and_its_default_is_the_gates() -> None:
+    assert GateConfig().min_unseen_per_class == 10 and GateConfig().min_defined_draws == 0.95
+    settings = EvaluationSettings()
+    assert settings.gate() == GateConfig()  # the resource takes its defaults from the core
+    lenient = EvaluationSettings(min_unseen_per_class=1).gate()
+    assert decide(GOOD, [versus("champ", low=0.0, people=(1, 1))], subgroups(), lenient).passed
+
+
+def test_a_bootstrap_defined_in_too_few_draws_fails_the_gate() -> None:
+    # enough people, but 8 % of the paired draws had one class only: the interval of the
+    # other 92 % would be narrower than the truth
+    shaky = versus("champ", low=-0.01, people=(12, 12), defined=0.92)
+    decision = decide(GOOD, [shaky], subgroups(), GateConfig())
+    assert not decision.passed
+    assert decision.reasons == [
+        "champion champ: insufficient evidence: the paired bootstrap was defined in 92% of "
+        "its draws (both classes drawn), at least 95% are needed"
+    ]
+    assert decide(GOOD, [versus("champ", low=-0.01, defined=0.95)], subgroups(), GateConfig())

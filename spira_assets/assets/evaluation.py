@@ -13,6 +13,7 @@ from spira_assets.assets import versions
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import image, plot_evaluation, table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
+from spira_assets.ingest.gates import LeftOut, without_blocked
 from spira_assets.ml.report import pivot_metrics, subgroup_summary, table, with_ci, write_pair
 from spira_assets.ml.split import test_set_leaks
 from spira_assets.resources import (
@@ -53,6 +54,15 @@ def model_version_of_run(
         version = str(trained.sort("trained_at").get_column("model_version")[-1])
     context.log.info(f"{asset} was not materialized in this run: using the latest, {version}")
     return version
+
+
+def _blocked_sentence(left_out: LeftOut) -> str:
+    if not left_out:
+        return ""
+    return (
+        "Left out, because their batch is blocked now (a blocking ingest check failed after "
+        f"the model was trained): {left_out.describe()}. "
+    )
 
 
 def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
@@ -110,11 +120,14 @@ def _evaluation_report(
             ],
             data_version=dg.DataVersion(f"{version}-leaking"),
         )
-    test = candidate.test_recordings(lake.read_table(AUDIO_16K))
+    test, left_out = without_blocked(lake, candidate.test_recordings(lake.read_table(AUDIO_16K)))
+    if left_out:
+        context.log.warning(f"left out of the evaluation of {version}: {left_out.describe()}")
     recorded = candidate.split.filter(pl.col("split") == "test").height
     if test.is_empty():
         raise dg.Failure(
             f"model {version} has no test recordings left: add batches or raise test_share"
+            + (f" ({left_out.describe()})" if left_out else "")
         )
     root = local_shards(layout, test)
     assessed = assess(
@@ -126,6 +139,7 @@ def _evaluation_report(
         device,
         evaluation.bootstrap_resamples,
         evaluation.noisy_seed,
+        evaluation.min_defined_draws,
     )
     metrics, frames = assessed.metrics, assessed.frames
     clean = frames["clean/recording"]
@@ -161,12 +175,16 @@ def _evaluation_report(
         f"# Evaluation of model {version}\n\n"
         f"Training protocol: **{profile}**. Test set: the model's own recorded test split, "
         f"{clean.height} recordings of {people} participants ({recorded} recorded; "
-        f"{recorded - test.height} no longer in the store; {assessed.excluded} without a window "
-        "under the model's window rule), none of them in its training or validation data "
-        f"(checked). Clean, and {noise_note}. Decision threshold {candidate.threshold:.3f} "
+        f"{recorded - test.height - sum(left_out.recordings.values())} no longer in the store; "
+        f"{sum(left_out.recordings.values())} of batches blocked now, left out; "
+        f"{assessed.excluded} without a window under the model's window rule), none of them in "
+        f"its training or validation data (checked). Clean, and {noise_note}. "
+        f"{_blocked_sentence(left_out)}Decision threshold {candidate.threshold:.3f} "
         f"({json.loads((candidate.directory / 'threshold.json').read_text())['chosen_on']}); the "
         "published noisy test decides at 0.5, as SPIRA does. 95% CIs resample participants "
-        f"({evaluation.bootstrap_resamples} draws). Speaker independence: {speaker}.\n\n"
+        f"({evaluation.bootstrap_resamples} draws); a CI defined in fewer than "
+        f"{evaluation.min_defined_draws:.0%} of the draws is marked undefined, with the share. "
+        f"Speaker independence: {speaker}.\n\n"
         "The comparison with the champion and with every past champion (paired differences on "
         "participants unseen by both) is in the model card written by the promotion gate.\n\n"
         "## SPIRA's published test, per seed\n\nAccuracy per recording at 0.5 (mean of window "
@@ -216,6 +234,7 @@ def _evaluation_report(
         "profile": profile,
         "published_test_per_seed": table_metadata(assessed.per_seed),
         "recordings_without_window": assessed.excluded,
+        "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
     }
     if ("noisy", "auroc") in value:
         metadata["test_auroc_noisy"] = round(value[("noisy", "auroc")], 4)

@@ -20,9 +20,8 @@ from spira_assets.assets.presentation import (
     image,
     table_metadata,
 )
-from spira_assets.assets.ranges import SINGLE_RUN, per_batch_outputs
+from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batch_outputs
 from spira_assets.assets.tables import table_out, with_tables
-from spira_assets.checks import require_open
 from spira_assets.features.config import FeatureConfig, WindowConfig
 from spira_assets.features.windows import instances
 from spira_assets.partitions import collection_batch
@@ -79,14 +78,14 @@ def spectrogram_features(
     storage: StorageResource,
     features: FeatureSettings,
     compute: ComputeResource,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[RangeEvent]:
     """Features of every recording in ``audio_16k`` with the configured transform on the
     configured device (each recording's frames equal torchaudio's transform of it alone,
     computed in cache-sized chunks of frames of consecutive recordings), stored as float32
     frames under ``features/<config_hash>/``, with an index
     (frame offset, frames, 4 s/1 s windows) and per-coefficient statistics for drift checks.
-    A backfill does a range of batches in one run; blocked batches are refused."""
-    require_open(storage.lake(), context.partition_keys)
+    A backfill does a range of batches in one run; blocked batches are refused (a range
+    materializes its other batches and fails naming them)."""
     config_hash = features.config().config_hash()
 
     def one(batch_id: str) -> tuple[dg.MaterializeResult, ...]:
@@ -94,7 +93,7 @@ def spectrogram_features(
         stats = storage.lake().read_part(FEATURE_STATS, batch_id, sub=config_hash)
         return with_tables(result, "spectrogram_features", [(FEATURE_STATS, stats)])
 
-    yield from per_batch_outputs(context, one)
+    yield from open_batch_outputs(context, storage.lake(), one)
 
 
 def _features(

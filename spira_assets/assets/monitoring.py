@@ -16,8 +16,7 @@ from spira_assets.assets.presentation import (
     image,
     table_metadata,
 )
-from spira_assets.assets.ranges import SINGLE_RUN, per_batch
-from spira_assets.checks import require_open
+from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
 from spira_assets.ml.champions import current_champion_in_audit
 from spira_assets.ml.drift import feature_drift, metadata_drift
 from spira_assets.partitions import collection_batch
@@ -61,12 +60,14 @@ def batch_drift(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     drift: DriftSettings,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[RangeEvent]:
     """Class, sex, device, utterance (PSI), age and duration (KS) and per-coefficient feature
     means (shift in SDs) of this batch against the batches the champion was trained on. A
-    backfill does a range of batches in one run; blocked batches are refused."""
-    require_open(storage.lake(), context.partition_keys)
-    yield per_batch(context, lambda batch_id: _batch_drift(context, batch_id, storage, drift))
+    backfill does a range of batches in one run; blocked batches are refused (a range
+    materializes its other batches and fails naming them)."""
+    yield from open_batches(
+        context, storage.lake(), lambda batch_id: _batch_drift(context, batch_id, storage, drift)
+    )
 
 
 def _batch_drift(

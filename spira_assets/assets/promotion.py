@@ -14,13 +14,15 @@ from spira_assets.assets.evaluation import model_version_of_run
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
+from spira_assets.ingest.gates import without_blocked
 from spira_assets.ml.champions import resolve_champion
-from spira_assets.ml.gate import decide
+from spira_assets.ml.gate import comparison_shortfall, decide
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.model_card import criteria_table, model_card
+from spira_assets.ml.promotion_history import promotion_record
 from spira_assets.ml.report import write_pair
 from spira_assets.ml.split import test_set_leaks
-from spira_assets.ml.tracking import CHAMPION_ALIAS
+from spira_assets.ml.tracking import mark_promoted
 from spira_assets.resources import (
     ComputeResource,
     EvaluationSettings,
@@ -37,6 +39,8 @@ from spira_assets.storage.tables import (
 
 if TYPE_CHECKING:
     from spira_assets.ml.comparison import Comparison
+    from spira_assets.ml.gate import GateConfig, GateDecision
+    from spira_assets.storage.lake import Lake
 
 GATE_CHECK = "promotion_gate"
 
@@ -50,7 +54,7 @@ def _clean(metrics: pl.DataFrame) -> dict[str, float]:
     return dict(rows.select("metric", "value").rows())
 
 
-def _compared_with(comparisons: "list[Comparison]") -> str:
+def _compared_with(comparisons: "list[Comparison]", gate: "GateConfig") -> str:
     return json.dumps(
         [
             {
@@ -60,11 +64,51 @@ def _compared_with(comparisons: "list[Comparison]") -> str:
                 "difference": c.difference,
                 "ci_low": c.ci_low,
                 "ci_high": c.ci_high,
-                "error": c.error,
+                "patients": c.patients,
+                "controls": c.controls,
+                "draws_defined": c.draws_defined,
+                "error": c.error or comparison_shortfall(c, gate),
             }
             for c in comparisons
         ]
     )
+
+
+def version_to_gate(context: dg.AssetExecutionContext, lake: "Lake") -> str:
+    """The model version this run gates: the evaluated one, which must be the version
+    ``spira_model`` produced (in this run, or its latest): a run that trains without
+    evaluating never gates the previously evaluated model in its place."""
+    evaluated = model_version_of_run(context, "evaluation_report", lake)
+    trained = model_version_of_run(context, "spira_model", lake)
+    if evaluated != trained:
+        raise dg.Failure(
+            f"spira_model's model is {trained} but the latest evaluation_report evaluated "
+            f"{evaluated}: a run that gates a model must have evaluated that model; "
+            "materialize evaluation_report (with champion) for it"
+        )
+    return evaluated
+
+
+def _audit_row(
+    decision_id: str,
+    now: datetime,
+    version: str,
+    registered: str,
+    champion: str | None,
+    decision: "GateDecision",
+    metrics: pl.DataFrame,
+) -> dict[str, Any]:
+    return {
+        "batch_id": decision_id,
+        "decided_at": now,
+        "candidate_version": version,
+        "candidate_registered": registered,
+        "champion_version": champion,
+        "passed": decision.passed,
+        "candidate_auroc": _clean(metrics).get("auroc"),
+        "candidate_sensitivity": _clean(metrics).get("sensitivity"),
+        "code_version": code_version(),
+    }
 
 
 def _champion(
@@ -79,15 +123,13 @@ def _champion(
     participants neither saw), subgroup floors and gaps. On pass the registered model's
     ``champion`` alias moves; every decision is appended to ``promotions``; a model card with
     the paired differences and every criterion is written."""
-    from mlflow.tracking import MlflowClient
-
     from spira_assets.ml.artifacts import SUMMARY
     from spira_assets.ml.comparison import compare, comparisons_frame
     from spira_assets.ml.inputs import local_shards, recordings_with_split, with_split
     from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
 
     layout, lake = storage.layout(), storage.lake()
-    version = model_version_of_run(context, "evaluation_report", lake)
+    version = version_to_gate(context, lake)
     device = compute.torch_device()
     try:
         candidate = ModelUnderTest.load(layout, lake, version)
@@ -99,7 +141,9 @@ def _champion(
     subgroups = lake.read_part(EVALUATION_SUBGROUPS, version)
     uri = mlflow_tracking.resolved_uri()
     state = resolve_champion(lake, uri, mlflow_tracking.registered_model)
-    pool = recordings_with_split(lake)
+    pool, left_out = without_blocked(lake, recordings_with_split(lake))
+    if left_out:
+        context.log.warning(f"left out of the comparisons: {left_out.describe()}")
     root = local_shards(layout, pool)
     comparisons = []
     for reference, role in state.references(version):
@@ -115,10 +159,11 @@ def _champion(
                 lake,
                 device,
                 evaluation.bootstrap_resamples,
+                evaluation.min_defined_draws,
             )
         )
-    margin = evaluation.gate().non_inferiority_margin
-    decision = decide(_clean(metrics), comparisons, subgroups, evaluation.gate(), state.error)
+    gate = evaluation.gate()
+    decision = decide(_clean(metrics), comparisons, subgroups, gate, state.error)
     leaks = test_set_leaks(candidate.split)
     if leaks:  # evaluation_report's check blocks its own run; this blocks every other
         decision.passed = False
@@ -129,41 +174,24 @@ def _champion(
     already = state.current == version
     head = next((c for c in comparisons if c.role == "champion"), None)
     decision_id = f"{now:%Y%m%dT%H%M%S%fZ}-{version[:8]}"
-    test = candidate.test_recordings(lake.read_table(AUDIO_16K))
-    lake.write_part(EVALUATION_COMPARISONS, version, comparisons_frame(version, comparisons))
-    lake.write_part(
-        PROMOTIONS,
-        decision_id,
-        pl.DataFrame(
-            {
-                "batch_id": [decision_id],
-                "decided_at": [now],
-                "candidate_version": [version],
-                "candidate_registered": [registered],
-                "champion_version": [state.current],
-                "passed": [decision.passed],
-                "reasons": [
-                    json.dumps(decision.reasons or (["already champion"] if already else []))
-                ],
-                "candidate_auroc": [_clean(metrics).get("auroc")],
-                "candidate_sensitivity": [_clean(metrics).get("sensitivity")],
-                "champion_auroc": [head.reference_auroc if head and not head.error else None],
-                "auroc_difference": [head.difference if head and not head.error else None],
-                "difference_ci_low": [head.ci_low if head and not head.error else None],
-                "difference_ci_high": [head.ci_high if head and not head.error else None],
-                "compared_with": [_compared_with(comparisons)],
-                "test_recordings": [test.height],
-                "code_version": [code_version()],
-            },
-            schema=PROMOTIONS.schema,
-        ),
-    )
+    test, _ = without_blocked(lake, candidate.test_recordings(lake.read_table(AUDIO_16K)))
+    lake.write_part(EVALUATION_COMPARISONS, version, comparisons_frame(version, comparisons, gate))
+    row = _audit_row(decision_id, now, version, registered, state.current, decision, metrics)
+    row |= {
+        "reasons": json.dumps(decision.reasons or (["already champion"] if already else [])),
+        "champion_auroc": head.reference_auroc if head and not head.error else None,
+        "auroc_difference": head.difference if head and not head.error else None,
+        "difference_ci_low": head.ci_low if head and not head.error else None,
+        "difference_ci_high": head.ci_high if head and not head.error else None,
+        "compared_with": _compared_with(comparisons, gate),
+        "test_recordings": test.height,
+    }
+    lake.write_part(PROMOTIONS, decision_id, pl.DataFrame([row], schema=PROMOTIONS.schema))
     storage.warehouse().ensure_views()
-    # the audit row first: if moving the alias fails, the next gate sees the disagreement
+    # the audit row first: if tagging or moving the alias fails, the next gate sees the
+    # disagreement; the tag is the registry's own record of the promotion (restorable history)
     if decision.passed and not already:
-        MlflowClient(uri).set_registered_model_alias(
-            mlflow_tracking.registered_model, CHAMPION_ALIAS, registered
-        )
+        mark_promoted(uri, registered, promotion_record(row), mlflow_tracking.registered_model)
     holder = version if decision.passed else (state.current or "none")
 
     recordings = with_split(lake.read_table(AUDIO_16K), candidate.split)
@@ -186,7 +214,7 @@ def _champion(
         decision,
         comparisons,
         state.current or "none (first model)",
-        margin,
+        gate,
     )
     reports = layout.local_root / "reports" / version
     md, html = write_pair(reports, "model_card", card, f"Model card {version}")
@@ -199,6 +227,7 @@ def _champion(
         "reasons": "; ".join(decision.reasons) or "none",
         "champion_version": holder,
         "compared_with": len(comparisons),
+        "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
         "model_card": report_url(version, html.name),
         "model_card_file": dg.MetadataValue.path(str(html)),
         "model_card_markdown": dg.MetadataValue.path(str(md)),

@@ -5,6 +5,7 @@ old ones."""
 
 import hashlib
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.presentation import column_schema, data_version, table_metadata
-from spira_assets.assets.ranges import SINGLE_RUN, per_batch
+from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
 from spira_assets.audio.decode import TARGET_RATE, decode_16k
 from spira_assets.audio.quality import (
     SUPPORTED_SUFFIXES,
@@ -24,7 +25,6 @@ from spira_assets.audio.quality import (
 )
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.batches import is_control_file
-from spira_assets.checks import require_open
 from spira_assets.features.waveforms import Recording, assemble_waveform_shard
 from spira_assets.ingest.noise_folder import FINGERPRINT_KEY, noise_fingerprint
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
@@ -56,16 +56,18 @@ __all__ = ["RESAMPLER_VERSION", "audio_16k", "hospital_noise"]
 )
 def audio_16k(
     context: dg.AssetExecutionContext, storage: StorageResource, policy: IngestPolicy
-) -> dg.MaterializeResult:
+) -> Iterator[RangeEvent]:
     """Every recording ``validated_metadata`` kept, as 16 kHz mono int16 in one
     memory-mappable shard per batch, copied from the PCM ``raw_audio`` resampled (soxr) from
     the decode that measured each file: nothing is decoded here, except recordings whose PCM
     is missing or came from another resampler version (re-decoded from the raw store and
     counted in ``decoded_again``). The index (offset, length, pseudonym, label, utterance,
     resampler) goes to the ``audio_16k`` table. A backfill does a range of batches in one run.
-    A batch that failed a blocking ingest check is refused, whatever started the run."""
-    require_open(storage.lake(), context.partition_keys)
-    return per_batch(context, lambda batch_id: _audio_16k(context, batch_id, storage, policy))
+    A batch that failed a blocking ingest check is refused, whatever started the run; a range
+    materializes its other batches and fails naming the blocked ones."""
+    yield from open_batches(
+        context, storage.lake(), lambda batch_id: _audio_16k(context, batch_id, storage, policy)
+    )
 
 
 def landed_pcm(layout: DataLayout, lake: Lake, batch_id: str) -> dict[str, tuple[Path, int, int]]:

@@ -6,6 +6,10 @@ A blocking asset check stops downstream steps of the *same* run only. A batch th
 check outcome in the ``batch_checks`` table, and everything downstream of ingest asks
 :func:`blocked_batches` before it takes a batch: whatever started the run, a batch whose latest
 blocking outcome failed (or was never recorded) is refused, with the check named.
+
+A block can come after a model was trained on the batch. Evaluation and the champion's
+comparison pool ask again (:func:`without_blocked`): they leave out the recordings of batches
+blocked *now*, and say which and how many; a range backfill fails only its blocked batches.
 """
 
 from __future__ import annotations
@@ -89,3 +93,30 @@ def blocked_batches(lake: Lake, batch_ids: Iterable[str]) -> dict[str, list[str]
 
 def describe_blocked(blocked: dict[str, list[str]]) -> str:
     return "; ".join(f"batch {b} is blocked by {', '.join(r)}" for b, r in sorted(blocked.items()))
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Recordings left out because their batch is blocked now: how many per batch, and why."""
+
+    recordings: dict[str, int]
+    reasons: dict[str, list[str]]
+
+    def __bool__(self) -> bool:
+        return bool(self.recordings)
+
+    def describe(self) -> str:
+        return "; ".join(
+            f"batch {b} ({n} recordings) is blocked by {', '.join(self.reasons[b])}"
+            for b, n in sorted(self.recordings.items())
+        )
+
+
+def without_blocked(lake: Lake, recordings: pl.DataFrame) -> tuple[pl.DataFrame, LeftOut]:
+    """``recordings`` (rows with a ``batch_id``) without those of batches blocked now."""
+    batches = recordings.get_column("batch_id").unique().to_list()
+    blocked = blocked_batches(lake, batches)
+    left_out = recordings.filter(pl.col("batch_id").is_in(sorted(blocked)))
+    counts = dict(left_out.group_by("batch_id").len().rows())
+    kept = recordings.filter(~pl.col("batch_id").is_in(sorted(blocked)))
+    return kept, LeftOut({str(b): int(n) for b, n in counts.items()}, blocked)

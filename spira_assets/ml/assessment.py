@@ -6,8 +6,9 @@
 - ``published_noisy``: SPIRA's noisy test exactly (``protocol.PUBLISHED_NOISY_TEST``): one slice
   on controls, none on patients, ``random.seed(42 * index)``, decision at 0.5.
 
-Metrics get participant-bootstrap intervals; and, as the paper reports them, the clean and
-published-noisy accuracy of every kept seed's model and their mean.
+Metrics get participant-bootstrap intervals (undefined, with the share of defined draws, when
+fewer than ``min_defined`` of the draws define the metric); and, as the paper reports them, the
+clean and published-noisy accuracy of every kept seed's model and their mean.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import kept_seeds
 from spira_assets.ml.evaluation import aggregate, metric_table, threshold_metrics
+from spira_assets.ml.gate import MIN_DEFINED_DRAWS
 from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST
 from spira_assets.ml.scoring import ModelUnderTest, per_recording_noise, published_noise
 from spira_assets.ml.train import Noise
@@ -32,7 +34,9 @@ PUBLISHED = "published_noisy"
 
 @dataclass
 class Assessment:
-    metrics: pl.DataFrame  # EVALUATION_METRICS rows (role candidate, and per seed)
+    # EVALUATION_METRICS rows (role candidate, and per seed) and ``draws_defined``: the share
+    # of bootstrap draws that defined each metric (null for the per-seed rows)
+    metrics: pl.DataFrame
     frames: dict[str, pl.DataFrame]  # "<condition>/<level>" -> scored recordings/participants
     per_seed: pl.DataFrame  # seed, clean_accuracy, published_noisy_accuracy (+ the mean)
     excluded: int  # test recordings with no window under the model's window rule
@@ -55,6 +59,7 @@ def assess(
     device: torch.device,
     resamples: int,
     noisy_seed: int,
+    min_defined: float = MIN_DEFINED_DRAWS,
 ) -> Assessment:
     recordings = candidate.recordings(test, root, lake, layout)
     bank = candidate.noise(lake, layout, device)
@@ -75,7 +80,7 @@ def assess(
             scored = aggregate(windows, level)
             frames[f"{condition}/{level}"] = scored
             rows.append(
-                metric_table(scored, threshold, resamples).with_columns(
+                metric_table(scored, threshold, resamples, min_defined=min_defined).with_columns(
                     pl.lit("candidate").alias("role"),
                     pl.lit(condition).alias("condition"),
                     pl.lit(level).alias("level"),
@@ -146,7 +151,7 @@ def assess(
         "version is gone"
     )
     return Assessment(
-        EVALUATION_METRICS.conform(metrics),
+        EVALUATION_METRICS.conform(metrics).with_columns(metrics.get_column("draws_defined")),
         frames,
         per_seed,
         len(recordings) - scored_recordings,

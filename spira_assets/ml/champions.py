@@ -5,7 +5,9 @@ The gate compares every candidate with the current champion and with every model
 held the title (so successive small losses cannot add up), which needs the history; and it
 must never mistake "the registry could not answer" for "there is no champion". A champion
 that exists but cannot be established is an error the gate reports, not a reason to judge on
-floors alone.
+floors alone. The registry keeps its own record of each promotion (a tag on the registered
+version, ``tracking.PROMOTION_TAG``), so a history the lake lost is noticed, and rebuilt from
+it (``promotion_history.restore_promotions``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from spira_assets.ml.tracking import CHAMPION_ALIAS, RegistryError, alias_holder
+from spira_assets.ml.tracking import (
+    CHAMPION_ALIAS,
+    RegistryError,
+    RegistryPromotion,
+    registry_promotions,
+)
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import PROMOTIONS
 
@@ -45,32 +52,46 @@ def current_champion_in_audit(lake: Lake) -> str | None:
     return None if passed.is_empty() else str(passed.get_column("candidate_version")[-1])
 
 
+def _described(promotions: list[RegistryPromotion]) -> str:
+    return ", ".join(
+        f"{p.model_version} (registered version {p.registered}, "
+        + ("tagged at promotion" if p.record else "holding the alias")
+        + ")"
+        for p in promotions
+    )
+
+
 def resolve_champion(
     lake: Lake, tracking_uri: str, registered_model: str, alias: str = CHAMPION_ALIAS
 ) -> ChampionState:
+    """The champion and its history, from the audit table, checked against the registry: the
+    alias holder must be the audit's current champion, and every version the registry records
+    as promoted must have a passed decision (a lost history would silently drop past
+    champions from the comparison)."""
     history = tuple(champion_history(lake))
     audit = current_champion_in_audit(lake)
     try:
-        holder = alias_holder(tracking_uri, registered_model, alias)
+        promoted = registry_promotions(tracking_uri, registered_model, alias)
     except RegistryError as error:
         return ChampionState(audit, history, f"{error}; the champion cannot be compared")
-    registry = holder[1] if holder else None
-    if audit == registry:
-        return ChampionState(audit, history)
-    if audit is None:
-        problem = (
-            f"the registry's {alias!r} alias is on model {registry} (registered version "
-            f"{holder[0] if holder else '?'}), but the promotions table has no passed decision: "
-            "restore the lake's promotions table or remove the alias"
+    holder = next((p for p in promoted if p.holds_alias), None)
+    registry = holder.model_version if holder else None
+    problems = []
+    lost = [p for p in promoted if p.model_version not in history]
+    if lost:
+        problems.append(
+            f"the promotions table has no passed decision for {_described(lost)}, which the "
+            "registry records as promoted: the promotion history was lost; rebuild it from "
+            "the registry's records with `spira restore-promotions`"
         )
-    elif registry is None:
-        problem = (
+    if audit != registry and registry is None:
+        problems.append(
             f"the promotions table names {audit} champion, but the registry has no {alias!r} "
             "alias (was the tracking store replaced?): restore it or set the alias again"
         )
-    else:
-        problem = (
+    elif audit != registry and audit is not None:
+        problems.append(
             f"the promotions table names {audit} champion but the registry's {alias!r} alias is "
             f"on {registry}: the audit and the registry disagree"
         )
-    return ChampionState(audit, history, problem)
+    return ChampionState(audit, history, "; ".join(problems) or None)

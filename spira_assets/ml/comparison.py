@@ -4,12 +4,13 @@ Each pair is scored on the recordings of the current split whose participants (a
 content) are in neither model's training or validation data, each model through its own
 window, feature and threshold settings; the AUROC difference gets a paired participant
 bootstrap (same people, same draws for both). Where a reference cannot be scored, the
-comparison says why: the gate refuses on it instead of skipping it.
+comparison says why: the gate refuses on it instead of skipping it. Each comparison counts the
+patients and controls it rests on and the share of bootstrap draws that were defined: the gate
+(``gate.comparison_shortfall``) judges whether that is evidence enough.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from spira_assets.layout import DataLayout
 from spira_assets.ml.evaluation import aggregate, paired_difference
+from spira_assets.ml.gate import MIN_DEFINED_DRAWS, GateConfig, comparison_shortfall
 from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
 from spira_assets.ml.split import unseen_by
 from spira_assets.storage.lake import Lake
@@ -40,6 +42,9 @@ class Comparison:
     ci_low: float = NAN
     ci_high: float = NAN
     error: str | None = None
+    patients: int = 0  # participants unseen by both, by class
+    controls: int = 0
+    draws_defined: float = NAN  # share of the paired bootstrap's draws that were defined
 
 
 def _origins(subset: pl.DataFrame, candidate: ModelUnderTest, reference: ModelUnderTest) -> str:
@@ -66,6 +71,7 @@ def compare(
     lake: Lake,
     device: torch.device,
     resamples: int,
+    min_defined: float = MIN_DEFINED_DRAWS,
 ) -> Comparison:
     """The candidate against one reference on the recordings of ``pool`` unseen by both."""
     try:
@@ -86,13 +92,7 @@ def compare(
     # under a stricter window rule one model may have no window for a short recording
     common = set(scored[0].get_column("recording")) & set(scored[1].get_column("recording"))
     scored = [s.filter(pl.col("recording").is_in(sorted(common))) for s in scored]
-    paired = paired_difference(scored[0], scored[1], resamples=resamples)
-    problem = None
-    if not math.isfinite(paired.difference.low):
-        problem = (
-            f"the {paired.participants} participants unseen by both models do not include "
-            "patients and controls enough for an AUROC interval"
-        )
+    paired = paired_difference(scored[0], scored[1], resamples=resamples, min_defined=min_defined)
     return Comparison(
         reference_version,
         role,
@@ -104,13 +104,25 @@ def compare(
         paired.difference.value,
         paired.difference.low,
         paired.difference.high,
-        problem,
+        None,
+        paired.patients,
+        paired.controls,
+        paired.difference.defined,
     )
 
 
-def comparisons_frame(candidate_version: str, comparisons: list[Comparison]) -> pl.DataFrame:
+def comparisons_frame(
+    candidate_version: str, comparisons: list[Comparison], config: GateConfig
+) -> pl.DataFrame:
+    """The ``evaluation_comparisons`` rows; ``error`` says why a comparison cannot support a
+    decision: it failed, or it rests on too little evidence (``config``)."""
     rows = [
-        {"batch_id": candidate_version, "model_version": candidate_version, **asdict(c)}
+        {
+            "batch_id": candidate_version,
+            "model_version": candidate_version,
+            **asdict(c),
+            "error": c.error or comparison_shortfall(c, config),
+        }
         for c in comparisons
     ]
     if not rows:

@@ -4,6 +4,11 @@ Scores are aggregated window -> recording (mean) -> participant (mean), as SPIRA
 by the mean over its windows. Confidence intervals resample *participants* (with all their
 recordings), because recordings of one person are not independent. The decision threshold is
 chosen on validation data (Youden's J) and then applied unchanged to the test set.
+
+A draw can leave a statistic undefined (an AUROC of a draw without patients). The percentiles
+of the defined draws alone would be an interval over lucky draws, narrower than the truth; so
+an interval is given only when at least ``MIN_DEFINED_DRAWS`` (95 %) of the draws are defined,
+and is otherwise undefined (NaN bounds), with the share it had (``Estimate.defined``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_curve
 
+from spira_assets.ml.gate import MIN_DEFINED_DRAWS
 from spira_assets.ml.metrics import auroc
 
 METRICS = (
@@ -133,8 +139,13 @@ def aggregate(windows: pl.DataFrame, level: str) -> pl.DataFrame:
 @dataclass(frozen=True)
 class Estimate:
     value: float
-    low: float
+    low: float  # NaN: undefined (too few defined draws)
     high: float
+    defined: float = float("nan")  # share of bootstrap draws whose statistic was defined
+
+    @property
+    def has_interval(self) -> bool:
+        return bool(np.isfinite(self.low) and np.isfinite(self.high))
 
 
 def _participant_draws(frame: pl.DataFrame, resamples: int, seed: int) -> list[np.ndarray]:
@@ -154,13 +165,18 @@ def _participant_draws(frame: pl.DataFrame, resamples: int, seed: int) -> list[n
     )
 
 
-def _interval(value: float, draws: list[float], level: float) -> Estimate:
+def _interval(
+    value: float, draws: list[float], level: float, min_defined: float = MIN_DEFINED_DRAWS
+) -> Estimate:
+    """Percentile interval of the draws; undefined (NaN bounds) when fewer than
+    ``min_defined`` of them are finite: never the percentiles of the lucky draws alone."""
     finite = [d for d in draws if np.isfinite(d)]
-    if not finite:
-        return Estimate(value, float("nan"), float("nan"))
+    defined = len(finite) / len(draws) if draws else 0.0
+    if not finite or defined < min_defined:
+        return Estimate(value, float("nan"), float("nan"), defined)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail])
-    return Estimate(value, float(low), float(high))
+    return Estimate(value, float(low), float(high), defined)
 
 
 def bootstrap(
@@ -169,17 +185,23 @@ def bootstrap(
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    min_defined: float = MIN_DEFINED_DRAWS,
 ) -> Estimate:
     """Percentile CI of ``metric(labels, scores)`` resampling participants with replacement
     (each draw keeps all rows of the drawn participants)."""
     labels = frame.get_column("label").to_numpy()
     scores = frame.get_column("score").to_numpy()
     draws = [metric(labels[r], scores[r]) for r in _participant_draws(frame, resamples, seed)]
-    return _interval(metric(labels, scores), draws, level)
+    return _interval(metric(labels, scores), draws, level, min_defined)
 
 
 def bootstrap_metrics(
-    frame: pl.DataFrame, threshold: float, resamples: int = 1000, seed: int = 0, level: float = 0.95
+    frame: pl.DataFrame,
+    threshold: float,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    min_defined: float = MIN_DEFINED_DRAWS,
 ) -> dict[str, Estimate]:
     """Every metric with its participant-bootstrap CI, all computed on the same draws (one
     pass over the metrics per draw)."""
@@ -191,18 +213,38 @@ def bootstrap_metrics(
         for rows in _participant_draws(frame, resamples, seed)
     ]
     return {
-        name: _interval(float(point[name]), [float(d[name]) for d in draws], level)
+        name: _interval(float(point[name]), [float(d[name]) for d in draws], level, min_defined)
         for name in METRICS
     }
 
 
 def metric_table(
-    frame: pl.DataFrame, threshold: float, resamples: int = 1000, seed: int = 0
+    frame: pl.DataFrame,
+    threshold: float,
+    resamples: int = 1000,
+    seed: int = 0,
+    min_defined: float = MIN_DEFINED_DRAWS,
 ) -> pl.DataFrame:
-    """Every metric with its bootstrap 95% CI, one row per metric."""
-    estimates = bootstrap_metrics(frame, threshold, resamples, seed)
-    rows = [(name, e.value, e.low, e.high) for name, e in estimates.items()]
-    return pl.DataFrame(rows, schema=["metric", "value", "ci_low", "ci_high"], orient="row")
+    """Every metric with its bootstrap 95% CI, one row per metric; ``draws_defined`` is the
+    share of draws that defined it, and the bounds are null (undefined) below
+    ``min_defined``."""
+    estimates = bootstrap_metrics(frame, threshold, resamples, seed, min_defined=min_defined)
+    rows = [
+        (name, e.value, e.low if e.has_interval else None, e.high if e.has_interval else None,
+         e.defined)
+        for name, e in estimates.items()
+    ]  # fmt: skip
+    return pl.DataFrame(
+        rows,
+        schema={
+            "metric": pl.String,
+            "value": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+            "draws_defined": pl.Float64,
+        },
+        orient="row",
+    )
 
 
 @dataclass(frozen=True)
@@ -212,6 +254,15 @@ class PairedDifference:
     difference: Estimate  # candidate - reference
     participants: int
     recordings: int
+    patients: int = 0
+    controls: int = 0
+
+
+def _people_per_class(frame: pl.DataFrame) -> tuple[int, int]:
+    """(patients, controls): participants by label (a participant's label is its max)."""
+    people = frame.group_by("participant").agg(pl.col("label").max())
+    patients = people.filter(pl.col("label") == 1).height
+    return patients, people.height - patients
 
 
 def paired_difference(
@@ -221,6 +272,7 @@ def paired_difference(
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    min_defined: float = MIN_DEFINED_DRAWS,
 ) -> PairedDifference:
     """``metric`` of the candidate minus the reference's on the same recordings, with a
     participant-bootstrap CI in which both models see exactly the same draws (the pairing
@@ -244,9 +296,10 @@ def paired_difference(
     return PairedDifference(
         a,
         b,
-        _interval(a - b, draws, level),
+        _interval(a - b, draws, level, min_defined),
         joined.get_column("participant").n_unique(),
         joined.height,
+        *_people_per_class(joined),
     )
 
 

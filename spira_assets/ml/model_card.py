@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from spira_assets.ml.gate import GateDecision
+from spira_assets.ml.gate import GateConfig, GateDecision
 from spira_assets.ml.report import LIMITATIONS, subgroup_summary, table, with_ci
 
 if TYPE_CHECKING:
     from spira_assets.ml.comparison import Comparison
+
+
+def _difference(c: Comparison) -> str:
+    if c.error is not None or not math.isfinite(c.difference):
+        return "n/a"
+    if not (math.isfinite(c.ci_low) and math.isfinite(c.ci_high)):
+        return f"{c.difference:+.3f} [CI undefined]"
+    return f"{c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
 
 
 def comparison_table(comparisons: list[Comparison]) -> pl.DataFrame:
@@ -19,14 +28,14 @@ def comparison_table(comparisons: list[Comparison]) -> pl.DataFrame:
         {
             "reference": [f"{c.role} {c.reference_version}" for c in comparisons],
             "participants unseen by both": [c.participants for c in comparisons],
-            "candidate AUROC": [c.candidate_auroc for c in comparisons],
-            "reference AUROC": [c.reference_auroc for c in comparisons],
-            "difference [95% CI]": [
-                f"{c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
-                if c.error is None
-                else "n/a"
+            "patients / controls": [f"{c.patients} / {c.controls}" for c in comparisons],
+            "bootstrap draws defined": [
+                f"{c.draws_defined:.0%}" if math.isfinite(c.draws_defined) else "n/a"
                 for c in comparisons
             ],
+            "candidate AUROC": [c.candidate_auroc for c in comparisons],
+            "reference AUROC": [c.reference_auroc for c in comparisons],
+            "difference [95% CI]": [_difference(c) for c in comparisons],
             "from splits": [c.from_splits or (c.error or "") for c in comparisons],
         },
         schema_overrides={"candidate AUROC": pl.Float64, "reference AUROC": pl.Float64},
@@ -55,7 +64,7 @@ def model_card(
     decision: GateDecision,
     comparisons: list[Comparison],
     champion: str,
-    margin: float,
+    gate: GateConfig,
 ) -> str:
     threshold = metrics.get_column("threshold")[0]
     verdict = "PASSED" if decision.passed else "FAILED"
@@ -83,7 +92,10 @@ def model_card(
         "Clean AUROC on the recordings whose participants (and audio) neither model saw in "
         "training or validation; the difference is candidate minus reference, its 95% interval "
         "a paired participant bootstrap (both models on the same draws). Non-inferiority needs "
-        f"the lower bound above -{margin}.\n\n"
+        f"the lower bound above -{gate.non_inferiority_margin}, judged only on at least "
+        f"{gate.min_unseen_per_class} patients and {gate.min_unseen_per_class} controls unseen "
+        f"by both and a bootstrap defined in at least {gate.min_defined_draws:.0%} of its "
+        "draws.\n\n"
         + (table(comparison_table(comparisons)) if comparisons else "_no champion yet_\n")
         + "\n## Limitations\n\n"
         + LIMITATIONS

@@ -39,13 +39,29 @@ def table(frame: pl.DataFrame) -> str:
 
 
 def with_ci(metrics: pl.DataFrame) -> pl.DataFrame:
+    """ "value [low, high]"; an interval the bootstrap could not define says so, with the share
+    of draws that were defined where the table has it (``draws_defined``)."""
+    value = pl.col("value").round(3).cast(pl.String).fill_null("n/a")
+    interval = pl.format(
+        "{} [{}, {}]", value, pl.col("ci_low").round(3), pl.col("ci_high").round(3)
+    )
+    share = (
+        pl.col("draws_defined") if "draws_defined" in metrics.columns else pl.lit(None, pl.Float64)
+    )
+    undefined = pl.format(
+        "{} [CI undefined: {}% of bootstrap draws defined]",
+        value,
+        (share * 100).round(0).cast(pl.Int64),
+    ).fill_null(pl.format("{} [CI undefined]", value))
+    defined = pl.col("ci_low").is_not_nan() & pl.col("ci_high").is_not_nan()
     return metrics.select(
         "condition",
         "level",
         "metric",
-        pl.format(
-            "{} [{}, {}]", *[pl.col(c).round(3) for c in ("value", "ci_low", "ci_high")]
-        ).alias("value [95% CI]"),
+        pl.when(defined.fill_null(False))
+        .then(interval)
+        .otherwise(undefined)
+        .alias("value [95% CI]"),
     )
 
 

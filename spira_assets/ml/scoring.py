@@ -28,11 +28,9 @@ from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_fra
 from spira_assets.ml.inference import THRESHOLD_FILE
 from spira_assets.ml.inputs import MODEL_SPLIT_FILE, noise_bank, stored_features, with_split
 from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST
-from spira_assets.ml.split import SplitConfig, assign_splits
 from spira_assets.ml.train import Noise, window_scores
 from spira_assets.ml.train_config import TrainConfig, train_config_from
 from spira_assets.storage.lake import Lake
-from spira_assets.storage.tables import AUDIO_16K
 
 SUBGROUPS = ("sex", "age_band", "device", "utterance", "batch_id")
 
@@ -41,24 +39,8 @@ class ModelNotEvaluable(RuntimeError):
     """A model version whose recorded inputs needed for scoring are gone."""
 
 
-def recorded_split(directory: Path, lake: Lake) -> pl.DataFrame:
-    """The model's split: ``split.parquet``, or, for a model saved before splits were
-    recorded, the split rebuilt from its lineage (recorded batches and split settings)."""
-    path = directory / MODEL_SPLIT_FILE
-    if path.exists():
-        return pl.read_parquet(path)
-    lineage_file = directory / LINEAGE
-    if not lineage_file.exists():
-        raise ModelNotEvaluable(f"{directory} has neither {MODEL_SPLIT_FILE} nor {LINEAGE}")
-    lineage = json.loads(lineage_file.read_text())
-    recordings = lake.read_table(AUDIO_16K).filter(
-        pl.col("batch_id").is_in(sorted(lineage["batches"]))
-    )
-    if recordings.is_empty():
-        raise ModelNotEvaluable(f"none of the batches model {directory.name} was trained on remain")
-    if "speaker_grouping" not in recordings.columns:
-        recordings = recordings.with_columns(pl.lit(None, pl.String).alias("speaker_grouping"))
-    return assign_splits(recordings, SplitConfig(**lineage["split"]))
+# What a model is scored with, all from its own folder
+RECORD = (CONFIG, LINEAGE, MODEL_SPLIT_FILE, THRESHOLD_FILE)
 
 
 @dataclass
@@ -72,23 +54,24 @@ class ModelUnderTest:
 
     @classmethod
     def load(cls, layout: DataLayout, lake: Lake, version: str) -> ModelUnderTest:
+        """The model's own record, every file of it: a missing split or configuration is never
+        rebuilt from today's data (today's split may put the model's training people in its
+        test set); the error names each missing file."""
         directory = layout.fetch_if_present(f"models/{version}")
-        missing = [n for n in (CONFIG, LINEAGE) if not (directory / n).exists()]
+        missing = [n for n in RECORD if not (directory / n).exists()]
         if missing:
             raise ModelNotEvaluable(
-                f"model {version}: {', '.join(missing)} missing under {directory} (the model "
-                "folder was deleted or never published)"
+                f"model {version}: {', '.join(missing)} missing under {directory}: the model is "
+                "judged only with its own recorded split and configuration, never with ones "
+                "rebuilt from today's data (restore the files or retrain the model)"
             )
-        threshold_file = directory / THRESHOLD_FILE
-        if not threshold_file.exists():
-            raise ModelNotEvaluable(f"model {version}: {THRESHOLD_FILE} missing")
         return cls(
             version,
             directory,
             json.loads((directory / CONFIG).read_text()),
             json.loads((directory / LINEAGE).read_text()),
-            recorded_split(directory, lake),
-            float(json.loads(threshold_file.read_text())["threshold"]),
+            pl.read_parquet(directory / MODEL_SPLIT_FILE),
+            float(json.loads((directory / THRESHOLD_FILE).read_text())["threshold"]),
         )
 
     @property

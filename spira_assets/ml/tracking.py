@@ -7,9 +7,12 @@ directory. A tracking server is used instead when ``MLFLOW_TRACKING_URI`` or the
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
@@ -108,3 +111,65 @@ def champion_model_version(
     """Our model version (the fingerprint) that holds the registry alias, or None."""
     holder = alias_holder(tracking_uri, registered_model, alias)
     return holder[1] if holder else None
+
+
+# Tag on a registered version when it passes the gate: the promotion's audit row (JSON), so the
+# registry itself records every model that held the title, not only the current alias holder,
+# and a lost ``promotions`` table can be rebuilt from it (``champions.restore_promotions``).
+PROMOTION_TAG = "spira.promotion"
+
+
+@dataclass(frozen=True)
+class RegistryPromotion:
+    """A registered version the registry says was champion: tagged at promotion, or holding
+    the alias (a version promoted before promotions were tagged has only the alias)."""
+
+    registered: str
+    model_version: str
+    record: dict[str, Any] | None  # the audit row stored in PROMOTION_TAG
+    holds_alias: bool
+    created_at: datetime
+
+
+def mark_promoted(
+    tracking_uri: str,
+    registered: str,
+    record: dict[str, Any],
+    registered_model: str = REGISTERED_MODEL,
+    alias: str = CHAMPION_ALIAS,
+) -> None:
+    """Tag the registered version with its promotion's audit row, then move the alias to it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    text = json.dumps(record, default=str, sort_keys=True)
+    client.set_model_version_tag(registered_model, registered, PROMOTION_TAG, text)
+    client.set_registered_model_alias(registered_model, alias, registered)
+
+
+def registry_promotions(
+    tracking_uri: str, registered_model: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS
+) -> list[RegistryPromotion]:
+    """Every registered version the registry records as promoted (tag or alias), oldest
+    registration first; RegistryError when the registry cannot answer."""
+    from mlflow.tracking import MlflowClient
+
+    holder = alias_holder(tracking_uri, registered_model, alias)
+    try:
+        versions = MlflowClient(tracking_uri).search_model_versions(f"name='{registered_model}'")
+    except Exception as error:  # MlflowException, sqlite, network: the registry did not answer
+        raise RegistryError(f"the model registry at {tracking_uri} failed: {error}") from error
+    found = []
+    for version in sorted(versions, key=lambda v: int(v.version)):
+        tag = (version.tags or {}).get(PROMOTION_TAG)
+        holds = holder is not None and holder[0] == str(version.version)
+        if tag is None and not holds:
+            continue
+        record = json.loads(tag) if tag else None
+        if record is not None:
+            model_version = str(record["candidate_version"])
+        else:  # only the alias holder gets here
+            model_version = holder[1] if holder is not None else ""
+        created = datetime.fromtimestamp(int(version.creation_timestamp) / 1000, UTC)
+        found.append(RegistryPromotion(str(version.version), model_version, record, holds, created))
+    return found
