@@ -158,3 +158,21 @@ def test_evaluation_and_the_comparison_pool_leave_out_a_batch_blocked_after_trai
     gated = latest_metadata(instance, "champion")
     pool = lake.read_table(AUDIO_16K).filter(pl.col("batch_id") == "demo-002").height
     assert gated["blocked_batches_left_out"] == {"demo-002": pool}
+
+
+def test_a_model_is_evaluated_only_with_its_own_split_and_configuration(trained: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    version = (
+        Warehouse(UPath(trained / "warehouse.duckdb"), Lake(UPath(trained / "lake")))
+        .query("SELECT model_version FROM model_versions")
+        .item()
+    )
+    folder = trained / "models" / version
+    # the fault: a file of the model's record is gone; the split used to be rebuilt from
+    # today's data (whose shares may put the model's training people in its test set)
+    for name in ("split.parquet", "model_config.json"):
+        (folder / name).rename(trained / name)
+        refused = materialize_shared(instance, ("evaluation_report",))
+        assert not refused.success and refused.failed_steps == ("evaluation_report",)
+        assert f"model {version}: {name} missing under" in messages(instance, refused)
+        (trained / name).rename(folder / name)
