@@ -8,12 +8,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 
 from spira_assets.assets.ranges import combine
+from spira_assets.definitions import defs
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.storage.lake import Lake
@@ -24,6 +28,17 @@ from spira_assets_tests.test_gate_journeys import block
 pytestmark = pytest.mark.slow
 # spectrogram_features and feature_stats are one step: a selection names both
 RANGE_ASSETS = ("audio_16k", "spectrogram_features", "feature_stats", "batch_drift")
+
+
+def stale_status(instance: dg.DagsterInstance, asset: str, batch: str) -> StaleStatus:
+    """The status the UI shows (see test_staleness.py for why through this resolver)."""
+    graph = defs.resolve_asset_graph()
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=datetime.now(UTC), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
+    return CachingStaleStatusResolver(instance, graph, view).get_status(dg.AssetKey(asset), batch)
 
 
 def dagster_home(tmp_path: Path) -> Path:
@@ -98,8 +113,9 @@ def test_a_blocked_batch_fails_only_itself_in_a_range(
         with dg.DagsterInstance.from_config(str(home)) as instance:
             run = instance.get_runs(limit=1)[0]
             assert run.status == dg.DagsterRunStatus.FAILURE
-            for asset in select:  # the open batch of the range is materialized
+            for asset in select:  # the open batch of the range is materialized, and fresh
                 assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {"demo-001"}
+                assert stale_status(instance, asset, "demo-001") == StaleStatus.FRESH
             (failure,) = [
                 event
                 for event in (e.dagster_event for e in instance.all_logs(run.run_id))

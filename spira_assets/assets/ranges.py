@@ -113,11 +113,13 @@ def _provenance(context: dg.AssetExecutionContext, key: dg.AssetKey, batch_id: s
         records = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dep, asset_partitions=partitions), limit=1
         ).records
-        if records and records[0].asset_materialization is not None:
-            name = dep.to_user_string()
-            version = records[0].asset_materialization.tags.get("dagster/data_version")
-            tags[f"dagster/input_data_version/{name}"] = version or "INITIAL"
-            tags[f"dagster/input_event_pointer/{name}"] = str(records[0].storage_id)
+        event = records[0].asset_materialization if records else None
+        version = event.tags.get("dagster/data_version") if event is not None else None
+        name = dep.to_user_string()  # no record: what Dagster writes for it (INITIAL, NULL)
+        tags[f"dagster/input_data_version/{name}"] = version or "INITIAL"
+        tags[f"dagster/input_event_pointer/{name}"] = (
+            str(records[0].storage_id) if records else "NULL"
+        )
     return tags
 
 

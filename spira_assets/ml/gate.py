@@ -43,8 +43,9 @@ class GateConfig:
     non_inferiority_margin: float = 0.05
     subgroup_min_auroc: float = 0.70
     max_subgroup_gap: float = 0.15  # from the overall AUROC
-    # Patients and controls (each) unseen by both models below which a comparison proves
-    # nothing: with 10 of each a paired AUROC interval is about +/-0.1 wide.
+    # Patients and controls (each) unseen by both models that a comparison must rest on. On n
+    # patients one patient ranked differently moves an AUROC by up to 1/n: below 10 a single
+    # person outweighs twice the default margin.
     min_unseen_per_class: int = 10
     # Share of bootstrap draws that must give a defined statistic (both classes drawn): below
     # it the interval is undefined, not the percentile of the lucky draws.
