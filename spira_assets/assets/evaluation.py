@@ -290,6 +290,7 @@ def _evaluation_report(
         "audio_16k",
         "spectrogram_features",
         "hospital_noise",
+        "batch_checks",
     ],
     check_specs=[
         dg.AssetCheckSpec(

@@ -307,6 +307,7 @@ def _champion(
         "audio_16k",
         "spectrogram_features",
         "hospital_noise",
+        "batch_checks",
     ],
     check_specs=[
         dg.AssetCheckSpec(
