@@ -16,8 +16,9 @@ import os
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 KEY_ENV = "SPIRA_PSEUDONYM_KEY"
@@ -41,14 +42,46 @@ REDACTED = "[redacted]"
 # Bump when the way an identifier becomes a pseudonym changes: the key id changes with it, so
 # batches pseudonymized the old way can never be silently mixed with new ones (dataset_split
 # refuses a split over different key ids).
-PSEUDONYM_SCHEME = "v2-nfc-trim-casefold"
+PSEUDONYM_SCHEME = "v3-nfkc-no-format-chars-trim-casefold"
+# What separates the parts of an id (``SP-0001``, ``SP_0001``, ``SP.0001``, ``SP 0001``): ids
+# equal once these are removed are one person spelled two ways until an alias map says which.
+ID_SEPARATORS = frozenset(" ._")
+
+
+def _is_separator(char: str) -> bool:
+    return char in ID_SEPARATORS or unicodedata.category(char) == "Pd"  # every dash
+
+
+def clean_identifier(value: str) -> str:
+    """An identifier as typed, made comparable but not case folded: format characters
+    (Unicode category Cf: zero-width space, soft hyphen, BOM, direction marks) removed, Unicode
+    NFKC (fullwidth ``\uff33\uff30\uff10`` is ``SP0``, a no-break space a space), surrounding
+    space trimmed and inner runs of white space collapsed to one space."""
+    visible = "".join(c for c in value if unicodedata.category(c) != "Cf")
+    return " ".join(unicodedata.normalize("NFKC", visible).split())
 
 
 def normalize_identifier(value: str) -> str:
-    """The canonical spelling of an identifier before it is hashed: Unicode NFC, surrounding
-    space removed, inner runs of white space collapsed to one space, case folded. ``" ab\u00e7 "``,
-    ``"AB\u00c7"`` and ``"abc\u0327"`` (c + combining cedilla) are one person."""
-    return " ".join(unicodedata.normalize("NFC", value).split()).casefold()
+    """The canonical spelling of an identifier before it is hashed: ``clean_identifier``, then
+    case folded. ``" ab\u00e7 "``, ``"AB\u00c7"``, ``"abc\u0327"`` (c + combining cedilla),
+    ``"ab\u200b\u00e7"`` and fullwidth ``"\uff21\uff22\u00c7"`` are one person."""
+    return unicodedata.normalize("NFKC", clean_identifier(value).casefold())
+
+
+def separator_free(value: str) -> str:
+    """The canonical spelling without separators (space, dot, underscore, dashes): ``SP-0001``,
+    ``sp_0001`` and ``SP 0001`` all give ``sp0001``."""
+    return "".join(c for c in normalize_identifier(value) if not _is_separator(c))
+
+
+def id_shape(value: str) -> str:
+    """What an identifier looks like without saying what it is: letters ``A``, digits ``#``,
+    separators kept, anything else ``?`` (``SP-0001`` is ``AA-####``). Used to tell two
+    spellings apart in records that leave the raw zone."""
+    return "".join(
+        "#" if c.isdigit() else "A" if c.isalpha() else c if _is_separator(c) else "?"
+        for c in clean_identifier(value)
+    )
 
 
 class PseudonymKeyError(RuntimeError):
@@ -112,9 +145,24 @@ def refuse_unusable_environment_key() -> None:
 
 @dataclass(frozen=True)
 class Pseudonymizer:
-    """Keyed, stable pseudonyms. ``key_id`` names the key without revealing it."""
+    """Keyed, stable pseudonyms. ``key_id`` names the key without revealing it.
+
+    ``id_format``: the site's participant id format (a regular expression the whole cleaned
+    id must match, ignoring case as pseudonyms do), or None for no format. Ids outside it are
+    quarantined, and file-name tokens that match it are redacted."""
 
     key: str = field(repr=False)
+    id_format: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.id_format is not None:
+            try:
+                re.compile(self.id_format)
+            except re.error as error:
+                raise ValueError(
+                    f"the participant id format {self.id_format!r} is not a regular "
+                    f"expression ({error})"
+                ) from error
 
     @property
     def key_id(self) -> str:
@@ -129,6 +177,18 @@ class Pseudonymizer:
     def participant(self, participant_id: str) -> str:
         normalized = normalize_identifier(participant_id)
         return "P-" + self._digest("participant", normalized.encode())[:16]
+
+    def id_fingerprint(self, participant_id: str) -> str:
+        """A keyed hash of the id without separators: stored beside the pseudonym, so a later
+        batch can tell that ``SP-0001`` and ``SP0001`` are one id spelled two ways without any
+        raw id being kept."""
+        return self._digest("id-fingerprint", separator_free(participant_id).encode())[:16]
+
+    def outside_id_format(self, participant_id: str) -> bool:
+        """The cleaned id does not match the site's id format (False when there is none)."""
+        if self.id_format is None:
+            return False
+        return re.fullmatch(self.id_format, clean_identifier(participant_id), re.IGNORECASE) is None
 
     def path_key(self, relative_path: str) -> str:
         """A join key for a file path that may itself contain identifiers. Paths are taken
@@ -149,12 +209,63 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in decoded)
 
 
+def _matchable(text: str) -> str:
+    """Text as it is matched and shown: format characters removed and NFKC, so a decomposed
+    (macOS) or fullwidth name, or one with a zero-width space inside an id, matches the id."""
+    return unicodedata.normalize(
+        "NFKC", "".join(c for c in text if unicodedata.category(c) != "Cf")
+    )
+
+
+# A token that looks like an identifier when no row names it: letters then digits, optionally
+# separated (``SP0001``, ``sp-0001``, ``patient_0042``, ``HC-2024-0012``) with at least
+# ``_MIN_ID_DIGITS`` digits, or a long number (a record, a phone, a timestamp).
+_SEPARATOR = r"[ ._\-\u2010-\u2015]"  # ID_SEPARATORS and the dashes NFKC leaves
+_LETTERS_THEN_DIGITS = re.compile(rf"[^\W\d_]{{1,12}}(?:{_SEPARATOR}?\d+)+")
+_MIN_ID_DIGITS = 3
+_LONG_NUMBER = re.compile(rf"\d{{5,}}[^\W\d_]?|\d+(?:{_SEPARATOR}\d+)+")
+_MIN_GROUPED_DIGITS = 8
+_PIECE = re.compile(r"[^\W_]+")  # a run of letters or digits
+_MAX_TOKEN_PIECES = 6
+# replacements are parked on private-use characters while id-shaped tokens are looked for,
+# so a pseudonym (``P-0123...``) is never itself taken for an id
+_SLOT = 0xF0000
+
+
+def default_id_like(token: str) -> bool:
+    """The default shape of an identifier in a file name (see ``_LETTERS_THEN_DIGITS``)."""
+    digits = sum(c.isdigit() for c in token)
+    if _LETTERS_THEN_DIGITS.fullmatch(token):
+        return digits >= _MIN_ID_DIGITS
+    if _LONG_NUMBER.fullmatch(token):
+        return token.isalnum() or digits >= _MIN_GROUPED_DIGITS
+    return False
+
+
+def _spelling_pattern(value: str) -> re.Pattern[str]:
+    """``value`` as a whole token, ignoring case and the separators between its characters
+    (``SP0001`` also matches ``SP-0001`` and ``sp_0001``)."""
+    chars = [re.escape(c) for c in clean_identifier(value) if not _is_separator(c)]
+    body = f"{_SEPARATOR}?".join(chars)
+    return re.compile(rf"(?<![^\W_]){body}(?![^\W_])", re.IGNORECASE)
+
+
+def _exact_pattern(value: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![^\W_]){re.escape(clean_identifier(value))}(?![^\W_])", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Redactor:
-    """Replaces known identifier values inside free text (file names, error details).
+    """Replaces identifier values inside free text (file names, error details).
 
     Values are matched as whole tokens, ignoring case, so a short id such as ``12`` does not
-    mangle ``x123``. Participant ids become their pseudonym; other identifiers ``[redacted]``.
+    mangle ``x123``; participant ids also ignoring the separators between their characters
+    (a file ``SP-0001_frase.wav`` of the row ``SP0001``). Text is matched in NFKC without
+    format characters, so a decomposed (macOS) or fullwidth name matches too. Participant ids
+    become their pseudonym; other identifiers ``[redacted]``. In file names (``path``), any
+    other token shaped like an id (the site's ``id_format``, or ``default_id_like``) is
+    ``[redacted]`` too, whether or not a row lists it: a row may misspell the id its file
+    carries.
 
     When the batch's identifiers are not known (its ``metadata.csv`` is missing or cannot be
     read), substitution cannot be trusted, so ``path`` withholds every file name entirely
@@ -166,6 +277,7 @@ class Redactor:
     # paths some metadata row names: the ids of their rows are known; a file no row names may
     # carry an id nobody listed, so its name is withheld (None: every name is shown redacted)
     referenced: frozenset[str] | None = None
+    id_format: re.Pattern[str] | None = None
 
     @classmethod
     def build(
@@ -174,48 +286,108 @@ class Redactor:
         participant_ids: Iterable[str],
         other_identifiers: Iterable[str],
         referenced: Iterable[str] | None = None,
+        aliases: Mapping[str, str] | None = None,
     ) -> Redactor:
-        pairs: dict[str, str] = {}
+        """``aliases``: the site's alias map (canonical spelling -> the id it stands for);
+        an alias is redacted to the pseudonym of its id, wherever it occurs."""
+        aliases = aliases or {}
+        exact: dict[str, str] = {}
         for value in other_identifiers:
-            if value and value.strip():
-                pairs[value.strip()] = REDACTED
-        for value in participant_ids:
-            if value and value.strip():
-                pairs[value.strip()] = pseudonymizer.participant(value)
-        ordered = sorted(pairs.items(), key=lambda item: -len(item[0]))
+            if value and clean_identifier(value):
+                exact[clean_identifier(value)] = REDACTED
+        spelled: dict[str, str] = {}
+        for value in [*participant_ids, *aliases]:
+            if value and separator_free(value):
+                target = aliases.get(normalize_identifier(value), value)
+                spelled[clean_identifier(value)] = pseudonymizer.participant(target)
+        patterns = [(_exact_pattern(v), r, len(v)) for v, r in exact.items()]
+        patterns += [(_spelling_pattern(v), r, len(v)) for v, r in spelled.items()]
+        patterns.sort(key=lambda item: -item[2])
         return cls(
-            tuple(
-                (
-                    re.compile(
-                        rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", re.IGNORECASE
-                    ),
-                    repl,
-                )
-                for value, repl in ordered
-            ),
+            tuple((pattern, replacement) for pattern, replacement, _ in patterns),
             pseudonymizer if referenced is not None else None,
             frozenset(_composed(p) for p in referenced) if referenced is not None else None,
+            _format_pattern(pseudonymizer),
         )
 
     @classmethod
     def withholding(cls, pseudonymizer: Pseudonymizer) -> Redactor:
         """For a batch whose identifiers are unknown: file names are never shown."""
-        return cls((), pseudonymizer, frozenset())
+        return cls((), pseudonymizer, frozenset(), _format_pattern(pseudonymizer))
+
+    def _park(self, text: str) -> tuple[str, list[str]]:
+        slots: list[str] = []
+
+        def park(replacement: str) -> str:
+            slots.append(replacement)
+            return chr(_SLOT + len(slots) - 1)
+
+        for pattern, replacement in self.replacements:
+            text = pattern.sub(partial(_parked, park, replacement), text)
+        return text, slots
+
+    @staticmethod
+    def _unpark(text: str, slots: list[str]) -> str:
+        return "".join(
+            slots[ord(c) - _SLOT] if _SLOT <= ord(c) < _SLOT + len(slots) else c for c in text
+        )
 
     def __call__(self, text: str) -> str:
-        for pattern, replacement in self.replacements:
-            text = pattern.sub(replacement, text)
-        return printable(text)
+        parked, slots = self._park(_matchable(text))
+        return printable(self._unpark(parked, slots))
+
+    def _id_like(self, token: str) -> bool:
+        if self.id_format is not None and self.id_format.fullmatch(token):
+            return True
+        return default_id_like(token)
+
+    def _redact_id_tokens(self, text: str) -> str:
+        """Every token shaped like an id (pieces of letters or digits joined by single
+        separators, longest first) replaced by ``[redacted]``."""
+        pieces = list(_PIECE.finditer(text))
+        out: list[str] = []
+        last = i = 0
+        while i < len(pieces):
+            ends = [i]
+            while (
+                len(ends) < _MAX_TOKEN_PIECES
+                and ends[-1] + 1 < len(pieces)
+                and len(gap := text[pieces[ends[-1]].end() : pieces[ends[-1] + 1].start()]) == 1
+                and _is_separator(gap)
+            ):
+                ends.append(ends[-1] + 1)
+            start = pieces[i].start()
+            hit = next(
+                (k for k in reversed(ends) if self._id_like(text[start : pieces[k].end()])), None
+            )
+            if hit is None:
+                i += 1
+                continue
+            out += [text[last:start], REDACTED]
+            last, i = pieces[hit].end(), hit + 1
+        return "".join(out) + text[last:]
 
     def path(self, relative_path: str) -> str:
-        """A file path as it may be stored or shown: known identifiers replaced, or, when the
-        identifiers of this file are unknown (no readable metadata, or no row names the file),
-        the whole path withheld but for its extension and a short keyed tag
-        (``spira quarantine-paths`` maps tags back inside the raw zone)."""
+        """A file path as it may be stored or shown: known identifiers replaced and other
+        id-shaped tokens redacted, or, when the identifiers of this file are unknown (no
+        readable metadata, or no row names the file), the whole path withheld but for its
+        extension and a short keyed tag (``spira quarantine-paths`` maps tags back inside the
+        raw zone)."""
         if self.withheld is None or (
             self.referenced is not None and _composed(relative_path) in self.referenced
         ):
-            return self(relative_path)
+            parked, slots = self._park(_matchable(relative_path))
+            return printable(self._unpark(self._redact_id_tokens(parked), slots))
         suffix = PurePosixPath(relative_path).suffix
         suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""
         return f"[name withheld {self.withheld.path_key(relative_path)[:10]}]{suffix}"
+
+
+def _parked(park: Callable[[str], str], replacement: str, _: re.Match[str]) -> str:
+    return park(replacement)
+
+
+def _format_pattern(pseudonymizer: Pseudonymizer) -> re.Pattern[str] | None:
+    if pseudonymizer.id_format is None:
+        return None
+    return re.compile(pseudonymizer.id_format, re.IGNORECASE)

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.features.config import FeatureConfig
+from spira_assets.ingest.identity import ParticipantRules
 from spira_assets.layout import DataLayout
 from spira_assets.ml.drift import DriftThresholds
 from spira_assets.ml.gate import GateConfig
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 # daemon, sensors, `spira` commands) loads these resources without either
 
 _RULES = AudioQualityRules()
+_PARTICIPANT = ParticipantRules()
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -58,14 +60,22 @@ class StorageResource(dg.ConfigurableResource):
 
 
 class PseudonymResource(dg.ConfigurableResource):
-    """The pseudonym key. Leave ``key`` empty to use ``$SPIRA_PSEUDONYM_KEY`` (or, for the
-    demo, a key generated once under ~/.config); set it with ``dg.EnvVar`` in deployments so
-    the secret never appears in run configuration."""
+    """The pseudonym key and how the site spells participant ids. Leave ``key`` empty to use
+    ``$SPIRA_PSEUDONYM_KEY`` (or, for the demo, a key generated once under ~/.config); set it
+    with ``dg.EnvVar`` in deployments so the secret never appears in run configuration."""
 
     key: str = Field(default="", description="Secret; prefer dg.EnvVar('SPIRA_PSEUDONYM_KEY').")
+    participant_id_format: str | None = Field(
+        default=None,
+        description="The site's participant id format, a regular expression the whole id "
+        "must match (ignoring case), e.g. 'SP-?\\d{4}'. Ids outside it are quarantined "
+        "(participant_id_format) and file-name tokens matching it are redacted. Empty: none.",
+    )
 
     def pseudonymizer(self) -> Pseudonymizer:
-        return Pseudonymizer(load_pseudonym_key(self.key or None))
+        return Pseudonymizer(
+            load_pseudonym_key(self.key or None), self.participant_id_format or None
+        )
 
 
 class IngestPolicy(dg.ConfigurableResource):
@@ -84,11 +94,19 @@ class IngestPolicy(dg.ConfigurableResource):
         default=0.25, description="A batch fails its blocking check above this share."
     )
     decode_workers: int = Field(default=2, description="Threads decoding audio in parallel.")
+    max_age_spread_years: int = Field(
+        default=_PARTICIPANT.max_age_spread_years,
+        description="Largest difference between the ages a participant's rows of one batch "
+        "give; more quarantines the participant (participant_attributes_conflict).",
+    )
 
     def audio_rules(self) -> AudioQualityRules:
         return AudioQualityRules(
             **{f.name: getattr(self, f.name) for f in fields(AudioQualityRules)}
         )
+
+    def participant_rules(self) -> ParticipantRules:
+        return ParticipantRules(self.max_age_spread_years)
 
 
 _FEATURES = FeatureConfig()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -58,7 +59,9 @@ def run(
     files: list[str] | None = None,
     header: str = HEADER,
     raw_bytes: bytes | None = None,
+    **options: Any,
 ) -> MetadataResult:
+    """``options``: validate_metadata's keyword options (aliases, earlier, rules)."""
     batch = tmp_path / "batch"
     batch.mkdir(exist_ok=True)
     text = "\n".join([header, *lines]) + "\n"
@@ -81,7 +84,7 @@ def run(
         NOW,
         workers=1,
     )
-    return validate_metadata("b1", data, raw.table, p, redactor, NOW)
+    return validate_metadata("b1", data, raw.table, p, redactor, NOW, **options)
 
 
 def rules(result: MetadataResult) -> list[tuple[int | None, str | None, str]]:
@@ -157,8 +160,8 @@ def test_participant_with_conflicting_labels_is_rejected_whole(tmp_path: Path) -
         ],
     )
     assert rules(result) == [
-        (2, "label", "inconsistent_participant"),
-        (3, "label", "inconsistent_participant"),
+        (2, "label", "participant_attributes_conflict"),
+        (3, "label", "participant_attributes_conflict"),
     ]
     assert result.rows_accepted == 1
 

@@ -21,7 +21,8 @@ from spira_assets.assets.presentation import (
 )
 from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
-from spira_assets.ingest.gates import BOTH_CLASSES, QUARANTINE_SHARE
+from spira_assets.ingest.gates import BOTH_CLASSES, QUARANTINE_SHARE, UNAMBIGUOUS_IDS
+from spira_assets.ingest.identity import ALIAS_FILE, EarlierParticipants
 from spira_assets.ingest.metadata import STAGE, validate_metadata
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
 from spira_assets.ingest.quarantine import counts_by_rule
@@ -33,6 +34,7 @@ from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, VALIDATED_METADAT
 
 QUARANTINE_CHECK = QUARANTINE_SHARE
 CLASSES_CHECK = BOTH_CLASSES
+IDS_CHECK = UNAMBIGUOUS_IDS
 
 
 @dg.asset(
@@ -56,6 +58,14 @@ CLASSES_CHECK = BOTH_CLASSES
             description="The batch has accepted recordings of patients (label 1) and of "
             "controls (label 0), with their counts.",
         ),
+        dg.AssetCheckSpec(
+            IDS_CHECK,
+            asset="validated_metadata",
+            blocking=True,
+            description="No participant id is spelled two ways that are equal once separators "
+            "are removed (SP-0001 / SP0001), in the batch or against other batches, unless the "
+            f"site's alias map (landing/{ALIAS_FILE}) says which id each spelling is.",
+        ),
         schema_check_spec("validated_metadata"),
     ],
     metadata={"dagster/column_schema": column_schema(VALIDATED_METADATA)},
@@ -67,9 +77,11 @@ def validated_metadata(
     policy: IngestPolicy,
 ) -> dg.MaterializeResult:
     """Read metadata.csv with polars, validate each record with a pandera model (types, ranges,
-    allowed values, SpO2 vs label), reject duplicates and inconsistent participants, require
-    accepted audio for every row and report audio without a row, then replace the participant
-    id by a keyed pseudonym and drop hospital record, phone and unknown free-text columns."""
+    allowed values, SpO2 vs label), resolve participant ids (site alias map, id format, ids
+    spelled two ways), reject duplicates and participants whose rows disagree on label, sex or
+    age, require accepted audio for every row and report audio without a row, then replace
+    the participant id by a keyed pseudonym and drop hospital record, phone and unknown
+    free-text columns."""
     batch_id = context.partition_key
     started = time.perf_counter()
     try:
@@ -80,6 +92,10 @@ def validated_metadata(
     raw = lake.read_part(RAW_AUDIO, batch_id)
     pseudonymizer = pseudonyms.pseudonymizer()
     now = datetime.now(UTC)
+    # other batches' stored spellings (keyed fingerprints) and sexes: its own other partitions
+    earlier = EarlierParticipants.from_table(
+        lake.read_table(VALIDATED_METADATA), pseudonymizer.key_id, batch_id
+    )
     result = validate_metadata(
         batch_id,
         source.metadata_bytes,
@@ -88,6 +104,9 @@ def validated_metadata(
         source.redactor(pseudonymizer),
         now,
         source.provenance,
+        aliases=source.aliases(),
+        earlier=earlier,
+        rules=policy.participant_rules(),
     )
     lake.write_part(VALIDATED_METADATA, batch_id, result.table)
     lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
@@ -125,6 +144,7 @@ def validated_metadata(
         "orphan_audio_files": result.orphan_files,
         "quarantined_by_rule": by_rule,
         "unknown_columns_dropped": list(result.unknown_columns),
+        "participant_ids_ambiguous": len(result.ambiguous_ids),
         "recordings_by_class": recordings,
         "participants_by_class": per_class,
         "accepted_duration_s": round(float(table.get_column("duration_s").sum() or 0.0), 2),
@@ -162,6 +182,17 @@ def validated_metadata(
                 "recordings (label 0); both classes are needed"
             ),
         ),
+        dg.AssetCheckResult(
+            check_name=IDS_CHECK,
+            passed=not result.ambiguous_ids,
+            metadata={"batch": batch_id, "ambiguous_ids": len(result.ambiguous_ids)},
+            description=(
+                f"batch {batch_id}: {len(result.ambiguous_ids)} participant id(s) spelled two "
+                f"ways (resolve them in landing/{ALIAS_FILE}): " + "; ".join(result.ambiguous_ids)
+                if result.ambiguous_ids
+                else f"batch {batch_id}: every participant id has one spelling"
+            ),
+        ),
         stored_schema_result(lake, VALIDATED_METADATA, ValidatedMetadataTable, batch_id),
     ]
     record_checks(lake, batch_id, "validated_metadata", checks, now)
@@ -172,6 +203,10 @@ def validated_metadata(
         VALIDATION_VERSION,
         source.provenance.to_json(),
         sorted(raw.select("path_key", "audio_sha256", "accepted").iter_rows()),
+        hashlib.sha256(source.alias_bytes or b"").hexdigest(),
+        pseudonymizer.id_format,
+        policy.max_age_spread_years,
+        earlier.digest_input(),
     ]
     return dg.MaterializeResult(
         metadata=headline_first(metadata),

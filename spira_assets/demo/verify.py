@@ -38,7 +38,9 @@ def _records_for(
 ) -> pl.DataFrame:
     path = str(defect["audio_path"])
     row = defect.get("row_number")
-    names = [path, withheld.path(path)] if withheld else [path]
+    # as stored: id-shaped tokens of a name are redacted (a random hex name can look like one),
+    # a name no row refers to is withheld
+    names = [path, Redactor().path(path)] + ([withheld.path(path)] if withheld else [])
     by_file = pl.col("item").is_in(names)
     by_row = pl.col("row_number") == row if row is not None else pl.lit(False)
     return quarantine.filter(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from upath import UPath
 
 from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
+from spira_assets.ingest.identity import ALIAS_FILE, AliasMap, parse_aliases
 from spira_assets.ingest.metadata_csv import identifier_values, normalize_audio_path
 from spira_assets.ingest.provenance import (
     IMPORT_REPORT_FILE,
@@ -30,6 +31,7 @@ class BatchSource:
     provenance: BatchProvenance = field(default_factory=BatchProvenance)
     provenance_error: str | None = None  # an import record that could not be read, or none
     provenance_rule: str = ""  # the quarantine rule of provenance_error
+    alias_bytes: bytes | None = None  # the site's alias map (landing/id_aliases.csv), if any
 
     @classmethod
     def open(cls, layout: DataLayout, batch_id: str) -> BatchSource:
@@ -43,6 +45,7 @@ class BatchSource:
             )
         metadata = directory / METADATA_FILE
         provenance, error, rule = _provenance(directory)
+        aliases = layout.landing / ALIAS_FILE
         return cls(
             batch_id,
             directory,
@@ -50,7 +53,12 @@ class BatchSource:
             provenance,
             error,
             rule,
+            aliases.read_bytes() if aliases.is_file() else None,
         )
+
+    def aliases(self) -> AliasMap:
+        """The site's alias map: which spelling of a participant id stands for which id."""
+        return parse_aliases(self.alias_bytes)
 
     def redactor(self, pseudonymizer: Pseudonymizer) -> Redactor:
         """Identifiers of the batch replaced by pseudonyms; when they cannot be known (no or
@@ -59,7 +67,8 @@ class BatchSource:
         if known is None:
             return Redactor.withholding(pseudonymizer)
         paths = [p for p in (normalize_audio_path(v) for v in known.referenced_paths) if p]
-        return Redactor.build(pseudonymizer, known.participants, known.others, paths)
+        aliases = self.aliases().targets
+        return Redactor.build(pseudonymizer, known.participants, known.others, paths, aliases)
 
 
 def _provenance(directory: UPath) -> tuple[BatchProvenance, str | None, str]:

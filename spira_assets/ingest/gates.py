@@ -25,12 +25,13 @@ from spira_assets.storage.tables import BATCH_CHECKS
 
 QUARANTINE_SHARE = "quarantine_share_within_limit"
 BOTH_CLASSES = "both_classes_present"
+UNAMBIGUOUS_IDS = "participant_ids_unambiguous"  # no id spelled two ways (ingest/identity.py)
 STORED_SCHEMA = "stored_table_matches_schema"
 # Every blocking check of the ingest stages, by asset: a batch is open for downstream use only
 # when each has a recorded, passing outcome.
 REQUIRED_CHECKS: dict[str, tuple[str, ...]] = {
     "raw_audio": (QUARANTINE_SHARE, STORED_SCHEMA),
-    "validated_metadata": (QUARANTINE_SHARE, BOTH_CLASSES, STORED_SCHEMA),
+    "validated_metadata": (QUARANTINE_SHARE, BOTH_CLASSES, UNAMBIGUOUS_IDS, STORED_SCHEMA),
 }
 
 

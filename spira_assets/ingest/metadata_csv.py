@@ -55,11 +55,63 @@ class MetadataCsv:
 
     @property
     def unknown_columns(self) -> tuple[str, ...]:
+        """Header cells that are not contract columns, as written (raw zone only)."""
         return tuple(c for c in self.header if c not in KNOWN_COLUMNS)
+
+    @property
+    def unknown_columns_shown(self) -> tuple[str, ...]:
+        """``unknown_columns`` as they may leave the raw zone. A header that lacks required
+        columns may be a data row (a file without a header: an id, a record number, a
+        phone), so its cells are described by position and shape, never quoted; only a
+        header holding every required column is taken for a header and its names shown."""
+        if not self.missing_required:
+            return self.unknown_columns
+        return tuple(
+            f"column {i} ({shape(c)})"
+            for i, c in enumerate(self.header, start=1)
+            if c not in KNOWN_COLUMNS
+        )
 
     @property
     def missing_required(self) -> tuple[str, ...]:
         return tuple(c for c in REQUIRED_COLUMNS if c not in self.header)
+
+
+def shape(value: object) -> str:
+    """What a rejected text value looks like, without quoting it: a value typed into the wrong
+    column can be a name, a phone number or a note, and quarantine records leave the raw zone."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    text = str(value)
+    kinds = [
+        name
+        for name, present in (
+            ("letters", any(c.isalpha() for c in text)),
+            ("digits", any(c.isdigit() for c in text)),
+            ("spaces", any(c.isspace() for c in text)),
+            ("other characters", any(not (c.isalnum() or c.isspace()) for c in text)),
+        )
+        if present
+    ]
+    return f"a {len(text)}-character text ({', '.join(kinds) or 'nothing printable'})"
+
+
+def _bad_header(header: tuple[str, ...], duplicates: list[str]) -> str:
+    """Which header cells are duplicated or empty, by position; a cell is named only when it
+    is a contract column (the 'header' may be a data row of a file that has none)."""
+    empty = [i for i, c in enumerate(header, start=1) if not c]
+    repeated = [i for i, c in enumerate(header, start=1) if c in duplicates]
+    parts = []
+    if repeated:
+        known = [c for c in duplicates if c in KNOWN_COLUMNS]
+        names = f" ({', '.join(known)})" if len(known) == len(duplicates) else ""
+        parts.append(f"duplicate names in columns {repeated}{names}")
+    if empty:
+        parts.append(f"empty names in columns {empty}")
+    hint = "" if set(header) & set(REQUIRED_COLUMNS) else "; is the header row missing?"
+    return f"header has {' and '.join(parts)}{hint}"
 
 
 def normalize_audio_path(text: str | None) -> str | None:
@@ -97,10 +149,7 @@ def parse_metadata_csv(data: bytes) -> MetadataCsv:
     header = tuple(cell.strip().lstrip("\ufeff").strip() for cell in records[0])
     duplicates = sorted({c for c in header if header.count(c) > 1})
     if duplicates or "" in header:
-        raise MetadataFileError(
-            "bad_header",
-            f"header has duplicate or empty column names {duplicates or ['(empty)']}",
-        )
+        raise MetadataFileError("bad_header", _bad_header(header, duplicates))
     good: list[list[str | None]] = []
     numbers: list[int] = []
     malformed: list[tuple[int, int]] = []

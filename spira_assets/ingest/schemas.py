@@ -11,7 +11,7 @@ from pandera.api.polars.model_config import BaseConfig
 from spira_assets.ingest.provenance import GROUPINGS, PUBLISHED_SPLITS
 
 # Bump when a rule below changes, so Dagster sees validated_metadata as stale.
-VALIDATION_VERSION = "3"  # 3: utterance_assumed (takes of imported rows)
+VALIDATION_VERSION = "4"  # 4: id fingerprints, ambiguous ids, id format, attribute conflicts
 SEXES = ("F", "M")
 UTTERANCES = ("aceite", "sustentada", "parlenda", "frase")
 SPO2_RI_THRESHOLD = 92
@@ -76,6 +76,7 @@ class ValidatedMetadataTable(pa.DataFrameModel):
     batch_id: str
     row_number: int = pa.Field(ge=2)
     participant: str = pa.Field(str_matches=r"^P-[0-9a-f]{16}$")
+    id_fingerprint: str = pa.Field(str_matches=r"^[0-9a-f]{16}$")  # the id without separators
     label: int = pa.Field(isin=[0, 1])
     sex: str = pa.Field(isin=list(SEXES))
     age: int = pa.Field(in_range=AGE_BOUNDS)

@@ -81,6 +81,9 @@ VALIDATED_METADATA = TableSpec(
         "batch_id": pl.String(),
         "row_number": pl.Int64(),
         "participant": pl.String(),
+        # keyed hash of the id without separators (privacy.Pseudonymizer.id_fingerprint): a
+        # later batch spelling the id otherwise is found without keeping a raw id
+        "id_fingerprint": pl.String(),
         "label": pl.Int64(),
         "sex": pl.String(),
         "age": pl.Int64(),
@@ -101,7 +104,7 @@ VALIDATED_METADATA = TableSpec(
         "published_split": pl.String(),  # the dataset's own split, when the import kept it
         "utterance_assumed": pl.Boolean(),  # the import's --utterance, not the list's
     },
-    added=(("utterance_assumed", False),),
+    added=(("utterance_assumed", False), ("id_fingerprint", None)),
 )
 
 AUDIO_16K = TableSpec(
