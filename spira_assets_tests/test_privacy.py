@@ -5,6 +5,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import polars as pl
@@ -177,3 +178,42 @@ def test_session_fixtures_pseudonymize_with_the_test_key_not_the_developers(
     for root in (materialized_root, evaluation_root):
         stored = pl.read_parquet(root / "lake" / "validated_metadata" / "demo-*.parquet")
         assert set(stored.get_column("pseudonym_key_id")) == {expected}, root
+
+
+def test_file_names_are_composed_before_redaction_and_id_shaped_tokens_are_redacted() -> None:
+    p = Pseudonymizer("k" * 32)
+    redact = Redactor.build(p, ["Jo\u00e3o-17", "SP0001"], [])
+    joao, sp = p.participant("Jo\u00e3o-17"), p.participant("SP0001")
+    # planted: a decomposed (macOS) name, a fullwidth one, one with a zero-width space inside
+    assert redact.path(unicodedata.normalize("NFD", "a/Jo\u00e3o-17_frase.wav")) == (
+        f"a/{joao}_frase.wav"
+    )
+    assert redact.path("a/\uff33\uff30\uff10\uff10\uff10\uff11.wav") == f"a/{sp}.wav"
+    assert redact.path("a/SP\u200b0001.wav") == f"a/{sp}.wav"
+    # a listed id however the file separates it
+    for name in ("SP-0001", "sp_0001", "SP 0001", "SP.0001"):
+        assert redact.path(f"a/{name}_frase.wav") == f"a/{sp}_frase.wav", name
+    # ids nobody listed, by the default shape; words and short numbers stay readable
+    for name, shown in [
+        ("SP0002_frase.wav", "[redacted]_frase.wav"),
+        ("patient_0042_frase.wav", "[redacted]_frase.wav"),
+        ("HC-2024-0012.wav", "[redacted].wav"),
+        ("4455667X.wav", "[redacted].wav"),
+        ("11 91234-5678.ogg", "[redacted].ogg"),
+        ("take2_frase.mp3", "take2_frase.mp3"),
+        ("c01_aceite.wav", "c01_aceite.wav"),
+        ("3f2a9c1e_1.wav", "3f2a9c1e_1.wav"),
+    ]:
+        assert redact.path(f"a/{name}") == f"a/{shown}", name
+    # the site's id format catches what the default shape does not
+    assert redact.path("a/ab12_frase.wav") == "a/ab12_frase.wav"
+    site = Redactor.build(Pseudonymizer("k" * 32, r"[a-z]{2}\d{2}"), [], [])
+    assert site.path("a/AB12_frase.wav") == "a/[redacted]_frase.wav"
+    # details are not file names: only listed values are replaced there
+    assert redact("RIFF size 123456 exceeds the file") == "RIFF size 123456 exceeds the file"
+    assert redact("same bytes as a/SP-0001.wav") == f"same bytes as a/{sp}.wav"
+
+
+def test_an_invalid_site_id_format_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="not a regular expression"):
+        Pseudonymizer("k" * 32, "SP(\\d{4}")
