@@ -4,6 +4,7 @@ one participant's rows must agree on label, sex and age (merged people become vi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -110,8 +111,8 @@ def test_a_later_batch_spelling_an_id_otherwise_is_blocked_naming_the_earlier_ba
     assert stored.get_column("id_fingerprint").null_count() == 0  # kept beside the pseudonym
     assert "SP-0001" not in stored.write_csv()
 
-    land(root, "b2", [Row("SP0001", 1), *(Row(r.pid.replace("SP", "SQ"), r.label, r.sex,
-         r.age, r.utterance) for r in GOOD)])  # fmt: skip
+    others = [replace(r, pid=r.pid.replace("SP", "SQ")) for r in GOOD]  # other people
+    land(root, "b2", [Row("SP0001", 1), *others])
     later = materialize_batch(instance, layout, "b2", INGEST)
     assert later.failed_checks == (IDS_CHECK,)
     (detail,) = _quarantined(layout, "b2", "ambiguous_participant_id").get_column("detail")
@@ -224,8 +225,8 @@ def test_a_participants_sex_must_agree_with_earlier_batches_label_and_age_may_ch
     first = run(tmp_path / "one", [row("SP1", 0, sex="F", age="40")])
     assert first.rows_accepted == 1
     p = Pseudonymizer("k" * 32)
-    earlier = EarlierParticipants.from_table(first.table.with_columns(pl.lit("b0").alias(
-        "batch_id")), p.key_id, "b1")  # fmt: skip
+    stored = first.table.with_columns(pl.lit("b0").alias("batch_id"))  # an earlier batch
+    earlier = EarlierParticipants.from_table(stored, p.key_id, "b1")
     later = run(
         tmp_path / "two",
         [
