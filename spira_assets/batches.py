@@ -37,8 +37,16 @@ def require_valid_batch_id(name: str) -> str:
     return name
 
 
+# The control files a batch folder may hold at its top, beside metadata.csv: never audio.
+# Any other name starting with '_' or '.' in a batch is quarantined (ingest/listing.py).
+CONTROL_FILES = frozenset(
+    {READY_MARKER, "_import.json", "_import_report.txt", "_demo_manifest.json"}
+)
+
+
 def is_control_file(name: str) -> bool:
-    """Files starting with '_' or '.' are landing-zone control files, not content."""
+    """Entries of the landing root (and of landing/noise) starting with '_' or '.': staging
+    folders of an import in progress, the site's files; never a batch or a noise file."""
     return name.startswith(("_", "."))
 
 

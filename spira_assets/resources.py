@@ -90,6 +90,10 @@ class IngestPolicy(dg.ConfigurableResource):
     max_silence_ratio: float = _RULES.max_silence_ratio
     clip_level: float = _RULES.clip_level
     max_clipping_ratio: float = _RULES.max_clipping_ratio
+    max_sample_magnitude: float = Field(
+        default=_RULES.max_sample_magnitude,
+        description="Float samples beyond this magnitude (1.0 = full scale) refuse the file.",
+    )
     max_quarantine_share: float = Field(
         default=0.25, description="A batch fails its blocking check above this share."
     )

@@ -38,19 +38,20 @@ from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, RAW_AUDIO_16K
 QUARANTINE_CHECK = QUARANTINE_SHARE
 
 
-def first_occurrences(lake: Lake, batch_id: str) -> dict[str, FirstOccurrence]:
-    """Audio accepted by other batches, by content hash: the earliest ingestion of each."""
+def first_occurrences(
+    lake: Lake, batch_id: str, by: str = "audio_sha256"
+) -> dict[str, FirstOccurrence]:
+    """Audio accepted by other batches, by the hash ``by`` (of the file's bytes, or of its
+    16 kHz samples: ``pcm_sha256``): the earliest ingestion of each."""
     accepted = (
         lake.read_table(RAW_AUDIO)
-        .filter(pl.col("accepted") & (pl.col("batch_id") != batch_id))
+        .filter(pl.col("accepted") & (pl.col("batch_id") != batch_id) & pl.col(by).is_not_null())
         .sort("ingested_at", "batch_id")
-        .unique("audio_sha256", keep="first", maintain_order=True)
+        .unique(by, keep="first", maintain_order=True)
     )
     return {
         sha: FirstOccurrence(batch, shown)
-        for sha, batch, shown in accepted.select(
-            "audio_sha256", "batch_id", "source_path"
-        ).iter_rows()
+        for sha, batch, shown in accepted.select(by, "batch_id", "source_path").iter_rows()
     }
 
 
@@ -163,6 +164,7 @@ def raw_audio(
             ),
             elsewhere=first_occurrences(lake, batch_id),
             pcm_sink=landed,
+            elsewhere_pcm=first_occurrences(lake, batch_id, by="pcm_sha256"),
         )
         pcm_shard = commit_landed(layout, batch_id, landed)
     finally:
@@ -233,6 +235,8 @@ def raw_audio(
                 PLOT_RAW_AUDIO: image(raw_audio_overview(result.table), "raw audio overview"),
                 "quality_rules": asdict(rules),
                 "import_rejections": imported.height,
+                # skipped as OS litter (.DS_Store...): counted, so no file vanishes unnoticed
+                "os_files_ignored": len(result.ignored),
                 "pcm_16k_shard": pcm_shard,
                 **(
                     {"import_quarantine": table_metadata(quarantine_summary(imported))}

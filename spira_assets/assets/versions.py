@@ -15,12 +15,12 @@ from spira_assets.features.config import FEATURE_CODE_VERSION
 from spira_assets.ingest.schemas import VALIDATION_VERSION
 from spira_assets.privacy import PSEUDONYM_SCHEME
 
-INGEST_VERSION = "2"  # decode once on worker processes, raw-store copy, per-file faults
+INGEST_VERSION = "3"  # 3: 16 kHz sample hash and duplicates by it; every listed file judged
 RAW_AUDIO = f"ingest-{INGEST_VERSION}+quality-{QUALITY_RULES_VERSION}+{RESAMPLER_VERSION}"
 VALIDATED_METADATA = f"validation-{VALIDATION_VERSION}+{PSEUDONYM_SCHEME}"
 QUARANTINE = "quarantine-1"
 BATCH_CHECKS = "batch-checks-1"
-AUDIO_16K = f"store-1+{RESAMPLER_VERSION}"
+AUDIO_16K = f"store-2+{RESAMPLER_VERSION}"  # 2: pcm_sha256
 HOSPITAL_NOISE = f"noise-1+quality-{QUALITY_RULES_VERSION}+{RESAMPLER_VERSION}"
 SPECTROGRAM_FEATURES = f"features-{FEATURE_CODE_VERSION}"
 BATCH_DRIFT = "drift-2"  # scipy chi-square on counts and ks_2samp

@@ -32,7 +32,7 @@ from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, StorageResource
 from spira_assets.storage.lake import Lake
-from spira_assets.storage.shards import ShardWriter
+from spira_assets.storage.shards import ShardWriter, open_shard
 from spira_assets.storage.tables import (
     AUDIO_16K,
     HOSPITAL_NOISE,
@@ -84,6 +84,13 @@ def landed_pcm(layout: DataLayout, lake: Lake, batch_id: str) -> dict[str, tuple
     }
 
 
+def pcm_hashes(shard: Path, spans: list[tuple[int, int]]) -> list[str]:
+    """SHA-256 of each stored recording's 16 kHz int16 samples: the same audio however it was
+    encoded (the split's leak check compares it beside the file hash)."""
+    samples = open_shard(shard, np.int16)
+    return [hashlib.sha256(samples[o : o + n].tobytes()).hexdigest() for o, n in spans]
+
+
 def _audio_16k(
     context: dg.AssetExecutionContext, batch_id: str, storage: StorageResource, policy: IngestPolicy
 ) -> dg.MaterializeResult:
@@ -123,6 +130,7 @@ def _audio_16k(
         "speaker_grouping",
         "published_split",
     ).with_columns(
+        pl.Series("pcm_sha256", pcm_hashes(layout.local(shard), spans), dtype=pl.String),
         pl.Series("sample_offset", [o for o, _ in spans], dtype=pl.Int64),
         pl.Series("samples", [n for _, n in spans], dtype=pl.Int64),
         pl.Series("duration_s", [n / TARGET_RATE for _, n in spans], dtype=pl.Float64),

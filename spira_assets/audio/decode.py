@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from spira_assets.audio.quality import AudioQualityRules, AudioStats, measure
+from spira_assets.audio.quality import (
+    AudioDecodeError,
+    AudioQualityRules,
+    AudioStats,
+    Finding,
+    measure,
+)
 from spira_assets.audio.resample import (
     RESAMPLER_VERSION,
     StreamResampler,
@@ -32,12 +38,26 @@ class _Collector:
     def __call__(self, mono: np.ndarray, rate: int) -> None:
         if self._stream is None:
             self._stream = stream_resampler(rate, self.target_rate, self.version)
-        self.parts.append(to_int16(self._stream.push(mono)))
+        self.parts.append(_finite_int16(self._stream.push(mono)))
 
     def result(self) -> np.ndarray:
         if self._stream is not None:
-            self.parts.append(to_int16(self._stream.finish()))
+            self.parts.append(_finite_int16(self._stream.finish()))
         return np.concatenate(self.parts) if self.parts else np.zeros(0, np.int16)
+
+
+def _finite_int16(samples: np.ndarray) -> np.ndarray:
+    """int16 of resampled audio; a non-finite sample (which ``to_int16`` would store as 0)
+    refuses the file instead."""
+    if not np.isfinite(samples).all():
+        raise AudioDecodeError(
+            Finding(
+                "non_finite",
+                "resampling to 16 kHz produced NaN or infinite samples (extreme sample values); "
+                "re-export the recording",
+            )
+        )
+    return to_int16(samples)
 
 
 def decode_16k(

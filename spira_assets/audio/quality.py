@@ -22,7 +22,7 @@ BLOCK_FRAMES = 500  # analysis frames per block (10 s)
 DB_FLOOR = -120.0
 # bump when a rule's logic (not a threshold: those are settings) changes what is accepted;
 # it is part of raw_audio's Dagster code version, so every ingested batch then shows as stale
-QUALITY_RULES_VERSION = "3"
+QUALITY_RULES_VERSION = "4"  # 4: beyond_full_scale
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class AudioQualityRules:
     max_silence_ratio: float = 0.98
     clip_level: float = 0.98
     max_clipping_ratio: float = 0.005
+    # a float sample beyond this magnitude (full scale is 1.0; lossy decoders overshoot a
+    # little) is no microphone's: +3e38 next to -3e38 overflows the resampler into NaN
+    max_sample_magnitude: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,9 @@ def measure(data: bytes, rules: AudioQualityRules, sink: BlockSink | None = None
     one decode that measures the file also feeds the resampler (``audio/decode.py``), so no
     file is decoded twice between landing and the 16 kHz store.
 
-    Raises AudioDecodeError with rule ``empty_file``, ``undecodable``, ``truncated`` or
-    ``non_finite`` (a float file with NaN or infinite samples: it would be stored as zeros).
+    Raises AudioDecodeError with rule ``empty_file``, ``undecodable``, ``truncated``,
+    ``non_finite`` (a float file with NaN or infinite samples: it would be stored as zeros) or
+    ``beyond_full_scale`` (float samples far beyond full scale).
     """
     if not data:
         raise AudioDecodeError(Finding("empty_file", "the file has 0 bytes; re-upload it"))
@@ -127,6 +131,18 @@ def measure(data: bytes, rules: AudioQualityRules, sink: BlockSink | None = None
                             "non_finite",
                             f"samples are NaN or infinite (first at {first / rate:.3f} s); the "
                             "file holds no usable signal there: re-export the recording",
+                        )
+                    )
+                if block_peak > rules.max_sample_magnitude:
+                    first = decoded + int(
+                        np.flatnonzero(np.abs(block).max(axis=1) > rules.max_sample_magnitude)[0]
+                    )
+                    raise AudioDecodeError(
+                        Finding(
+                            "beyond_full_scale",
+                            f"a sample of magnitude {block_peak:.3g} (first at "
+                            f"{first / rate:.3f} s) is beyond {rules.max_sample_magnitude} x full "
+                            "scale: the float data is not audio a recorder made; re-export it",
                         )
                     )
                 decoded += block.shape[0]

@@ -293,7 +293,7 @@ def quarantine_paths(batch_id: str, data_dir: str | None) -> None:
         click.echo(f"batch {batch_id}: no withheld names in its quarantine records")
         return
     pseudonymizer = Pseudonymizer(load_pseudonym_key())
-    for file in list_batch_files(folder):
+    for file in list_batch_files(folder).files:
         tag = pseudonymizer.path_key(file.relative_path)[:10]
         if tag in tags:
             click.echo(f"{tag}  {printable(file.relative_path)}")

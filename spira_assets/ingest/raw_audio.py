@@ -3,13 +3,12 @@ store. Every file ends either accepted or with at least one quarantine record.""
 
 from __future__ import annotations
 
-import os
-import stat
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import numpy as np
 import polars as pl
@@ -17,10 +16,9 @@ from upath import UPath
 
 from spira_assets.audio.decode import TARGET_RATE
 from spira_assets.audio.quality import AudioQualityRules, Finding
-from spira_assets.batches import METADATA_FILE, is_control_file
 from spira_assets.ingest.inspect import BatchFile, FileOutcome, inspect_and_resample, inspect_file
+from spira_assets.ingest.listing import list_batch_files
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
-from spira_assets.layout import is_local
 from spira_assets.privacy import Pseudonymizer, Redactor
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.tables import RAW_AUDIO
@@ -46,6 +44,7 @@ class RawAudioResult:
     table: pl.DataFrame
     quarantine: pl.DataFrame
     outcomes: tuple[FileOutcome, ...]
+    ignored: tuple[str, ...] = ()  # operating-system litter (.DS_Store...), counted, not read
 
     @property
     def files_in(self) -> int:
@@ -68,83 +67,6 @@ class FirstOccurrence:
     shown_path: str
 
 
-def _name_fault(name: str) -> Finding | None:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return Finding(
-            "undecodable_name",
-            "the file name is not valid UTF-8, so no metadata.csv row can refer to it; rename "
-            "the file (letters, digits, '.', '_', '-') and upload it again",
-        )
-    if any(not c.isprintable() for c in name):
-        return Finding(
-            "unsafe_name",
-            "the file name contains control characters (a line break, tab or similar); rename "
-            "the file and upload it again",
-        )
-    return None
-
-
-def _local_fault(entry: UPath, root_real: str) -> Finding | None:
-    """Links, link targets and special files of a local batch folder (never followed or read
-    when they are unsafe)."""
-    path = Path(str(entry))
-    if path.is_symlink():
-        target = os.path.realpath(path)
-        if os.path.commonpath([root_real, target]) != root_real:
-            return Finding(
-                "unsafe_link", "a link pointing outside the batch folder is not followed"
-            )
-        if not path.exists():
-            return Finding("dangling_link", "a link whose target does not exist; upload the file")
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return Finding("vanished", "the file disappeared while the batch was read; upload it again")
-    except OSError as error:
-        return Finding("unreadable", f"cannot be inspected ({error.strerror or error})")
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return Finding("not_a_file", "a device, pipe or socket, not an audio file; remove it")
-    return None
-
-
-def list_batch_files(batch_dir: UPath) -> list[BatchFile]:
-    """Every content file of the batch (recursively), except metadata.csv and control files.
-
-    Nothing that could escape the batch or block the reader is followed or read: links leaving
-    the folder, dangling links, special files, unreadable folders and names that are not UTF-8
-    are listed with their fault, so each becomes one quarantine record and the batch goes on.
-    """
-    root_real = os.path.realpath(str(batch_dir)) if is_local(batch_dir) else None
-    found: list[BatchFile] = []
-
-    def walk(directory: UPath, prefix: PurePosixPath) -> None:
-        try:
-            entries = sorted(directory.iterdir(), key=lambda p: os.fsencode(p.name))
-        except OSError as error:
-            unlisted = Finding("unreadable", f"folder cannot be listed ({error.strerror or error})")
-            found.append(BatchFile(str(prefix) or ".", directory, unlisted))
-            return
-        for entry in entries:
-            name = entry.name
-            if is_control_file(name):
-                continue
-            relative = prefix / name
-            fault = _name_fault(name)
-            if fault is None and root_real is not None:
-                fault = _local_fault(entry, root_real)
-            if fault is not None:
-                found.append(BatchFile(str(relative), entry, fault))
-            elif entry.is_dir():
-                walk(entry, relative)
-            elif str(relative) != METADATA_FILE:
-                found.append(BatchFile(str(relative), entry))
-
-    walk(batch_dir, PurePosixPath())
-    return found
-
-
 def _duplicate(outcome: FileOutcome, finding: Finding) -> FileOutcome:
     return FileOutcome(outcome.file, outcome.sha256, outcome.size_bytes, outcome.stats, (finding,))
 
@@ -161,47 +83,40 @@ def ingest_raw_audio(
     progress: ProgressCallback | None = None,
     elsewhere: Mapping[str, FirstOccurrence] | None = None,
     pcm_sink: PcmSink | None = None,
+    elsewhere_pcm: Mapping[str, FirstOccurrence] | None = None,
 ) -> RawAudioResult:
     """Decode and judge every file of one batch on ``workers`` processes; copy accepted audio
     to the raw store.
 
     ``elsewhere`` maps the content hash of audio accepted by other batches to its first
-    occurrence: the same recording uploaded again in a later batch is quarantined, never
-    counted twice (one voice must not reach two splits under two ids).
+    occurrence, ``elsewhere_pcm`` the hash of its 16 kHz samples: the same recording uploaded
+    again in a later batch, however encoded, is quarantined, never counted twice (one voice
+    must not reach two splits under two ids).
 
     ``pcm_sink(sha256, samples)`` receives, in file order, the 16 kHz mono int16 waveform of
     every file finally accepted (after duplicates), made from the decode that measured it."""
-    files = list_batch_files(batch_dir)
+    listing = list_batch_files(batch_dir)
+    files = listing.files
     target_rate = None if pcm_sink is None else TARGET_RATE
     inspect = partial(inspect_and_resample, rules=rules, store=raw_store, target_rate=target_rate)
-    # The same bytes in an earlier batch, or twice in this one: the first occurrence stays.
-    earlier = elsewhere or {}
+    # The same audio in an earlier batch, or twice in this one, by its bytes or by its decoded
+    # 16 kHz samples (the same recording re-encoded, or with bytes appended): the first stays.
+    earlier, earlier_pcm = elsewhere or {}, elsewhere_pcm or {}
     first_by_sha: dict[str, str] = {}
+    first_by_pcm: dict[str, str] = {}
+    pcm_hashes: dict[str, str] = {}
     deduplicated: list[FileOutcome] = []
     for index, (outcome, pcm) in enumerate(ordered_map(inspect, files, workers), 1):
         sha = outcome.sha256
+        pcm_sha = hashlib.sha256(pcm.tobytes()).hexdigest() if pcm is not None else None
         if outcome.accepted and sha:
-            if sha in earlier:
-                first = earlier[sha]
-                outcome = _duplicate(
-                    outcome,
-                    Finding(
-                        "duplicate_content",
-                        f"same bytes as {first.shown_path} in batch {first.batch_id}, accepted "
-                        "there first; a recording is uploaded once",
-                    ),
-                )
-            else:
-                original = first_by_sha.setdefault(sha, outcome.file.relative_path)
-                if original != outcome.file.relative_path:
-                    outcome = _duplicate(
-                        outcome,
-                        Finding(
-                            "duplicate_content",
-                            f"same bytes as {redactor.path(original)} in this batch; a "
-                            "recording is uploaded once",
-                        ),
-                    )
+            finding = _first_elsewhere(sha, pcm_sha, earlier, earlier_pcm) or _first_here(
+                outcome.file.relative_path, sha, pcm_sha, first_by_sha, first_by_pcm, redactor
+            )
+            if finding is not None:
+                outcome = _duplicate(outcome, finding)
+            elif pcm_sha is not None:
+                pcm_hashes[sha] = pcm_sha
         if pcm_sink is not None and outcome.accepted and sha and pcm is not None:
             pcm_sink(sha, pcm)
         deduplicated.append(outcome)
@@ -227,6 +142,7 @@ def ingest_raw_audio(
                 "accepted": outcome.accepted,
                 "rejection_rule": outcome.findings[0].rule if outcome.findings else None,
                 "audio_sha256": outcome.sha256,
+                "pcm_sha256": pcm_hashes.get(outcome.sha256 or "") if outcome.accepted else None,
                 "size_bytes": outcome.size_bytes,
                 "container": stats.container if stats else None,
                 "codec": stats.codec if stats else None,
@@ -251,4 +167,55 @@ def ingest_raw_audio(
         table=table,
         quarantine=quarantine_frame(batch_id, STAGE, rejections, now),
         outcomes=tuple(deduplicated),
+        ignored=listing.ignored,
     )
+
+
+def _first_elsewhere(
+    sha: str,
+    pcm_sha: str | None,
+    earlier: Mapping[str, FirstOccurrence],
+    earlier_pcm: Mapping[str, FirstOccurrence],
+) -> Finding | None:
+    if sha in earlier:
+        first = earlier[sha]
+        return Finding(
+            "duplicate_content",
+            f"same bytes as {first.shown_path} in batch {first.batch_id}, accepted there first; "
+            "a recording is uploaded once",
+        )
+    if pcm_sha is not None and pcm_sha in earlier_pcm:
+        first = earlier_pcm[pcm_sha]
+        return Finding(
+            "duplicate_audio",
+            f"the same audio as {first.shown_path} in batch {first.batch_id}, accepted there "
+            "first, in other bytes (another encoding, or bytes added); a recording is uploaded "
+            "once",
+        )
+    return None
+
+
+def _first_here(
+    path: str,
+    sha: str,
+    pcm_sha: str | None,
+    by_sha: dict[str, str],
+    by_pcm: dict[str, str],
+    redactor: Redactor,
+) -> Finding | None:
+    original = by_sha.setdefault(sha, path)
+    if original != path:
+        return Finding(
+            "duplicate_content",
+            f"same bytes as {redactor.path(original)} in this batch; a recording is uploaded once",
+        )
+    if pcm_sha is None:
+        return None
+    original = by_pcm.setdefault(pcm_sha, path)
+    if original != path:
+        return Finding(
+            "duplicate_audio",
+            f"the same audio as {redactor.path(original)} in this batch, in other bytes "
+            "(another encoding, or bytes added); a recording is uploaded once",
+        )
+    return None

@@ -119,6 +119,7 @@ class RawAudioTable(pa.DataFrameModel):
     accepted: bool
     rejection_rule: str = pa.Field(nullable=True)
     audio_sha256: str = pa.Field(nullable=True, str_matches=r"^[0-9a-f]{64}$")
+    pcm_sha256: str = pa.Field(nullable=True, str_matches=r"^[0-9a-f]{64}$")
     size_bytes: int = pa.Field(ge=0)
     container: str = pa.Field(nullable=True)
     codec: str = pa.Field(nullable=True)

@@ -69,9 +69,10 @@ def assign_splits(recordings: pl.DataFrame, config: SplitConfig) -> pl.DataFrame
     """One row per recording (rows of ``audio_16k``): its batch, content hash, participant,
     label, speaker grouping and split: the dataset's published split where the import kept
     one (``published_split``), else the participant's hash."""
-    frame = recordings.select(
+    frame = with_pcm(recordings).select(
         pl.col("batch_id").alias("source_batch"),
         "audio_sha256",
+        "pcm_sha256",
         "participant",
         "label",
         "speaker_grouping",
@@ -104,21 +105,40 @@ def participants_in_two_splits(split: pl.DataFrame) -> list[str]:
     return _listed(counts.filter(pl.col("n") > 1), "participant")
 
 
+def with_pcm(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with a ``pcm_sha256`` column (null where it was stored before the column)."""
+    if "pcm_sha256" in frame.columns:
+        return frame
+    return frame.with_columns(pl.lit(None, pl.String).alias("pcm_sha256"))
+
+
 def audio_in_two_places(split: pl.DataFrame) -> list[str]:
-    """The same audio content under two participant ids, or in two splits: one voice counted
-    as two people, the leak pseudonyms alone cannot show."""
-    counts = split.group_by("audio_sha256").agg(
-        pl.col("split").n_unique().alias("splits"),
-        pl.col("participant").n_unique().alias("participants"),
-    )
-    bad = counts.filter((pl.col("splits") > 1) | (pl.col("participants") > 1))
-    return [
-        f"audio {sha[:12]}: {participants} participant ids, {splits} splits"
-        for sha, splits, participants in bad.sort("audio_sha256")
-        .select("audio_sha256", "splits", "participants")
-        .head(20)
-        .iter_rows()
-    ]
+    """The same audio under two participant ids, or in two splits: one voice counted as two
+    people, the leak pseudonyms alone cannot show. The same audio is the same file content or
+    the same 16 kHz samples (another encoding of one recording)."""
+    problems = []
+    for column, what in (("audio_sha256", "audio"), ("pcm_sha256", "decoded audio")):
+        counts = (
+            with_pcm(split)
+            .filter(pl.col(column).is_not_null())
+            .group_by(column)
+            .agg(
+                pl.col("split").n_unique().alias("splits"),
+                pl.col("participant").n_unique().alias("participants"),
+                pl.col("audio_sha256").n_unique().alias("files"),
+            )
+        )
+        bad = counts.filter((pl.col("splits") > 1) | (pl.col("participants") > 1))
+        if column == "pcm_sha256":  # reported once: the same file is the line above
+            bad = bad.filter(pl.col("files") > 1)
+        problems += [
+            f"{what} {sha[:12]}: {participants} participant ids, {splits} splits"
+            for sha, splits, participants in bad.sort(column)
+            .select(column, "splits", "participants")
+            .head(20)
+            .iter_rows()
+        ]
+    return problems
 
 
 def edited_assignments(
@@ -188,13 +208,22 @@ def seen_in_training(model_split: pl.DataFrame) -> pl.DataFrame:
     return model_split.filter(pl.col("split").is_in(SEEN_IN_TRAINING))
 
 
+def _same_audio(seen: pl.DataFrame) -> pl.Expr:
+    """Rows whose file or 16 kHz samples are among those of ``seen``."""
+    pcm = with_pcm(seen).get_column("pcm_sha256").drop_nulls()
+    return pl.col("audio_sha256").is_in(seen.get_column("audio_sha256").implode()) | (
+        pl.col("pcm_sha256").is_not_null() & pl.col("pcm_sha256").is_in(pcm.implode())
+    )
+
+
 def test_set_leaks(model_split: pl.DataFrame) -> list[str]:
-    """Test recordings of a model whose participant or audio content is also in that model's
-    own training or validation data."""
-    seen = seen_in_training(model_split)
-    test = model_split.filter(pl.col("split") == "test")
+    """Test recordings of a model whose participant or audio (file or 16 kHz samples) is also
+    in that model's own training or validation data."""
+    split = with_pcm(model_split)
+    seen = seen_in_training(split)
+    test = split.filter(pl.col("split") == "test")
     people = test.filter(pl.col("participant").is_in(seen.get_column("participant").implode()))
-    audio = test.filter(pl.col("audio_sha256").is_in(seen.get_column("audio_sha256").implode()))
+    audio = test.filter(_same_audio(seen))
     return [f"test participant also trained on: {p}" for p in _listed(people, "participant")] + [
         f"test audio also trained on: {a[:12]}" for a in _listed(audio, "audio_sha256")
     ]
@@ -202,12 +231,13 @@ def test_set_leaks(model_split: pl.DataFrame) -> list[str]:
 
 def unseen_by(recordings: pl.DataFrame, *model_splits: pl.DataFrame) -> pl.DataFrame:
     """Recordings none of the models saw in training or validation, by participant and by
-    audio content (columns of ``recordings`` kept)."""
-    out = recordings
+    audio (file or 16 kHz samples; columns of ``recordings`` kept)."""
+    had_pcm = "pcm_sha256" in recordings.columns
+    out = with_pcm(recordings)
     for model_split in model_splits:
-        seen = seen_in_training(model_split)
+        seen = seen_in_training(with_pcm(model_split))
         out = out.filter(
             ~pl.col("participant").is_in(seen.get_column("participant").implode())
-            & ~pl.col("audio_sha256").is_in(seen.get_column("audio_sha256").implode())
+            & ~_same_audio(seen)
         )
-    return out
+    return out if had_pcm else out.drop("pcm_sha256")

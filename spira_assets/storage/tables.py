@@ -59,6 +59,7 @@ RAW_AUDIO = TableSpec(
         "accepted": pl.Boolean(),
         "rejection_rule": pl.String(),
         "audio_sha256": pl.String(),
+        "pcm_sha256": pl.String(),  # of the accepted file's 16 kHz int16 samples
         "size_bytes": pl.Int64(),
         "container": pl.String(),
         "codec": pl.String(),
@@ -73,6 +74,7 @@ RAW_AUDIO = TableSpec(
         "raw_uri": pl.String(),
         "ingested_at": UTC_TIME,
     },
+    added=(("pcm_sha256", None),),  # parts written before: duplicates known by bytes only
 )
 
 VALIDATED_METADATA = TableSpec(
@@ -122,6 +124,7 @@ AUDIO_16K = TableSpec(
         "pseudonym_key_id": pl.String(),
         "speaker_grouping": pl.String(),
         "published_split": pl.String(),
+        "pcm_sha256": pl.String(),  # of the stored samples: the same audio however encoded
         "sample_offset": pl.Int64(),
         "samples": pl.Int64(),
         "duration_s": pl.Float64(),
@@ -129,7 +132,7 @@ AUDIO_16K = TableSpec(
         "resampler": pl.String(),
     },
     # parts written before the resampler was recorded were all made with torchaudio's sinc
-    added=(("resampler", "torchaudio-sinc-hann-6"),),
+    added=(("resampler", "torchaudio-sinc-hann-6"), ("pcm_sha256", None)),
 )
 
 # raw_audio's 16 kHz PCM of the files it accepted, from the decode that measured them
@@ -198,6 +201,7 @@ DATASET_SPLIT = TableSpec(
         "batch_id": pl.String(),  # always "all"
         "source_batch": pl.String(),  # the collection batch of the recording
         "audio_sha256": pl.String(),
+        "pcm_sha256": pl.String(),  # the 16 kHz samples' hash (null: stored before it was)
         "participant": pl.String(),
         "label": pl.Int64(),
         "speaker_grouping": pl.String(),
@@ -205,7 +209,8 @@ DATASET_SPLIT = TableSpec(
         "assigned_by": pl.String(),  # hash (of the participant) or published (kept from import)
         "split_settings": pl.String(),  # the SplitConfig it was assigned with (JSON)
     },
-    added=(("split_settings", None),),  # a split written before: the run's settings apply
+    # a split written before: the run's settings apply; its audio is known by bytes only
+    added=(("split_settings", None), ("pcm_sha256", None)),
 )
 
 BATCH_CHECKS = TableSpec(
