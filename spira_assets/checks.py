@@ -62,7 +62,7 @@ def record_checks(
     lake: Lake, batch_id: str, asset: str, results: Iterable[dg.AssetCheckResult], at: datetime
 ) -> None:
     """Keep the outcome of every blocking check of an ingest asset in ``batch_checks``, so
-    the block outlives the run (``require_open`` reads it)."""
+    the block outlives the run (``ingest.gates.blocked_batches`` reads it)."""
     record_outcomes(
         lake,
         batch_id,

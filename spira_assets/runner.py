@@ -108,10 +108,6 @@ class RunOutcome:
         return self.success and not self.failed_checks
 
 
-# Kept for callers that speak of batches.
-BatchRun = RunOutcome
-
-
 def register_batch(instance: dg.DagsterInstance, batch_id: str) -> bool:
     """Add the partition if it is new; True when it was added."""
     if instance.has_dynamic_partition(COLLECTION_BATCH, batch_id):

@@ -12,7 +12,6 @@ import torch
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.features.augment import NoiseBank
 from spira_assets.layout import DataLayout
-from spira_assets.ml.artifacts import SPLIT
 from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_frames
 from spira_assets.ml.split import SPLITS
 from spira_assets.storage.lake import Lake
@@ -24,8 +23,6 @@ from spira_assets.storage.tables import (
     SPECTROGRAM_FEATURES,
     UNPARTITIONED,
 )
-
-MODEL_SPLIT_FILE = SPLIT
 
 
 def with_split(recordings: pl.DataFrame, split: pl.DataFrame) -> pl.DataFrame:
@@ -55,17 +52,6 @@ def training_resampler(recordings: pl.DataFrame) -> str:
 def recordings_with_split(lake: Lake) -> pl.DataFrame:
     """Every 16 kHz recording in the current ``dataset_split``, with its split."""
     return with_split(lake.read_table(AUDIO_16K), lake.read_part(DATASET_SPLIT, UNPARTITIONED))
-
-
-def model_split(directory: Path) -> pl.DataFrame:
-    """The split a model version was trained with (``split.parquet`` in its folder)."""
-    path = directory / MODEL_SPLIT_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the model's recorded split is needed to judge it only on "
-            "people it never saw (retrain it with this version of the platform)"
-        )
-    return pl.read_parquet(path)
 
 
 def local_shards(layout: DataLayout, recordings: pl.DataFrame) -> Path:

@@ -23,10 +23,10 @@ from spira_assets.features.augment_config import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.features.featurizer import Featurizer
 from spira_assets.layout import DataLayout
-from spira_assets.ml.artifacts import CONFIG, LINEAGE, load_model
+from spira_assets.ml.artifacts import CONFIG, LINEAGE, SPLIT, load_model
 from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_frames
 from spira_assets.ml.inference import THRESHOLD_FILE
-from spira_assets.ml.inputs import MODEL_SPLIT_FILE, noise_bank, stored_features, with_split
+from spira_assets.ml.inputs import noise_bank, stored_features, with_split
 from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST
 from spira_assets.ml.train import Noise, window_scores
 from spira_assets.ml.train_config import TrainConfig, train_config_from
@@ -40,7 +40,7 @@ class ModelNotEvaluable(RuntimeError):
 
 
 # What a model is scored with, all from its own folder
-RECORD = (CONFIG, LINEAGE, MODEL_SPLIT_FILE, THRESHOLD_FILE)
+RECORD = (CONFIG, LINEAGE, SPLIT, THRESHOLD_FILE)
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ModelUnderTest:
             directory,
             json.loads((directory / CONFIG).read_text()),
             json.loads((directory / LINEAGE).read_text()),
-            pl.read_parquet(directory / MODEL_SPLIT_FILE),
+            pl.read_parquet(directory / SPLIT),
             float(json.loads((directory / THRESHOLD_FILE).read_text())["threshold"]),
         )
 

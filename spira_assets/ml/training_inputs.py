@@ -29,7 +29,6 @@ from spira_assets.ingest.provenance import (
 from spira_assets.layout import DataLayout
 from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.inputs import (
-    MODEL_SPLIT_FILE,
     local_shards,
     noise_bank,
     noise_files,
@@ -208,15 +207,11 @@ def recorded_plan(layout: DataLayout, version: str, lineage: dict[str, Any]) -> 
     today's data would be another experiment), checked by the same split guard (a batch
     blocked since is no reason to refuse an audit). Raises
     :class:`ReproductionInputsMissing` naming what is gone."""
-    from spira_assets.ml.artifacts import CONFIG
+    from spira_assets.ml.artifacts import CONFIG, SPLIT
 
     lake = Lake(layout.lake)
     directory = layout.local(f"models/{version}")
-    missing = [
-        str(directory / name)
-        for name in (MODEL_SPLIT_FILE, CONFIG)
-        if not (directory / name).exists()
-    ]
+    missing = [str(directory / name) for name in (SPLIT, CONFIG) if not (directory / name).exists()]
     current = lake.read_table(AUDIO_16K)
     parts = []
     for batch_id, shard in sorted(lineage["batches"].items()):
@@ -234,7 +229,7 @@ def recorded_plan(layout: DataLayout, version: str, lineage: dict[str, Any]) -> 
             missing.append(f"hospital noise: data version {shard}")
     if missing:
         raise ReproductionInputsMissing(version, missing)
-    split = pl.read_parquet(directory / MODEL_SPLIT_FILE)
+    split = pl.read_parquet(directory / SPLIT)
     recordings = with_split(pl.concat(parts), split)
     problems = split_guard(
         lake, split, recordings, SplitConfig(**lineage["split"]), blocked_now=False
