@@ -5,9 +5,11 @@ audio in other bytes (core stages, no Dagster; each fault planted)."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
@@ -22,9 +24,12 @@ from spira_assets.ingest.raw_audio import RawAudioResult, ingest_raw_audio
 from spira_assets.ml.split import audio_in_two_places, unseen_by
 from spira_assets.ml.split import test_set_leaks as leaks_of
 from spira_assets.privacy import Pseudonymizer, Redactor
+from spira_assets.runner import materialize_batch
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.raw_store import RawStore
-from spira_assets.storage.tables import RAW_AUDIO
+from spira_assets.storage.tables import AUDIO_16K, DATASET_SPLIT, QUARANTINE, RAW_AUDIO
+from spira_assets.storage.warehouse import Warehouse
+from spira_assets_tests.small_batches import INGEST, Row, land, latest_metadata, speech
 
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -122,6 +127,15 @@ def test_a_link_loop_is_listed_once_and_the_listing_is_bounded(
         tone(many / f"{i}.wav")
     listing = list_batch_files(UPath(many), max_entries=3)
     assert [f.fault and f.fault.rule for f in listing.files] == [None, None, None, "listing_limit"]
+    # OS litter is skipped, not free: a folder of '._*' files is bounded too
+    litter = tmp_path / "litter"
+    tone(litter / "a.wav")
+    for i in range(5):
+        (litter / f"._{i}.wav").write_bytes(b"\0\5\26\7")
+    listing = list_batch_files(UPath(litter), max_entries=3)
+    assert [f.relative_path for f in listing.files] == ["._3.wav"]  # listed in byte order
+    assert listing.files[0].fault is not None and listing.files[0].fault.rule == "listing_limit"
+    assert listing.ignored == ("._0.wav", "._1.wav", "._2.wav")
 
 
 def test_every_file_ends_accepted_quarantined_or_counted(
@@ -172,6 +186,7 @@ def test_the_same_audio_in_other_bytes_is_a_duplicate_within_and_across_batches(
     second = tmp_path / "b2"
     second.mkdir()
     sf.write(second / "again.flac", samples, rate, format="FLAC", subtype="PCM_24")
+    (second / "again.wav").write_bytes(original.read_bytes() + b"\x01\x02")
     later, _ = ingest(
         second,
         pseudonymizer,
@@ -179,8 +194,86 @@ def test_the_same_audio_in_other_bytes_is_a_duplicate_within_and_across_batches(
         elsewhere=first_occurrences(lake, "b2"),
         elsewhere_pcm=first_occurrences(lake, "b2", by="pcm_sha256"),
     )
-    assert rules_of(later) == {"again.flac": "duplicate_audio"}
-    assert "a.flac in batch b1, accepted there first" in later.quarantine["detail"][0]
+    assert rules_of(later) == {"again.flac": "duplicate_audio", "again.wav": "duplicate_audio"}
+    assert all("a.flac in batch b1, accepted there first" in d for d in later.quarantine["detail"])
+    assert later.accepted == 0
+
+
+def test_parts_written_before_the_samples_hash_read_it_as_null(
+    tmp_path: Path, pseudonymizer: Pseudonymizer
+) -> None:
+    """Lake parts (and the table's schema file) written before ``pcm_sha256`` existed stay
+    readable, in Python and in DuckDB; their audio is known by its bytes only."""
+    for spec in (RAW_AUDIO, AUDIO_16K, DATASET_SPLIT):
+        assert spec.conform(spec.empty().drop("pcm_sha256"))["pcm_sha256"].dtype == pl.String
+    lake = Lake(UPath(tmp_path / "lake"))
+    folder = lake.table_dir(RAW_AUDIO)
+    folder.mkdir(parents=True)
+    RAW_AUDIO.empty().drop("pcm_sha256").write_parquet(str(folder / "_schema.parquet"))
+    tone(tmp_path / "landing" / "b0" / "a.wav")
+    old, _ = ingest(tmp_path / "landing" / "b0", pseudonymizer, batch_id="b0")
+    old.table.drop("pcm_sha256").write_parquet(str(lake.part_path(RAW_AUDIO, "b0")))
+    assert lake.read_part(RAW_AUDIO, "b0")["pcm_sha256"].to_list() == [None]
+    assert first_occurrences(lake, "b2", by="pcm_sha256") == {}
+    assert [o.batch_id for o in first_occurrences(lake, "b2").values()] == ["b0"]
+
+    tone(tmp_path / "landing" / "b1" / "b.wav", 300.0)
+    new, _ = ingest(tmp_path / "landing" / "b1", pseudonymizer)
+    lake.write_part(RAW_AUDIO, "b1", new.table)
+    warehouse = Warehouse(UPath(tmp_path / "warehouse.duckdb"), lake)
+    warehouse.ensure_views()
+    rows = warehouse.query(
+        "SELECT batch_id, pcm_sha256 IS NULL AS unknown FROM raw_audio ORDER BY batch_id"
+    )
+    assert rows.rows() == [("b0", True), ("b1", False)]
+
+
+PEOPLE = [
+    Row("SP0002", 0, utterance="frase"),
+    Row("SP0002", 0, utterance="aceite"),
+    Row("SP0003", 1, "M", 60, "frase"),
+    Row("SP0003", 1, "M", 60, "aceite"),
+    Row("SP0004", 0, "M", 35, "frase"),
+    Row("SP0004", 0, "M", 35, "aceite"),
+    Row("SP0005", 1, "F", 70, "frase"),
+    Row("SP0005", 1, "F", 70, "aceite"),
+]
+
+
+def test_the_raw_audio_asset_finds_a_re_encoded_recording_of_an_earlier_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The assets as Dagster runs them: a later batch's FLAC of an earlier batch's WAV is
+    quarantined naming the first, a reserved name is quarantined, OS litter is counted in the
+    asset's metadata, and audio_16k stores the very hash raw_audio compared (the one the
+    split's leak checks read)."""
+    root = tmp_path / "data"
+    monkeypatch.setenv("SPIRA_DATA_DIR", str(root))
+    instance = dg.DagsterInstance.ephemeral()
+    layout = land(root, "b1", PEOPLE)
+    assert materialize_batch(instance, layout, "b1", (*INGEST, "audio_16k")).ok
+    lake = Lake(layout.lake)
+    raw = lake.read_part(RAW_AUDIO, "b1").filter(pl.col("accepted"))
+    stored = lake.read_part(AUDIO_16K, "b1")
+    assert raw["pcm_sha256"].null_count() == 0 and raw.height == len(PEOPLE)
+    assert sorted(stored.select("audio_sha256", "pcm_sha256").rows()) == sorted(
+        raw.select("audio_sha256", "pcm_sha256").rows()
+    )
+
+    land(root, "b2", [replace(r, pid=r.pid.replace("SP", "SQ")) for r in PEOPLE])
+    folder = root / "landing" / "b2"
+    samples, rate = sf.read(root / "landing" / "b1" / "audio" / "002.wav", dtype="int16")
+    sf.write(folder / "audio" / "again.flac", samples, rate, format="FLAC")
+    (folder / "audio" / "_take2.wav").write_bytes(speech(7))
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    assert materialize_batch(instance, layout, "b2", ("raw_audio",)).ok
+    found = lake.read_part(QUARANTINE, "b2", sub="raw_audio")
+    assert sorted(found["rule"]) == ["duplicate_audio", "reserved_name"]
+    (detail,) = found.filter(pl.col("rule") == "duplicate_audio")["detail"]
+    assert "the same audio as audio/002.wav in batch b1, accepted there first" in detail
+    metadata = latest_metadata(instance, "raw_audio")
+    assert metadata["quarantined_by_rule"] == {"duplicate_audio": 1, "reserved_name": 1}
+    assert metadata["os_files_ignored"] == 1 and metadata["files_in"] == len(PEOPLE) + 2
 
 
 def _split(rows: list[tuple[str, str, str, str]]) -> pl.DataFrame:

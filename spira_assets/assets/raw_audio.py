@@ -26,7 +26,12 @@ from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import QUARANTINE_SHARE
 from spira_assets.ingest.provenance import IMPORT_STAGE
 from spira_assets.ingest.quarantine import Rejection, counts_by_rule, quarantine_frame
-from spira_assets.ingest.raw_audio import STAGE, FirstOccurrence, ingest_raw_audio
+from spira_assets.ingest.raw_audio import (
+    STAGE,
+    FirstOccurrence,
+    ListingLimits,
+    ingest_raw_audio,
+)
 from spira_assets.ingest.schemas import RawAudioTable
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
@@ -147,6 +152,7 @@ def raw_audio(
         raise dg.Failure(str(error)) from error
     pseudonymizer = pseudonyms.pseudonymizer()
     rules = policy.audio_rules()
+    limits = ListingLimits()
     layout, lake = storage.layout(), storage.lake()
     landed = LandedPcm(layout.local(layout.landed_shard(batch_id, "pending")))
     try:
@@ -165,6 +171,7 @@ def raw_audio(
             elsewhere=first_occurrences(lake, batch_id),
             pcm_sink=landed,
             elsewhere_pcm=first_occurrences(lake, batch_id, by="pcm_sha256"),
+            limits=limits,
         )
         pcm_shard = commit_landed(layout, batch_id, landed)
     finally:
@@ -234,6 +241,7 @@ def raw_audio(
                 "quarantine": table_metadata(quarantine_summary(result.quarantine)),
                 PLOT_RAW_AUDIO: image(raw_audio_overview(result.table), "raw audio overview"),
                 "quality_rules": asdict(rules),
+                "listing_limits": asdict(limits),
                 "import_rejections": imported.height,
                 # skipped as OS litter (.DS_Store...): counted, so no file vanishes unnoticed
                 "os_files_ignored": len(result.ignored),

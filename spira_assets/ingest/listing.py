@@ -24,9 +24,18 @@ from spira_assets.ingest.inspect import BatchFile
 from spira_assets.layout import is_local
 
 MAX_DEPTH = 16  # folders below the batch folder
-MAX_ENTRIES = 100_000  # files and folders listed in one batch
+MAX_ENTRIES = 100_000  # files, folders and OS litter listed in one batch
 # written by operating systems and file managers, never by a recorder: skipped, and counted
 OS_LITTER = (".DS_Store", "._*", "Thumbs.db", "desktop.ini", ".directory", "Icon\r")
+
+
+@dataclass(frozen=True)
+class ListingLimits:
+    """How far a batch folder is listed: deeper folders and entries beyond the count are one
+    ``listing_limit`` quarantine record each, never a listing without end."""
+
+    max_depth: int = MAX_DEPTH
+    max_entries: int = MAX_ENTRIES
 
 
 @dataclass
@@ -127,18 +136,18 @@ def list_batch_files(
             name, relative = entry.name, prefix / entry.name
             if not prefix.parts and name in CONTROL_FILES | {METADATA_FILE}:
                 continue
-            if is_os_litter(name):
-                ignored.append(str(relative))
-                continue
-            count += 1
+            count += 1  # OS litter too: a folder of a million '._*' files is no exception
             if count > max_entries:
                 limit = Finding(
                     "listing_limit",
-                    f"the batch holds more than {max_entries} files and folders; the rest is not "
-                    "listed: split it into several batches",
+                    f"the batch holds more than {max_entries} entries (files, folders, OS "
+                    "litter); the rest is not listed: split it into several batches",
                 )
                 listing.files.append(BatchFile(str(relative), entry, limit))
                 return
+            if is_os_litter(name):
+                ignored.append(str(relative))
+                continue
             fault = _name_fault(name, not prefix.parts)
             if fault is None and root_real is not None:
                 fault = _local_fault(Path(str(entry)), root_real)

@@ -17,7 +17,7 @@ from upath import UPath
 from spira_assets.audio.decode import TARGET_RATE
 from spira_assets.audio.quality import AudioQualityRules, Finding
 from spira_assets.ingest.inspect import BatchFile, FileOutcome, inspect_and_resample, inspect_file
-from spira_assets.ingest.listing import list_batch_files
+from spira_assets.ingest.listing import ListingLimits, list_batch_files
 from spira_assets.ingest.quarantine import Rejection, quarantine_frame
 from spira_assets.privacy import Pseudonymizer, Redactor
 from spira_assets.storage.raw_store import RawStore
@@ -28,6 +28,7 @@ __all__ = [
     "BatchFile",
     "FileOutcome",
     "FirstOccurrence",
+    "ListingLimits",
     "RawAudioResult",
     "ingest_raw_audio",
     "inspect_file",
@@ -84,6 +85,7 @@ def ingest_raw_audio(
     elsewhere: Mapping[str, FirstOccurrence] | None = None,
     pcm_sink: PcmSink | None = None,
     elsewhere_pcm: Mapping[str, FirstOccurrence] | None = None,
+    limits: ListingLimits | None = None,
 ) -> RawAudioResult:
     """Decode and judge every file of one batch on ``workers`` processes; copy accepted audio
     to the raw store.
@@ -94,8 +96,14 @@ def ingest_raw_audio(
     must not reach two splits under two ids).
 
     ``pcm_sink(sha256, samples)`` receives, in file order, the 16 kHz mono int16 waveform of
-    every file finally accepted (after duplicates), made from the decode that measured it."""
-    listing = list_batch_files(batch_dir)
+    every file finally accepted (after duplicates), made from the decode that measured it;
+    its hash is ``pcm_sha256``. Without a sink no 16 kHz samples are made, and duplicates are
+    found by their bytes only.
+
+    ``limits`` bound the listing (folder depth, entries; ``ListingLimits()`` by default):
+    beyond them, a ``listing_limit`` record instead of a listing without end."""
+    limits = limits or ListingLimits()
+    listing = list_batch_files(batch_dir, limits.max_depth, limits.max_entries)
     files = listing.files
     target_rate = None if pcm_sink is None else TARGET_RATE
     inspect = partial(inspect_and_resample, rules=rules, store=raw_store, target_rate=target_rate)
