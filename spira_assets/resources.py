@@ -13,6 +13,7 @@ from pydantic import Field
 from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.identity import ParticipantRules
+from spira_assets.ingest.listing import ListingLimits
 from spira_assets.layout import DataLayout
 from spira_assets.ml.drift import DriftThresholds
 from spira_assets.ml.gate import GateConfig
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 # daemon, sensors, `spira` commands) loads these resources without either
 
 _RULES = AudioQualityRules()
+_LIMITS = ListingLimits()
 _PARTICIPANT = ParticipantRules()
 
 
@@ -98,6 +100,16 @@ class IngestPolicy(dg.ConfigurableResource):
         default=0.25, description="A batch fails its blocking check above this share."
     )
     decode_workers: int = Field(default=2, description="Threads decoding audio in parallel.")
+    max_listing_depth: int = Field(
+        default=_LIMITS.max_depth, description="Folder levels of a batch that are listed."
+    )
+    max_listing_entries: int = Field(
+        default=_LIMITS.max_entries, description="Files and folders of a batch that are listed."
+    )
+
+    def listing_limits(self) -> ListingLimits:
+        return ListingLimits(self.max_listing_depth, self.max_listing_entries)
+
     max_age_spread_years: int = Field(
         default=_PARTICIPANT.max_age_spread_years,
         description="Largest difference between the ages a participant's rows of one batch "

@@ -298,3 +298,13 @@ def test_the_leak_checks_see_the_same_samples_under_other_bytes() -> None:
     # a split stored before the samples' hash was recorded is read as before
     old = split.drop("pcm_sha256")
     assert audio_in_two_places(old) == [] and leaks_of(old) == []
+
+
+def test_the_listing_limits_are_settings_of_the_ingest_policy() -> None:
+    from spira_assets.ingest.listing import ListingLimits
+    from spira_assets.resources import IngestPolicy
+
+    assert IngestPolicy().listing_limits() == ListingLimits()
+    assert IngestPolicy(max_listing_depth=3, max_listing_entries=9).listing_limits() == (
+        ListingLimits(3, 9)
+    )

@@ -26,12 +26,7 @@ from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import QUARANTINE_SHARE
 from spira_assets.ingest.provenance import IMPORT_STAGE
 from spira_assets.ingest.quarantine import Rejection, counts_by_rule, quarantine_frame
-from spira_assets.ingest.raw_audio import (
-    STAGE,
-    FirstOccurrence,
-    ListingLimits,
-    ingest_raw_audio,
-)
+from spira_assets.ingest.raw_audio import STAGE, FirstOccurrence, ingest_raw_audio
 from spira_assets.ingest.schemas import RawAudioTable
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
@@ -152,7 +147,7 @@ def raw_audio(
         raise dg.Failure(str(error)) from error
     pseudonymizer = pseudonyms.pseudonymizer()
     rules = policy.audio_rules()
-    limits = ListingLimits()
+    limits = policy.listing_limits()
     layout, lake = storage.layout(), storage.lake()
     landed = LandedPcm(layout.local(layout.landed_shard(batch_id, "pending")))
     try:

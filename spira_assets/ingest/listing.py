@@ -114,7 +114,10 @@ def list_batch_files(
             )
         if root_real is None:
             return None
-        info = Path(str(directory)).stat()
+        try:
+            info = Path(str(directory)).stat()
+        except OSError as error:  # gone or unreadable since it was judged
+            return Finding("unreadable", f"folder cannot be listed ({error.strerror or error})")
         if (info.st_dev, info.st_ino) in seen:
             return Finding(
                 "link_loop",
