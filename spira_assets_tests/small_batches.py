@@ -55,6 +55,19 @@ class Row:
         return self.path or f"audio/{number:03d}.wav"
 
 
+# four people of both classes, two utterances each: a batch that passes every ingest check
+GOOD = [
+    Row("SP0002", 0, utterance="frase"),
+    Row("SP0002", 0, utterance="aceite"),
+    Row("SP0003", 1, "M", 60, "frase"),
+    Row("SP0003", 1, "M", 60, "aceite"),
+    Row("SP0004", 0, "M", 35, "frase"),
+    Row("SP0004", 0, "M", 35, "aceite"),
+    Row("SP0005", 1, "F", 70, "frase"),
+    Row("SP0005", 1, "F", 70, "aceite"),
+]
+
+
 def land(
     root: Path,
     batch: str,
@@ -98,3 +111,12 @@ def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, objec
     record = instance.get_latest_materialization_event(dg.AssetKey(asset))
     assert record is not None and record.asset_materialization is not None
     return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def step_failures(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The step failure messages of a run, as the UI shows them."""
+    return "\n".join(
+        str(e.dagster_event.step_failure_data.error)
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.is_step_failure
+    )

@@ -21,20 +21,10 @@ from spira_assets.runner import materialize_batch, register_batch
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import QUARANTINE, VALIDATED_METADATA
 from spira_assets_tests.conftest import TEST_KEY
-from spira_assets_tests.small_batches import INGEST, Row, land, latest_metadata
+from spira_assets_tests.small_batches import GOOD, INGEST, Row, land, latest_metadata
 from spira_assets_tests.test_metadata_validation import row, rules, run
 
 IDS_CHECK = "validated_metadata:participant_ids_unambiguous"
-GOOD = [
-    Row("SP0002", 0, utterance="frase"),
-    Row("SP0002", 0, utterance="aceite"),
-    Row("SP0003", 1, "M", 60, "frase"),
-    Row("SP0003", 1, "M", 60, "aceite"),
-    Row("SP0004", 0, "M", 35, "frase"),
-    Row("SP0004", 0, "M", 35, "aceite"),
-    Row("SP0005", 1, "F", 70, "frase"),
-    Row("SP0005", 1, "F", 70, "aceite"),
-]
 
 
 def test_spellings_that_nfc_and_case_folding_missed_are_one_pseudonym() -> None:

@@ -29,7 +29,7 @@ from spira_assets.storage.lake import Lake
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.tables import AUDIO_16K, DATASET_SPLIT, QUARANTINE, RAW_AUDIO
 from spira_assets.storage.warehouse import Warehouse
-from spira_assets_tests.small_batches import INGEST, Row, land, latest_metadata, speech
+from spira_assets_tests.small_batches import GOOD, INGEST, land, latest_metadata, speech
 
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -228,18 +228,6 @@ def test_parts_written_before_the_samples_hash_read_it_as_null(
     assert rows.rows() == [("b0", True), ("b1", False)]
 
 
-PEOPLE = [
-    Row("SP0002", 0, utterance="frase"),
-    Row("SP0002", 0, utterance="aceite"),
-    Row("SP0003", 1, "M", 60, "frase"),
-    Row("SP0003", 1, "M", 60, "aceite"),
-    Row("SP0004", 0, "M", 35, "frase"),
-    Row("SP0004", 0, "M", 35, "aceite"),
-    Row("SP0005", 1, "F", 70, "frase"),
-    Row("SP0005", 1, "F", 70, "aceite"),
-]
-
-
 def test_the_raw_audio_asset_finds_a_re_encoded_recording_of_an_earlier_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,17 +238,17 @@ def test_the_raw_audio_asset_finds_a_re_encoded_recording_of_an_earlier_batch(
     root = tmp_path / "data"
     monkeypatch.setenv("SPIRA_DATA_DIR", str(root))
     instance = dg.DagsterInstance.ephemeral()
-    layout = land(root, "b1", PEOPLE)
+    layout = land(root, "b1", GOOD)
     assert materialize_batch(instance, layout, "b1", (*INGEST, "audio_16k")).ok
     lake = Lake(layout.lake)
     raw = lake.read_part(RAW_AUDIO, "b1").filter(pl.col("accepted"))
     stored = lake.read_part(AUDIO_16K, "b1")
-    assert raw["pcm_sha256"].null_count() == 0 and raw.height == len(PEOPLE)
+    assert raw["pcm_sha256"].null_count() == 0 and raw.height == len(GOOD)
     assert sorted(stored.select("audio_sha256", "pcm_sha256").rows()) == sorted(
         raw.select("audio_sha256", "pcm_sha256").rows()
     )
 
-    land(root, "b2", [replace(r, pid=r.pid.replace("SP", "SQ")) for r in PEOPLE])
+    land(root, "b2", [replace(r, pid=r.pid.replace("SP", "SQ")) for r in GOOD])
     folder = root / "landing" / "b2"
     samples, rate = sf.read(root / "landing" / "b1" / "audio" / "002.wav", dtype="int16")
     sf.write(folder / "audio" / "again.flac", samples, rate, format="FLAC")
@@ -273,7 +261,7 @@ def test_the_raw_audio_asset_finds_a_re_encoded_recording_of_an_earlier_batch(
     assert "the same audio as audio/002.wav in batch b1, accepted there first" in detail
     metadata = latest_metadata(instance, "raw_audio")
     assert metadata["quarantined_by_rule"] == {"duplicate_audio": 1, "reserved_name": 1}
-    assert metadata["os_files_ignored"] == 1 and metadata["files_in"] == len(PEOPLE) + 2
+    assert metadata["os_files_ignored"] == 1 and metadata["files_in"] == len(GOOD) + 2
 
 
 def _split(rows: list[tuple[str, str, str, str]]) -> pl.DataFrame:

@@ -36,6 +36,7 @@ from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import MODEL_VERSIONS
 from spira_assets.sweep_runs import SWEEP_TAG, LocalTrials, TrialRun
 from spira_assets_tests.conftest import SMALL_TRAINING, copy_data_root
+from spira_assets_tests.small_batches import step_failures
 
 
 def test_parse_param_aliases_types_and_errors() -> None:
@@ -215,12 +216,8 @@ def test_a_sweep_trial_refuses_an_edited_split(
     assert result.exit_code == 1 and "1 trial run(s) failed" in result.output, result.output
     (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="sweep_trials"))
     assert run.status == dg.DagsterRunStatus.FAILURE
-    failures = [
-        str(e.dagster_event.step_failure_data.error)
-        for e in instance.all_logs(run.run_id)
-        if e.dagster_event is not None and e.dagster_event.is_step_failure
-    ]
-    assert any(f"edited by hand: {person} stored in 'train'" in f for f in failures), failures
+    failures = step_failures(instance, run.run_id)
+    assert f"edited by hand: {person} stored in 'train'" in failures, failures
     assert not list((root / "sweeps").rglob("results/*.json"))  # refused: no result
 
 

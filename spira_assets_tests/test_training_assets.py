@@ -18,6 +18,7 @@ from spira_assets.ml.tracking import REGISTERED_MODEL
 from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.warehouse import Warehouse
+from spira_assets_tests.small_batches import step_failures
 
 FAST = {"seeds": [42, 43], "max_epochs": 1, "warmup_steps": 5, "batch_size": 16, "dropout": 0.3}
 
@@ -135,15 +136,6 @@ def test_a_reused_version_restores_its_row_and_its_registration(root: Path) -> N
     assert (root / "models" / version / "split.parquet").exists()
 
 
-def failures(instance: dg.DagsterInstance, run_id: str) -> str:
-    """The step failure messages of a run, as the UI shows them."""
-    return "\n".join(
-        str(e.dagster_event.step_failure_data.error)
-        for e in instance.all_logs(run_id)
-        if e.dagster_event is not None and e.dagster_event.is_step_failure
-    )
-
-
 def test_a_version_is_reused_only_whole_and_with_the_split_it_names(root: Path) -> None:
     """A saved version missing a file, or whose split.parquet was edited, is never completed
     or reused from today's data: spira_model fails naming it (on the main of 2026-12-04 a
@@ -160,13 +152,13 @@ def test_a_version_is_reused_only_whole_and_with_the_split_it_names(root: Path) 
         saved = (directory / planted).read_bytes()
         (directory / planted).unlink()
         missing = materialize_shared(instance, ("spira_model",), resources={"training": one})
-        assert not missing.ok and f"lacks {planted}" in failures(instance, missing.run_id)
+        assert not missing.ok and f"lacks {planted}" in step_failures(instance, missing.run_id)
         (directory / planted).write_bytes(saved)
     frame = pl.read_parquet(split)
     frame.with_columns(pl.col("split").reverse()).write_parquet(split)  # planted: edited
     edited = materialize_shared(instance, ("spira_model",), resources={"training": one})
     assert not edited.ok
-    assert "is not the split the version was trained on" in failures(instance, edited.run_id)
+    assert "is not the split the version was trained on" in step_failures(instance, edited.run_id)
     split.write_bytes(kept)
     again = materialize_shared(instance, ("spira_model",), resources={"training": one})
     assert again.ok
