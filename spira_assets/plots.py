@@ -182,3 +182,40 @@ def drift_figure(drift: pl.DataFrame) -> bytes:
         ax.set_xticks(range(len(ratio)), labels, rotation=90 if kind == "features" else 30)
         ax.set(title=f"{kind}: statistic / threshold", ylabel="ratio")
     return _png(fig)
+
+
+def reliability_figure(labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray) -> bytes:
+    """Reliability diagram of the same recordings' raw and calibrated probabilities: observed
+    share of patients per bin of predicted probability (the diagonal is perfect calibration);
+    marker size grows with the bin's count."""
+    labels = np.asarray(labels, dtype=np.float64)
+    fig, axis = plt.subplots(figsize=(4.6, 4.2))
+    axis.plot([0, 1], [0, 1], ":", color="grey")
+    edges = np.linspace(0, 1, 11)
+    for name, scores, color in (("raw", raw, "#8c8c8c"), ("calibrated", calibrated, "#4c72b0")):
+        scores = np.asarray(scores, dtype=np.float64)
+        which = np.clip(np.digitize(scores, edges) - 1, 0, 9)
+        bins = [b for b in range(10) if (which == b).any()]
+        axis.plot(
+            [scores[which == b].mean() for b in bins],
+            [labels[which == b].mean() for b in bins],
+            "o-",
+            color=color,
+            label=name,
+        )
+        axis.scatter(
+            [scores[which == b].mean() for b in bins],
+            [labels[which == b].mean() for b in bins],
+            s=[12 + 4 * int((which == b).sum()) for b in bins],
+            color=color,
+            alpha=0.4,
+        )
+    axis.set(
+        title="reliability (clean test recordings)",
+        xlabel="predicted probability",
+        ylabel="observed share of patients",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    axis.legend(loc="upper left")
+    return _png(fig)

@@ -3,8 +3,10 @@
 Identifiers (``participant_id``, ``hospital_record``, ``phone``) never leave the raw zone.
 A participant becomes a keyed pseudonym: HMAC-SHA256 of the identifier under a secret key, so
 the same person gets the same pseudonym in every batch (needed for patient-grouped splits) but
-nobody without the key can test a guess. The key comes from ``SPIRA_PSEUDONYM_KEY``; for the
-demo a random key is generated once and kept outside the repository (``~/.config``).
+nobody without the key can test a guess. The key comes from ``SPIRA_PSEUDONYM_KEY``. A data root
+the demo generated carries the demo corpus's public key (``demo_key``: the same on every machine,
+so every ``make demo`` gets the same split), refused in the environment; anything else without a
+key gets a random key generated once and kept outside the repository (``~/.config``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ EXAMPLE_KEYS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+DEMO_KEY_REFUSED = (
+    f"{KEY_ENV} is a demo key: it is derived from the public demo corpus seed, so anybody can "
+    f"undo its pseudonyms; a deployment needs a secret of its own: {MAKE_KEY_HINT}"
+)
 # Bump when the way an identifier becomes a pseudonym changes: the key id changes with it, so
 # batches pseudonymized the old way can never be silently mixed with new ones (dataset_split
 # refuses a split over different key ids).
@@ -93,9 +99,52 @@ def local_key_file() -> Path:
     return Path(base) / "spira_assets" / "pseudonym.key"
 
 
-def load_pseudonym_key(explicit: str | None = None) -> str:
-    """The key: explicit value, else ``SPIRA_PSEUDONYM_KEY``, else a generated local key."""
-    key = (explicit or os.environ.get(KEY_ENV) or "").strip()
+# The demo corpus's own key: public, derived from the corpus seed, so that every machine that
+# runs ``make demo`` gets the same pseudonyms, hence the same split and the same metrics. It is
+# recognisable by its prefix, and refused wherever a real deployment gives its key (the
+# environment): a demo key protects nothing.
+DEMO_KEY_PREFIX = "spira-demo-key-v1:"
+DEMO_KEY_FILE = "demo_pseudonym.key"  # in the data root the demo generated
+
+
+def demo_key(corpus_seed: int) -> str:
+    digest = hashlib.sha256(f"spira-assets demo corpus seed {corpus_seed}".encode()).hexdigest()
+    return DEMO_KEY_PREFIX + digest
+
+
+def is_demo_key(key: str) -> bool:
+    return key.strip().startswith(DEMO_KEY_PREFIX)
+
+
+def write_demo_key(data_root: Path, corpus_seed: int) -> Path:
+    """Record the demo key in a data root the demo corpus was generated into (kept when one is
+    already there, so a root keeps one key for all its batches)."""
+    path = Path(data_root) / DEMO_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(demo_key(corpus_seed) + "\n", encoding="utf-8")
+    return path
+
+
+def _demo_key_of(data_root: Path | None) -> str:
+    if data_root is None or not (Path(data_root) / DEMO_KEY_FILE).is_file():
+        return ""
+    key = (Path(data_root) / DEMO_KEY_FILE).read_text(encoding="utf-8").strip()
+    if not is_demo_key(key):
+        raise PseudonymKeyError(
+            f"{Path(data_root) / DEMO_KEY_FILE} holds something other than a demo key: a real "
+            f"key belongs in {KEY_ENV}, never in a file of the data root"
+        )
+    return key
+
+
+def load_pseudonym_key(explicit: str | None = None, data_root: Path | None = None) -> str:
+    """The key: explicit value, else ``SPIRA_PSEUDONYM_KEY`` (never a demo key), else the demo
+    key of a data root the demo generated (``DEMO_KEY_FILE``), else a generated local key."""
+    given = (explicit or os.environ.get(KEY_ENV) or "").strip()
+    if given and is_demo_key(given):
+        raise PseudonymKeyError(DEMO_KEY_REFUSED)
+    key = given or _demo_key_of(data_root)
     if not key:
         path = local_key_file()
         if path.exists():
@@ -140,6 +189,8 @@ def refuse_unusable_environment_key() -> None:
     ``check_pseudonym_key`` before any run starts (a deployment always sets it)."""
     key = os.environ.get(KEY_ENV, "").strip()
     if key:
+        if is_demo_key(key):
+            raise PseudonymKeyError(DEMO_KEY_REFUSED)
         check_pseudonym_key(key)
 
 
@@ -163,6 +214,15 @@ class Pseudonymizer:
                     f"the participant id format {self.id_format!r} is not a regular "
                     f"expression ({error})"
                 ) from error
+
+    @property
+    def is_demo(self) -> bool:
+        """The demo corpus's public key (``demo_key``): never for patient data."""
+        return is_demo_key(self.key)
+
+    @property
+    def key_kind(self) -> str:
+        return "demo (public, derived from the demo corpus seed)" if self.is_demo else "secret"
 
     @property
     def key_id(self) -> str:

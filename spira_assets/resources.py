@@ -14,7 +14,7 @@ from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.identity import ParticipantRules
 from spira_assets.ingest.listing import ListingLimits
-from spira_assets.layout import DataLayout
+from spira_assets.layout import DataLayout, as_upath, default_data_dir, is_local
 from spira_assets.ml.drift import DriftThresholds
 from spira_assets.ml.gate import GateConfig
 from spira_assets.ml.protocol import PLATFORM, PROFILE_SEEDS, PROFILES, profile_config
@@ -75,8 +75,10 @@ class PseudonymResource(dg.ConfigurableResource):
     )
 
     def pseudonymizer(self) -> Pseudonymizer:
+        root = as_upath(default_data_dir())
+        demo_root = Path(str(root)) if is_local(root) else None  # where a demo key may be
         return Pseudonymizer(
-            load_pseudonym_key(self.key or None), self.participant_id_format or None
+            load_pseudonym_key(self.key or None, demo_root), self.participant_id_format or None
         )
 
 
@@ -198,8 +200,23 @@ class TrainingSettings(dg.ConfigurableResource):
     transform_unit: str | None = Field(default=None, description="recording or window")
     validation_noise: bool | None = None
     validate_every_steps: int | None = None
-    threshold_rule: str | None = Field(default=None, description="youden or fixed")
+    threshold_rule: str | None = Field(
+        default=None,
+        description="sensitivity (the platform's: the highest validation threshold reaching "
+        "target_sensitivity), youden, or fixed (SPIRA's 0.5)",
+    )
+    target_sensitivity: float | None = Field(
+        default=None, description="The operating point's validation sensitivity (0.90)."
+    )
     fixed_threshold: float | None = None
+    input_scaling: str | None = Field(
+        default=None,
+        description="Standardize each coefficient with training-split statistics (the "
+        "platform's) or not (SPIRA's published profile).",
+    )
+    calibration: str | None = Field(
+        default=None, description="Platt scaling fitted on validation (the platform's) or none."
+    )
     keep_all_seeds: bool | None = None
     mixed_precision: bool | None = Field(
         default=None, description="bf16 autocast on CUDA (the published profile: fp32)."
@@ -219,6 +236,13 @@ class TrainingSettings(dg.ConfigurableResource):
     def train_config(self) -> TrainConfig:
         if self.norm not in (None, "group", "batch"):
             raise ValueError("norm must be 'group' or 'batch'")
+        for name, allowed in (
+            ("threshold_rule", ("sensitivity", "youden", "fixed")),
+            ("input_scaling", ("train_standardize", "none")),
+            ("calibration", ("platt", "none")),
+        ):
+            if getattr(self, name) not in (None, *allowed):
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
         return profile_config(
             self.profile,
             norm=self.norm,
@@ -237,7 +261,10 @@ class TrainingSettings(dg.ConfigurableResource):
             validation_noise=self.validation_noise,
             validate_every_steps=self.validate_every_steps,
             threshold_rule=self.threshold_rule,
+            target_sensitivity=self.target_sensitivity,
             fixed_threshold=self.fixed_threshold,
+            input_scaling=self.input_scaling,
+            calibration=self.calibration,
             keep_all_seeds=self.keep_all_seeds,
             mixed_precision=self.mixed_precision,
             k_control=self.noise_slices_control,

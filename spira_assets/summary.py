@@ -32,7 +32,7 @@ class BatchSummary:
 def summarize(
     layout: DataLayout, batch_ids: list[str], config_hash: str
 ) -> tuple[list[BatchSummary], pl.DataFrame]:
-    pseudonymizer = Pseudonymizer(load_pseudonym_key())
+    pseudonymizer = Pseudonymizer(load_pseudonym_key(None, layout.local_root))
     warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
     ids = sorted(batch_ids)
     files = warehouse.query(

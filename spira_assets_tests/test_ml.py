@@ -220,7 +220,10 @@ def test_exploding_loss_aborts_with_a_clear_error(materialized_root: Path) -> No
 
 def test_exported_and_reloaded_models_give_the_trained_outputs(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = SpiraConv().eval()
+    model = SpiraConv(scaled=True).eval()
+    # the training statistics travel in the weights and the exported program
+    assert model.scale is not None
+    model.scale.set(torch.randn(40) * 50, torch.rand(40) * 20 + 1)
     config = model_config(FeatureConfig(), TrainConfig(), 400)
     directory = save_model_version(tmp_path / "v1", model.state_dict(), config, {"seed": 0}, {})
     features = torch.randn(3, 400, 40)

@@ -16,8 +16,8 @@ import torchaudio
 from spira_assets.features.augment import NoiseBank, insert_noise
 from spira_assets.features.augment_config import NOISE_PEAK_RANGE
 from spira_assets.features.config import FeatureConfig
-from spira_assets.features.featurizer import Featurizer
 from spira_assets.features.windows import sample_window_starts, window_frames
+from spira_assets.ml.calibration import choose_operating_point
 from spira_assets.ml.data import build_recordings
 from spira_assets.ml.protocol import (
     PLATFORM,
@@ -28,7 +28,7 @@ from spira_assets.ml.protocol import (
     profile_config,
 )
 from spira_assets.ml.scoring import published_noise
-from spira_assets.ml.train import train, validation_threshold
+from spira_assets.ml.train import train
 from spira_assets.resources import TrainingSettings
 
 SPIRA = PROFILES[SPIRA_ACL2021]
@@ -95,7 +95,10 @@ def test_the_platform_profile_says_where_it_differs() -> None:
     platform = PROFILES[PLATFORM]
     assert platform.transform_unit == "recording" and SPIRA.transform_unit == "window"
     assert platform.window_rule == "platform" and SPIRA.window_rule == "spira"
-    assert platform.threshold_rule == "youden" and platform.patience > 0
+    assert platform.threshold_rule == "sensitivity" and platform.patience > 0
+    assert SPIRA.threshold_rule == "fixed" and platform.target_sensitivity == 0.9
+    assert (platform.input_scaling, SPIRA.input_scaling) == ("train_standardize", "none")
+    assert (platform.calibration, SPIRA.calibration) == ("platt", "none")
     assert not platform.validation_noise and platform.augment.scale == "peak"
     assert not platform.augment.skip_noise_list_header and platform.mixed_precision
 
@@ -198,6 +201,9 @@ def test_checkpoints_are_chosen_on_noisy_validation_every_n_steps(materialized_r
     )  # fmt: skip
     quiet = train(sets["train"], sets["validation"], FeatureConfig(), bank, clean, 3, device)
     assert quiet.best_val_loss != first.best_val_loss  # the noise reached validation
-    model = torch.nn.Module()
-    assert validation_threshold(model, sets["validation"], Featurizer(  # type: ignore[arg-type]
-        FeatureConfig(), "window", "spira", 4.0, 1.0), device, config) == 0.5  # fmt: skip
+    # the published threshold is SPIRA's 0.5 whatever validation says
+    labels, scores = np.array([0, 0, 1, 1]), np.array([0.7, 0.8, 0.9, 0.95])
+    point = choose_operating_point(
+        config.threshold_rule, {"clean": (labels, scores)}, 0.9, config.fixed_threshold
+    )
+    assert (point.rule, point.threshold) == ("fixed", 0.5)

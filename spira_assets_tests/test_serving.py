@@ -77,7 +77,7 @@ def test_pyfunc_in_process_accepts_bytes_and_paths(
     assert out["probability"][2] is None and out["decision"][3] is None
     signature = model.metadata.signature
     assert signature is not None
-    assert [c.name for c in signature.inputs.inputs] == ["path", "audio_base64"]
+    assert [c.name for c in signature.inputs.inputs] == ["path", "audio_base64", "participant"]
 
 
 def test_a_non_finite_file_or_score_never_becomes_a_decision(

@@ -261,6 +261,9 @@ def test_reproduce_matches_exactly_on_cpu_and_names_missing_inputs(
     report = json.loads((root / "reports" / version / "reproduction.json").read_text())
     assert report["exact"] and report["weights_identical"]
     assert report["threshold_original"] == report["threshold_reproduced"]
+    # the reproduced network gets the same calibration map, so the same probability per file
+    assert report["calibration_original"]["method"] == "platt"
+    assert report["calibration_original"] == report["calibration_reproduced"]
     assert {m["condition"] for m in report["metrics"]} == {"clean", "noisy"}
     assert all(m["original"] == m["reproduced"] for m in report["metrics"])
 

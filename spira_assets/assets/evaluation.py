@@ -11,7 +11,7 @@ import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.links import report_url
-from spira_assets.assets.presentation import image, plot_evaluation, table_metadata
+from spira_assets.assets.presentation import PLOT, image, plot_evaluation, table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ingest.gates import LeftOut, without_blocked
 from spira_assets.ml.report import pivot_metrics, subgroup_summary, table, with_ci, write_pair
@@ -96,7 +96,13 @@ def _evaluation_report(
     from spira_assets.ml.evaluation import subgroup_table
     from spira_assets.ml.inputs import local_shards
     from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
-    from spira_assets.plots import evaluation_figure
+    from spira_assets.ml.trust_report import (
+        calibration_effect,
+        operating_point,
+        seed_spread,
+        trust_markdown,
+    )
+    from spira_assets.plots import evaluation_figure, reliability_figure
 
     layout, lake = storage.layout(), storage.lake()
     version = model_version_of_run(context, "spira_model", lake)
@@ -143,6 +149,12 @@ def _evaluation_report(
     )
     metrics, frames = assessed.metrics, assessed.frames
     clean = frames["clean/recording"]
+    effect = calibration_effect(
+        assessed.raw_clean,
+        clean,
+        evaluation.bootstrap_resamples,
+        min_defined=evaluation.min_defined_draws,
+    )
     subgroups = subgroup_table(
         clean,
         SUBGROUPS,
@@ -167,6 +179,12 @@ def _evaluation_report(
             )
             (reports / (key.replace("/", "_") + ".png")).write_bytes(png)
             figures[key] = png
+    reliability = reliability_figure(
+        clean.get_column("label").to_numpy(),
+        assessed.raw_clean.get_column("score").to_numpy(),
+        clean.get_column("score").to_numpy(),
+    )
+    (reports / "reliability.png").write_bytes(reliability)
     noise_note = assessed.noise_note
     profile = candidate.train_config.profile
     people = clean.get_column("participant").n_unique()
@@ -185,7 +203,8 @@ def _evaluation_report(
         f"({evaluation.bootstrap_resamples} draws); a CI defined in fewer than "
         f"{evaluation.min_defined_draws:.0%} of the draws is marked undefined, with the share. "
         f"Speaker independence: {speaker}.\n\n"
-        "The comparison with the champion and with every past champion (paired differences on "
+        + trust_markdown(candidate.directory, effect)
+        + "The comparison with the champion and with every past champion (paired differences on "
         "participants unseen by both) is in the model card written by the promotion gate.\n\n"
         "## SPIRA's published test, per seed\n\nAccuracy per recording at 0.5 (mean of window "
         "probabilities), clean and with SPIRA's noisy-test protocol (1 noise slice on controls, "
@@ -233,6 +252,10 @@ def _evaluation_report(
         "subgroups": table_metadata(subgroup_summary(subgroups)),
         "profile": profile,
         "published_test_per_seed": table_metadata(assessed.per_seed),
+        "operating_point": operating_point(candidate.directory)["statement"],
+        "seed_spread": seed_spread(json.loads((candidate.directory / "summary.json").read_text())),
+        "calibration": table_metadata(effect),
+        PLOT + "reliability (raw and calibrated, clean test)": image(reliability, "reliability"),
         "recordings_without_window": assessed.excluded,
         "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
     }

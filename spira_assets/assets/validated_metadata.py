@@ -149,6 +149,7 @@ def validated_metadata(
         "participants_by_class": per_class,
         "accepted_duration_s": round(float(table.get_column("duration_s").sum() or 0.0), 2),
         "pseudonym_key_id": pseudonymizer.key_id,
+        "pseudonym_key": pseudonymizer.key_kind,
         "speaker_grouping": groupings,
         "speaker_independence": (
             SPEAKER_WARNING.format(n=not_safe) if not_safe else "guaranteed by participant ids"

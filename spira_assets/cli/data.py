@@ -292,7 +292,7 @@ def quarantine_paths(batch_id: str, data_dir: str | None) -> None:
     if not tags:
         click.echo(f"batch {batch_id}: no withheld names in its quarantine records")
         return
-    pseudonymizer = Pseudonymizer(load_pseudonym_key())
+    pseudonymizer = Pseudonymizer(load_pseudonym_key(None, layout.local_root))
     for file in list_batch_files(folder).files:
         tag = pseudonymizer.path_key(file.relative_path)[:10]
         if tag in tags:

@@ -81,6 +81,7 @@ def demo(
     """The main job: generate the demo corpus if absent, materialize the whole graph for every
     batch, print a summary."""
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
+    from spira_assets.privacy import write_demo_key
     from spira_assets.summary import summarize
 
     layout = _layout(data_dir)
@@ -89,6 +90,9 @@ def demo(
     if not scan.complete:
         click.echo(f"generating demo corpus in {landing} ...")
         generate_corpus(DemoSpec(landing, batches, participants, seed, effect_size, defect_rate))
+        # the corpus brings its own public key: the same pseudonyms, split and metrics on
+        # every machine (a root that already holds batches keeps the key it has)
+        click.echo(f"demo pseudonym key: {write_demo_key(_local_root(layout), seed)}")
         scan = scan_landing(layout.landing)
     else:
         click.echo(f"using the {len(scan.complete)} complete batches already in {landing}")

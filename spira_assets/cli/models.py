@@ -12,7 +12,7 @@ import click
 
 if TYPE_CHECKING:
     from spira_assets.layout import DataLayout
-    from spira_assets.ml.inference import FileScore
+    from spira_assets.ml.inference import FileScore, ParticipantScore
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
@@ -38,11 +38,21 @@ from spira_assets.cli.app import (
     is_flag=True,
     help="One JSON object per file (full-precision probability), for scripts.",
 )
+@click.option(
+    "--participant",
+    "one_person",
+    is_flag=True,
+    help="The files are recordings of one person: also give one participant probability "
+    "(the mean of the recordings' calibrated probabilities) and one decision.",
+)
 @DATA_DIR_OPTION
-def predict(files: tuple[Path, ...], device: str, as_json: bool, data_dir: str | None) -> None:
-    """Score audio files with the champion model: probability of respiratory insufficiency and
-    the decision at the threshold chosen on validation data, per file."""
-    from spira_assets.ml.inference import score_files
+def predict(
+    files: tuple[Path, ...], device: str, as_json: bool, one_person: bool, data_dir: str | None
+) -> None:
+    """Score audio files with the champion model: calibrated probability of respiratory
+    insufficiency and the decision at the model's operating point, per file (and per person
+    with --participant)."""
+    from spira_assets.ml.inference import Scorer, participant_score
     from spira_assets.ml.tracking import RegistryError, champion_model_version, default_tracking_uri
 
     layout = _layout(data_dir)
@@ -53,19 +63,25 @@ def predict(files: tuple[Path, ...], device: str, as_json: bool, data_dir: str |
         raise CliError(str(error)) from error
     if version is None or not (root / "models" / version).exists():
         raise CliError("no champion model yet: run `spira demo` (or materialize `champion`) first")
-    scores = score_files(list(files), root / "models" / version, device)
+    scorer = Scorer(root / "models" / version, device)
+    scores = [scorer.file(path) for path in files]
+    person = participant_score(scores, scorer.threshold) if one_person else None
     if as_json:
         for s in scores:
             click.echo(json.dumps({"model_version": version, **asdict(s)}))
+        if person is not None:
+            click.echo(json.dumps({"model_version": version, "participant": asdict(person)}))
     else:
-        _print_scores(version, scores)
+        _print_scores(version, scores, scorer.statement)
+        if person is not None:
+            _print_participant(person)
     failed = sum(1 for s in scores if s.error)
     if failed:
         raise CliError(f"{failed} of {len(scores)} files could not be scored")
 
 
-def _print_scores(version: str, scores: list[FileScore]) -> None:
-    click.echo(f"champion model {version}")
+def _print_scores(version: str, scores: list[FileScore], statement: str) -> None:
+    click.echo(f"champion model {version}: {statement}")
     click.echo(f"{'probability':>11}  {'decision':<26}  file")
     for s in scores:
         if s.error:
@@ -73,6 +89,18 @@ def _print_scores(version: str, scores: list[FileScore]) -> None:
         else:
             decision = "respiratory insufficiency" if s.decision else "no insufficiency"
             click.echo(f"{s.probability:>11.4f}  {decision:<26}  {s.path}")
+
+
+def _print_participant(person: ParticipantScore) -> None:
+    if person.probability is None:
+        click.echo("participant: no recording could be scored, so no decision")
+        return
+    decision = "respiratory insufficiency" if person.decision else "no insufficiency"
+    left_out = f", {person.unscored} unscored left out" if person.unscored else ""
+    click.echo(
+        f"{person.probability:>11.4f}  {decision:<26}  participant (mean of "
+        f"{person.recordings} recordings{left_out})"
+    )
 
 
 @main.command()

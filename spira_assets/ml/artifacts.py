@@ -13,6 +13,7 @@ import torch
 
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.features.config import FeatureConfig
+from spira_assets.ml.calibration import CALIBRATION_FILE
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.train_config import TrainConfig
 from spira_assets.storage.staging import remove_stale_staging, staging_path
@@ -39,13 +40,18 @@ def model_config(
         "n_features": features.n_features,
         "norm": train.norm,
         "dropout": train.dropout,
+        "input_scaling": train.input_scaling,
         "features": asdict(features),
         "train": asdict(train),
     }
 
 
 def build_model(config: dict[str, Any]) -> SpiraConv:
-    return SpiraConv(config["frames"], config["n_features"], config["norm"], config["dropout"])
+    """The network of a saved configuration (one saved before input scaling existed: none)."""
+    scaled = config.get("input_scaling", "none") == "train_standardize"
+    return SpiraConv(
+        config["frames"], config["n_features"], config["norm"], config["dropout"], scaled
+    )
 
 
 def save_model_version(
@@ -57,6 +63,7 @@ def save_model_version(
     split: pl.DataFrame | None = None,
     threshold: dict[str, Any] | None = None,
     seed_states: dict[int, dict[str, torch.Tensor]] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Write every artefact to a temporary folder and rename it into place (all or nothing).
     ``split``: the recordings and split the model was trained with (``split.parquet``), so it
@@ -77,6 +84,8 @@ def save_model_version(
             split.write_parquet(tmp / SPLIT)
         if threshold is not None:
             (tmp / THRESHOLD).write_text(json.dumps(threshold))
+        if calibration is not None:
+            (tmp / CALIBRATION_FILE).write_text(json.dumps(calibration))
         for seed, seed_state in (seed_states or {}).items():
             (tmp / SEEDS).mkdir(exist_ok=True)
             torch.save(seed_state, tmp / SEEDS / f"{seed}.pt")

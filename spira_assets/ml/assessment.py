@@ -13,7 +13,7 @@ clean and published-noisy accuracy of every kept seed's model and their mean.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -41,6 +41,8 @@ class Assessment:
     per_seed: pl.DataFrame  # seed, clean_accuracy, published_noisy_accuracy (+ the mean)
     excluded: int  # test recordings with no window under the model's window rule
     noise_note: str
+    # clean recordings with their raw scores (mean window probability, before calibration)
+    raw_clean: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def _accuracy(scored: pl.DataFrame, threshold: float) -> float:
@@ -76,8 +78,13 @@ def assess(
     rows = []
     for condition, (noise, threshold) in conditions.items():
         windows = candidate.score(recordings, device, noise)
+        # SPIRA's published test reads the raw mean probability at 0.5; the platform's
+        # conditions the calibrated probability at the model's operating point
+        calibration = None if condition == PUBLISHED else candidate.calibration
+        if condition == "clean":
+            raw_clean = aggregate(windows, "recording")
         for level in ("recording", "participant"):
-            scored = aggregate(windows, level)
+            scored = aggregate(windows, level, calibration)
             frames[f"{condition}/{level}"] = scored
             rows.append(
                 metric_table(scored, threshold, resamples, min_defined=min_defined).with_columns(
@@ -156,4 +163,5 @@ def assess(
         per_seed,
         len(recordings) - scored_recordings,
         noise_note,
+        raw_clean,
     )

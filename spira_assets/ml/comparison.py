@@ -86,7 +86,11 @@ def compare(
             error="no recording of the current split is unseen by both models",
         )
     scored = [
-        aggregate(model.score(model.recordings(subset, root, lake, layout), device), "recording")
+        aggregate(
+            model.score(model.recordings(subset, root, lake, layout), device),
+            "recording",
+            model.calibration,
+        )
         for model in (candidate, reference)
     ]
     # under a stricter window rule one model may have no window for a short recording

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_curve
 
+from spira_assets.ml.calibration import Calibration
 from spira_assets.ml.gate import MIN_DEFINED_DRAWS
 from spira_assets.ml.metrics import auroc
 
@@ -116,10 +117,15 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[best])
 
 
-def aggregate(windows: pl.DataFrame, level: str) -> pl.DataFrame:
-    """Mean window score per ``recording`` or per ``participant`` (participant = mean of its
-    recordings' means). ``windows`` has columns participant, recording, label, score and any
-    subgroup columns (taken from the first window)."""
+def aggregate(
+    windows: pl.DataFrame, level: str, calibration: Calibration | None = None
+) -> pl.DataFrame:
+    """Mean window score per ``recording`` or per ``participant``. A recording's score is the
+    mean of its windows mapped through ``calibration`` (the model's calibration map; None: the
+    raw mean, as SPIRA's published test reads it); a participant's is the mean of its
+    recordings' scores, and its decision is that mean against the threshold: one decision per
+    person. ``windows`` has columns participant, recording, label, score and any subgroup
+    columns (taken from the first window)."""
     extra = [c for c in windows.columns if c not in ("participant", "recording", "label", "score")]
     recordings = windows.group_by("recording", maintain_order=True).agg(
         pl.col("participant").first(),
@@ -127,6 +133,9 @@ def aggregate(windows: pl.DataFrame, level: str) -> pl.DataFrame:
         pl.col("score").mean(),
         *[pl.col(c).first() for c in extra],
     )
+    if calibration is not None and calibration.method != "none":
+        calibrated = calibration.apply(recordings.get_column("score").to_numpy())
+        recordings = recordings.with_columns(pl.Series("score", calibrated))
     if level == "recording":
         return recordings
     if level != "participant":

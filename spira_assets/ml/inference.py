@@ -16,13 +16,10 @@ from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules, Find
 from spira_assets.audio.resample import LEGACY_RESAMPLER, from_int16, to_int16
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import CONFIG, THRESHOLD, load_model
+from spira_assets.ml.calibration import load_calibration
 from spira_assets.ml.train_config import train_config_from
 
 THRESHOLD_FILE = THRESHOLD
-THRESHOLD_CHOICE = {
-    "youden": "validation recordings (Youden's J), when the model was trained",
-    "fixed": "fixed by the training protocol (SPIRA rounds the mean probability: 0.5)",
-}
 
 
 @dataclass(frozen=True)
@@ -32,6 +29,7 @@ class FileScore:
     decision: int | None
     windows: int
     error: str | None = None
+    raw_score: float | None = None  # the mean window probability, before calibration
 
 
 class Scorer:
@@ -48,11 +46,14 @@ class Scorer:
         # recorded used torchaudio's): a file is scored exactly as training would store it
         self.resampler = str(config.get("resampler", LEGACY_RESAMPLER))
         threshold_file = directory / THRESHOLD_FILE
-        self.threshold = (
-            float(json.loads(threshold_file.read_text())["threshold"])
-            if threshold_file.exists()
-            else 0.5
+        self.operating_point: dict[str, object] = (
+            json.loads(threshold_file.read_text()) if threshold_file.exists() else {}
         )
+        self.threshold = float(self.operating_point.get("threshold", 0.5))  # type: ignore[arg-type]
+        # the map from the mean window probability to a calibrated probability (identity for
+        # a model without one): the threshold applies to the calibrated value
+        self.calibration = load_calibration(directory)
+        self.statement = operating_point_statement(self.operating_point, self.threshold)
 
     @torch.no_grad()
     def waveform(self, wave: np.ndarray) -> tuple[float, int]:
@@ -88,9 +89,10 @@ class Scorer:
             problems = judge(stats, rules)
             if problems:
                 raise AudioDecodeError(problems[0])
-            probability, windows = self.waveform(from_int16(samples))
+            raw, windows = self.waveform(from_int16(samples))
         except AudioDecodeError as error:
             return FileScore(name, None, None, 0, f"{error.finding.rule}: {error.finding.detail}")
+        probability = self.calibration.one(raw)
         if not math.isfinite(probability):
             # NaN >= threshold is False: without this a broken score would read "no insufficiency"
             return FileScore(
@@ -101,7 +103,35 @@ class Scorer:
                 f"non_finite_score: the model returned {probability} for this file; no decision "
                 "is made (check the model version and the audio)",
             )
-        return FileScore(name, probability, int(probability >= self.threshold), windows)
+        return FileScore(
+            name, probability, int(probability >= self.threshold), windows, raw_score=raw
+        )
+
+
+@dataclass(frozen=True)
+class ParticipantScore:
+    """One decision per person: the mean of the calibrated probabilities of the person's
+    scored recordings against the model's threshold (as evaluation's participant level)."""
+
+    probability: float | None
+    decision: int | None
+    recordings: int  # recordings that contributed
+    unscored: int  # recordings that could not be scored (their errors are per file)
+
+
+def participant_score(scores: list[FileScore], threshold: float) -> ParticipantScore:
+    probabilities = [s.probability for s in scores if s.probability is not None]
+    if not probabilities:
+        return ParticipantScore(None, None, 0, len(scores))
+    mean = float(np.mean(probabilities))
+    return ParticipantScore(
+        mean, int(mean >= threshold), len(probabilities), len(scores) - len(probabilities)
+    )
+
+
+def operating_point_statement(operating_point: dict[str, object], threshold: float) -> str:
+    """What the threshold means, as recorded with the model (an older model: the bare value)."""
+    return str(operating_point.get("statement") or f"decision at probability >= {threshold:.3f}")
 
 
 def score_files(paths: list[Path], directory: Path, device: str = "cpu") -> list[FileScore]:

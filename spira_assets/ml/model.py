@@ -61,12 +61,42 @@ def _block(
     return nn.Sequential(*layers)
 
 
+class Standardize(nn.Module):
+    """Per-coefficient standardization, ``(x - mean) / std``, with statistics of the training
+    split set once before training (``ml/train.py`` ``input_statistics``). Buffers, not
+    parameters: they are saved in the weights and the exported program, so every scorer
+    applies exactly the training scaling, and the optimizer never moves them."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.std.copy_(torch.clamp(std, min=1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 class SpiraConv(nn.Module):
     def __init__(
-        self, frames: int = 400, n_features: int = 40, norm: Norm = "group", dropout: float = 0.7
+        self,
+        frames: int = 400,
+        n_features: int = 40,
+        norm: Norm = "group",
+        dropout: float = 0.7,
+        scaled: bool = False,
     ) -> None:
         super().__init__()
         self.frames, self.n_features = frames, n_features
+        # the platform profile standardizes its inputs; SPIRA's published model does not
+        self.scale: Standardize | None = Standardize(n_features) if scaled else None
         self.conv = nn.Sequential(*(_block(*spec, norm=norm, dropout=dropout) for spec in BLOCKS))
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, 1, frames, n_features)).numel()
@@ -76,6 +106,8 @@ class SpiraConv(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``features``: batch x frames x coefficients -> logits (batch)."""
+        if self.scale is not None:
+            features = self.scale(features)
         return self.head(self.conv(features.unsqueeze(1))).squeeze(1)
 
     @torch.no_grad()

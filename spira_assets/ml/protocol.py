@@ -50,6 +50,8 @@ PROFILES: dict[str, TrainConfig] = {
             skip_noise_list_header=True,  # pd.read_csv(noise_data.csv): line 1 is the header
         ),
         mixed_precision=False,  # fp32 throughout (no autocast in train.py)
+        input_scaling="none",  # the MFCCs go into the network as computed
+        calibration="none",  # the mean window probability is the score
     ),
 }
 PROFILE_SEEDS = {PLATFORM: (42, 43, 46), SPIRA_ACL2021: (42, 43, 46)}

@@ -21,6 +21,7 @@ from spira_assets.features.config import FeatureConfig
 from spira_assets.features.featurizer import Featurizer
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import CONFIG, LINEAGE, build_model, load_model
+from spira_assets.ml.calibration import Calibration, load_calibration
 from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.evaluation import all_metrics
 from spira_assets.ml.inference import THRESHOLD_FILE
@@ -33,7 +34,6 @@ from spira_assets.ml.train import (
     Noise,
     cpu_threads,
     train,
-    validation_threshold,
     window_scores,
 )
 from spira_assets.ml.train_config import train_config_from
@@ -42,6 +42,7 @@ from spira_assets.ml.training_inputs import (
     load_training_data,
     recorded_plan,
 )
+from spira_assets.ml.validation_fit import fit_scoring
 
 REPORTED = ("auroc", "accuracy", "sensitivity", "specificity", "brier")
 
@@ -57,6 +58,10 @@ class Reproduction:
     threshold_original: float
     threshold_reproduced: float
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    # the calibration maps (ml/calibration.py): recorded with the model, and refitted on the
+    # reproduced network's validation scores
+    calibration_original: dict[str, Any] = field(default_factory=dict)
+    calibration_reproduced: dict[str, Any] = field(default_factory=dict)
     code_version_recorded: str = ""
     code_version_now: str = ""
     tolerance: float = 0.0
@@ -73,13 +78,26 @@ class Reproduction:
         )
 
     @property
+    def calibration_matches(self) -> bool:
+        first, second = self.calibration_original, self.calibration_reproduced
+        return first.get("method") == second.get("method") and all(
+            abs(float(first.get(k, 0.0)) - float(second.get(k, 0.0))) <= self.tolerance
+            for k in ("slope", "intercept")
+        )
+
+    @property
     def exact(self) -> bool:
-        return self.weights_identical and self.metrics_match and self.tolerance == 0.0
+        return (
+            self.weights_identical
+            and self.metrics_match
+            and self.calibration_matches
+            and self.tolerance == 0.0
+        )
 
     @property
     def matches(self) -> bool:
         within = self.weights_identical or self.max_weight_difference <= self.tolerance
-        return within and self.metrics_match
+        return within and self.metrics_match and self.calibration_matches
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "exact": self.exact, "matches": self.matches}
@@ -105,11 +123,12 @@ def _test_metrics(
     featurizer: Featurizer,
     device: torch.device,
     threshold: float,
+    calibration: Calibration,
     noise: Noise | None,
 ) -> dict[str, float]:
     scores, owners = window_scores(model, test, featurizer, device, 64, noise)
     groups, means = mean_by_group(owners, scores)
-    return all_metrics(test.labels[groups], means, threshold)
+    return all_metrics(test.labels[groups], calibration.apply(means), threshold)
 
 
 def reproduce(
@@ -180,23 +199,32 @@ def _reproduce(
         for name, tensor in result.state_dict.items()
     )
     featurizer = train_config.featurizer(features, device)
-    threshold_file = root / "models" / version / THRESHOLD_FILE
+    directory = root / "models" / version
+    threshold_file = directory / THRESHOLD_FILE
+    calibration, fitted = (
+        (load_calibration(directory), None)
+        if threshold_file.exists()
+        else fit_scoring(original, sets["validation"], bank, features, train_config, device)
+    )
     threshold = (
         float(json.loads(threshold_file.read_text())["threshold"])
-        if threshold_file.exists()
-        else validation_threshold(original, sets["validation"], featurizer, device, train_config)
+        if fitted is None
+        else fitted.threshold
     )
-    reproduced_threshold = validation_threshold(
-        rebuilt, sets["validation"], featurizer, device, train_config
+    reproduced_calibration, reproduced_point = fit_scoring(
+        rebuilt, sets["validation"], bank, features, train_config, device
     )
+    reproduced_threshold = reproduced_point.threshold
     metrics = []
     test = sets["test"]
     conditions: dict[str, Noise | None] = {"clean": None}
     if bank is not None:
         conditions["noisy"] = per_recording_noise(bank, train_config.augment, test, noisy_seed)
     for condition, noise in conditions.items():
-        first = _test_metrics(original, test, featurizer, device, threshold, noise)
-        second = _test_metrics(rebuilt, test, featurizer, device, reproduced_threshold, noise)
+        first = _test_metrics(original, test, featurizer, device, threshold, calibration, noise)
+        second = _test_metrics(
+            rebuilt, test, featurizer, device, reproduced_threshold, reproduced_calibration, noise
+        )
         metrics += [
             {
                 "condition": condition,
@@ -216,6 +244,8 @@ def _reproduce(
         threshold_original=threshold,
         threshold_reproduced=reproduced_threshold,
         metrics=metrics,
+        calibration_original=calibration.to_json(),
+        calibration_reproduced=reproduced_calibration.to_json(),
         code_version_recorded=str(lineage.get("code_version", "")),
         code_version_now=code_version(),
         tolerance=tolerance,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from spira_assets.features.config import FeatureConfig
 from spira_assets.features.featurizer import Featurizer
 from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import CONFIG, LINEAGE, SPLIT, load_model
+from spira_assets.ml.calibration import Calibration, load_calibration
 from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_frames
 from spira_assets.ml.inference import THRESHOLD_FILE
 from spira_assets.ml.inputs import noise_bank, stored_features, with_split
@@ -51,6 +52,7 @@ class ModelUnderTest:
     lineage: dict[str, Any]
     split: pl.DataFrame
     threshold: float
+    calibration: Calibration = field(default_factory=Calibration)
 
     @classmethod
     def load(cls, layout: DataLayout, lake: Lake, version: str) -> ModelUnderTest:
@@ -72,6 +74,7 @@ class ModelUnderTest:
             json.loads((directory / LINEAGE).read_text()),
             pl.read_parquet(directory / SPLIT),
             float(json.loads((directory / THRESHOLD_FILE).read_text())["threshold"]),
+            load_calibration(directory),
         )
 
     @property

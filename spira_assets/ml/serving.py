@@ -7,8 +7,12 @@ decode, 16 kHz mono, windows, spectrogram transform, network, mean of the window
 decision at the threshold recorded with the model.
 
 Input: a table with a column ``audio_base64`` (an encoded audio file, for remote callers) and/or
-``path`` (a file readable by the serving process, for batch scoring next to the data). Output: one
-row per input row with ``probability``, ``decision``, ``windows``, ``threshold`` and ``error``. A
+``path`` (a file readable by the serving process, for batch scoring next to the data), and an
+optional ``participant`` (rows with the same value are one person's recordings). Output: one row
+per input row with ``probability`` (calibrated), ``decision``, ``windows``, ``threshold``,
+``error``, the person's ``participant_probability`` and ``participant_decision`` (the mean of the
+person's calibrated probabilities at the threshold; null without a participant) and
+``operating_point`` (what the threshold means, as chosen on validation). A
 row that cannot be scored (corrupt, empty, silent, clipped or unsupported audio, bad base64, no
 input) gets ``probability`` and ``decision`` null and the reason in ``error``: one bad file never
 fails the others.
@@ -31,7 +35,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
-from spira_assets.ml.inference import FileScore, Scorer
+from spira_assets.ml.inference import FileScore, ParticipantScore, Scorer, participant_score
 
 MODEL_ARTIFACT = "spira_model"
 SIGNATURE = ModelSignature(
@@ -39,6 +43,7 @@ SIGNATURE = ModelSignature(
         [
             ColSpec("string", "path", required=False),
             ColSpec("string", "audio_base64", required=False),
+            ColSpec("string", "participant", required=False),
         ]
     ),
     outputs=Schema(
@@ -48,6 +53,9 @@ SIGNATURE = ModelSignature(
             ColSpec("long", "windows"),
             ColSpec("double", "threshold"),
             ColSpec("string", "error", required=False),
+            ColSpec("double", "participant_probability", required=False),
+            ColSpec("long", "participant_decision", required=False),
+            ColSpec("string", "operating_point"),
         ]
     ),
 )
@@ -89,7 +97,9 @@ class SpiraAudioModel(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        scores = [self._row(row) for row in frame.to_dict(orient="records")]
+        rows = frame.to_dict(orient="records")
+        scores = [self._row(row) for row in rows]
+        people = self._participants(rows, scores)
         return pd.DataFrame(
             {
                 "probability": pd.Series([s.probability for s in scores], dtype="object"),
@@ -97,8 +107,28 @@ class SpiraAudioModel(PythonModel):
                 "windows": [s.windows for s in scores],
                 "threshold": [self.scorer.threshold] * len(scores),
                 "error": pd.Series([s.error for s in scores], dtype="object"),
+                "participant_probability": pd.Series(
+                    [p.probability if p else None for p in people], dtype="object"
+                ),
+                "participant_decision": pd.Series(
+                    [p.decision if p else None for p in people], dtype="object"
+                ),
+                "operating_point": [self.scorer.statement] * len(scores),
             }
         )
+
+    def _participants(
+        self, rows: list[dict[str, Any]], scores: list[FileScore]
+    ) -> list[ParticipantScore | None]:
+        """One decision per person: rows with the same ``participant`` value are one person's
+        recordings (the mean of their calibrated probabilities); None without a value."""
+        keys = [str(r["participant"]) if _present(r.get("participant")) else None for r in rows]
+        groups: dict[str, list[FileScore]] = {}
+        for key, score in zip(keys, scores, strict=True):
+            if key is not None:
+                groups.setdefault(key, []).append(score)
+        decided = {k: participant_score(v, self.scorer.threshold) for k, v in groups.items()}
+        return [decided[k] if k is not None else None for k in keys]
 
     def _row(self, row: dict[str, Any]) -> FileScore:
         encoded, path = row.get("audio_base64"), row.get("path")

@@ -205,9 +205,14 @@ def train(
     order_rng = np.random.default_rng(seed)
     noise_rng, val_rng = random.Random(seed), random.Random(f"validation:{seed}")
     generator = torch.Generator().manual_seed(seed)
-    model = SpiraConv(featurizer.frames, features.n_features, config.norm, config.dropout).to(
-        device
-    )
+    scaled = config.input_scaling == "train_standardize"
+    model = SpiraConv(
+        featurizer.frames, features.n_features, config.norm, config.dropout, scaled
+    ).to(device)
+    if model.scale is not None:
+        from spira_assets.ml.validation_fit import input_statistics
+
+        model.scale.set(*(t.to(device) for t in input_statistics(train_set, featurizer, device)))
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -287,7 +292,11 @@ def train(
             history.append(entry)
             if log:
                 log(entry)
-            if config.patience and epoch - best_epoch >= config.patience:
+            # no early stop while the learning rate is still warming up: a seed whose loss
+            # has not moved yet has not had its learning rate (on the demo, a seed stopped at
+            # epoch 3 of a 100-step warm-up, at chance)
+            warm = step >= config.warmup_steps
+            if config.patience and warm and epoch - best_epoch >= config.patience:
                 break
     return TrainResult(
         seed,
@@ -299,25 +308,3 @@ def train(
         best_step,
         excluded,
     )
-
-
-def validation_threshold(
-    model: SpiraConv,
-    val_set: RecordingSet,
-    featurizer: Featurizer,
-    device: torch.device,
-    config: TrainConfig,
-) -> float:
-    """The decision threshold recorded with a model: fixed (SPIRA: 0.5), or Youden's J over
-    clean validation recordings (mean of window probabilities), so the test set never
-    influences it."""
-    if config.threshold_rule == "fixed":
-        return config.fixed_threshold
-    from spira_assets.ml.evaluation import youden_threshold
-
-    rows = usable(val_set, featurizer)
-    scores, owners = window_scores(
-        model, val_set.subset(rows), featurizer, device, config.eval_batch_size
-    )
-    groups, means = mean_by_group(owners, scores)
-    return youden_threshold(val_set.subset(rows).labels[groups], means)

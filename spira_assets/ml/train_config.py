@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from spira_assets.features.augment_config import AugmentConfig
+from spira_assets.ml.calibration import CalibrationMethod, ThresholdRule
 
 if TYPE_CHECKING:
     import torch
@@ -17,7 +18,10 @@ if TYPE_CHECKING:
     from spira_assets.features.windows import WindowRule
     from spira_assets.ml.model import Norm
 
-ThresholdRule = Literal["youden", "fixed"]
+InputScaling = Literal["train_standardize", "none"]
+# What a model recorded before these fields existed was trained and scored with: no input
+# scaling, no calibration (a recorded configuration never takes today's defaults for them)
+BEFORE_TRUST_FIELDS: dict[str, Any] = {"input_scaling": "none", "calibration": "none"}
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,15 @@ class TrainConfig:
     transform_unit: TransformUnit = "recording"
     validation_noise: bool = False  # validate on noisy recordings (fresh draws each time)
     validate_every_steps: int = 0  # also validate every N optimizer steps; 0: per epoch only
-    threshold_rule: ThresholdRule = "youden"
+    # the operating point: the highest threshold whose validation sensitivity (clean and
+    # noisy validation pooled) reaches target_sensitivity (ml/calibration.py)
+    threshold_rule: ThresholdRule = "sensitivity"
+    target_sensitivity: float = 0.90
     fixed_threshold: float = 0.5
+    # inputs standardized per coefficient with statistics of the training split (stored in
+    # the weights), and Platt scaling fitted on validation (calibration.json)
+    input_scaling: InputScaling = "train_standardize"
+    calibration: CalibrationMethod = "platt"
     keep_all_seeds: bool = False  # save every seed's model, not only the best
     mixed_precision: bool = True  # bf16 autocast of the forward pass on CUDA (fp32 on CPU)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -59,6 +70,6 @@ class TrainConfig:
 
 def train_config_from(record: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from its recorded ``asdict`` form (model_config.json, lineage.json)."""
-    values = dict(record)
+    values = {**BEFORE_TRUST_FIELDS, **record}
     values["augment"] = AugmentConfig(**values["augment"])
     return TrainConfig(**values)

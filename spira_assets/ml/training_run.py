@@ -17,13 +17,13 @@ import torch
 
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.artifacts import build_model, model_config, save_model_version
-from spira_assets.ml.inference import THRESHOLD_CHOICE
 from spira_assets.ml.inputs import training_resampler
 from spira_assets.ml.lineage import package_versions
 from spira_assets.ml.metrics import defined_or_none, spread_of_defined
-from spira_assets.ml.train import EpochLog, TrainResult, train, validation_threshold
+from spira_assets.ml.train import EpochLog, TrainResult, train
 from spira_assets.ml.train_config import TrainConfig
 from spira_assets.ml.training_inputs import TrainingData, TrainingPlan
+from spira_assets.ml.validation_fit import fit_scoring
 
 SeedScope = Callable[[int], AbstractContextManager[Any]]
 EpochCallback = Callable[[int, EpochLog], None]
@@ -84,8 +84,9 @@ def save_version(
     seconds: float,
     run_id: str,
 ) -> TrainedVersion:
-    """Keep the seed with the lowest validation loss, choose its threshold on validation and
-    write the version (weights, exported program, lineage, summary, split, threshold)."""
+    """Keep the seed with the lowest validation loss, fit its calibration map and operating
+    point on validation, and write the version (weights with the input statistics, exported
+    program, lineage, summary, split, threshold, calibration)."""
     best = min(results, key=lambda r: r.best_val_loss)
     auroc_mean, auroc_std, undefined = spread_of_defined(
         np.array([r.best.val_auroc for r in results])
@@ -137,14 +138,27 @@ def save_version(
     }
     network = build_model(saved_config)
     network.load_state_dict(best.state_dict)
-    threshold = validation_threshold(
-        network.to(device).eval(), data.sets["validation"], featurizer, device, config
+    calibration, point = fit_scoring(
+        network, data.sets["validation"], data.bank, features, config, device
     )
-    summary["threshold"] = threshold
-    chosen = {"threshold": threshold, "chosen_on": THRESHOLD_CHOICE[config.threshold_rule]}
+    summary |= {
+        "threshold": point.threshold,
+        "operating_point": point.statement(),
+        "validation_sensitivity": point.sensitivity,
+        "validation_specificity": point.specificity,
+        "calibration": calibration.method,
+    }
     per_seed = {r.seed: r.state_dict for r in results} if config.keep_all_seeds else None
     save_model_version(
-        directory, best.state_dict, saved_config, lineage, summary, plan.split, chosen, per_seed
+        directory,
+        best.state_dict,
+        saved_config,
+        lineage,
+        summary,
+        plan.split,
+        point.to_json(),
+        per_seed,
+        calibration.to_json(),
     )
     return TrainedVersion(summary, lineage, results)
 
