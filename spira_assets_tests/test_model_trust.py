@@ -32,8 +32,8 @@ from spira_assets.ml.inference import FileScore, participant_score
 from spira_assets.ml.metrics import auroc
 from spira_assets.privacy import (
     DEMO_KEY_FILE,
-    PseudonymKeyError,
     Pseudonymizer,
+    PseudonymKeyError,
     demo_key,
     load_pseudonym_key,
     refuse_unusable_environment_key,
@@ -208,3 +208,67 @@ def test_predict_and_the_served_model_give_one_calibrated_decision_per_person(
     assert set(served["participant_probability"]) == {together["probability"]}
     assert set(served["participant_decision"]) == {together["decision"]}
     assert served["operating_point"][0].startswith("decision at calibrated probability")
+
+
+@pytest.mark.slow
+def test_two_fresh_demos_on_two_machines_give_the_same_split_and_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two machines (each its own ~/.config, where a machine-made key would go) and no key in
+    the environment: the demo corpus's key makes the same pseudonyms, so the same split,
+    model and metrics (on the same number of torch threads)."""
+    from spira_assets.storage.tables import DATASET_SPLIT, EVALUATION_METRICS
+
+    monkeypatch.delenv("SPIRA_PSEUDONYM_KEY", raising=False)
+    results = []
+    for machine in ("a", "b"):
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / machine / "config"))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / machine / "dagster_home"))
+        data = tmp_path / machine / "data"
+        result = CliRunner().invoke(
+            main,
+            ["demo", "--data-dir", str(data), "--batches", "1", "--participants", "16",
+             "--seeds", "42", "--epochs", "2"],
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert "demo pseudonym key" in result.output, result.output
+        lake = Lake(UPath(data / "lake"))
+        meta = lake.read_table(VALIDATED_METADATA)
+        assert set(meta.get_column("pseudonym_key_id")) == {Pseudonymizer(demo_key(7)).key_id}
+        split = lake.read_table(DATASET_SPLIT).select("audio_sha256", "participant", "split")
+        metrics = lake.read_table(EVALUATION_METRICS).select(
+            "model_version", "condition", "level", "metric", "value", "ci_low", "ci_high"
+        )
+        assert not metrics.is_empty(), result.output
+        results.append((split.sort("audio_sha256"), metrics.sort(pl.all())))
+    assert results[0][0].equals(results[1][0])
+    assert results[0][1].equals(results[1][1])
+
+
+def test_evaluation_scores_a_file_as_spira_predict_does(champion_root: Path) -> None:
+    """The calibrated probability and decision evaluation gives a test recording are the ones
+    `spira predict` (and so the served model, above) gives its file."""
+    from spira_assets.layout import DataLayout
+    from spira_assets.ml.assessment import assess
+    from spira_assets.ml.inference import Scorer
+    from spira_assets.ml.scoring import ModelUnderTest
+    from spira_assets.storage.tables import AUDIO_16K
+
+    layout = DataLayout.from_location(str(champion_root))
+    lake = Lake(layout.lake)
+    candidate = ModelUnderTest.load(layout, lake, _champion(champion_root))
+    assert candidate.calibration.method == "platt"  # planted nothing: the real fitted map
+    test = candidate.test_recordings(lake.read_table(AUDIO_16K))
+    assessed = assess(candidate, test, champion_root, lake, layout, torch.device("cpu"), 20, 1, 0.0)
+    scored = assessed.frames["clean/recording"].sort("recording").head(3)
+    raw = assessed.raw_clean.sort("recording").head(3)
+    uris = dict(lake.read_table(VALIDATED_METADATA).select("audio_sha256", "raw_uri").rows())
+    scorer = Scorer(candidate.directory)
+    for recording, score, raw_score in zip(
+        scored.get_column("recording"), scored.get_column("score"), raw.get_column("score"),
+        strict=True,
+    ):  # fmt: skip
+        by_file = scorer.file(champion_root / uris[recording])
+        assert by_file.raw_score == pytest.approx(raw_score, abs=1e-5)
+        assert by_file.probability == pytest.approx(score, abs=1e-5)
+        assert by_file.decision == int(score >= candidate.threshold)

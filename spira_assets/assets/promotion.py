@@ -127,6 +127,7 @@ def _champion(
     from spira_assets.ml.comparison import compare, comparisons_frame
     from spira_assets.ml.inputs import local_shards, recordings_with_split, with_split
     from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
+    from spira_assets.ml.trust_report import operating_point, trust_markdown
 
     layout, lake = storage.layout(), storage.lake()
     version = version_to_gate(context, lake)
@@ -215,6 +216,7 @@ def _champion(
         comparisons,
         state.current or "none (first model)",
         gate,
+        trust_markdown(candidate.directory, None),
     )
     reports = layout.local_root / "reports" / version
     md, html = write_pair(reports, "model_card", card, f"Model card {version}")
@@ -227,6 +229,7 @@ def _champion(
         "reasons": "; ".join(decision.reasons) or "none",
         "champion_version": holder,
         "compared_with": len(comparisons),
+        "operating_point": operating_point(candidate.directory)["statement"],
         "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
         "model_card": report_url(version, html.name),
         "model_card_file": dg.MetadataValue.path(str(html)),

@@ -33,7 +33,7 @@ def demo_training(
     platform profile also warms up faster and stops early on the small corpus."""
     training: dict[str, object] = {"profile": profile, "seeds": seeds, "max_epochs": epochs}
     if profile == "platform":
-        training |= {"warmup_steps": warmup or 100, "patience": max(2, epochs // 2)}
+        training |= {"warmup_steps": warmup or 40, "patience": max(2, epochs // 2)}
     elif warmup:
         training["warmup_steps"] = warmup
     return training
@@ -60,7 +60,7 @@ def demo_training(
     "--warmup",
     default=None,
     type=click.IntRange(1),
-    help="Noam warm-up steps (default: 100 for the platform profile on the small demo "
+    help="Noam warm-up steps (default: 40 for the platform profile on the small demo "
     "corpus; the spira-acl2021 profile keeps its published 1000).",
 )
 @PROFILE_OPTION

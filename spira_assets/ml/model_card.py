@@ -65,7 +65,10 @@ def model_card(
     comparisons: list[Comparison],
     champion: str,
     gate: GateConfig,
+    trust: str = "",
 ) -> str:
+    """``trust``: the operating point, calibration and seed-spread section
+    (``trust_report.trust_markdown``)."""
     threshold = metrics.get_column("threshold")[0]
     verdict = "PASSED" if decision.passed else "FAILED"
     speaker = lineage.get("speaker_independence", "guaranteed")
@@ -74,7 +77,8 @@ def model_card(
         "## Intended use\n\nPre-screening support for respiratory insufficiency (SpO2 < 92 %) "
         "from short Brazilian-Portuguese voice recordings (consent phrase, sustained vowel, "
         "nursery rhyme, sentence), to prioritise a pulse-oximetry measurement. It outputs a "
-        f"probability; the decision threshold is {threshold:.3f}.\n\n"
+        f"calibrated probability; the decision threshold is {threshold:.3f} (its operating point "
+        "below).\n\n"
         "## Out of scope\n\nDiagnosis; replacing oximetry; other languages or utterances; "
         "children; estimating SpO2; respiratory insufficiency of causes absent from training "
         "data; any use on audio from the synthetic demo generator presented as clinical "
@@ -86,6 +90,7 @@ def model_card(
         + table(by_batch)
         + "\n## Metrics (own test participants, 95% CI by participant bootstrap)\n\n"
         + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
+        + ("\n" + trust if trust else "")
         + "\n## Subgroups (clean test recordings)\n\n"
         + table(subgroup_summary(subgroups))
         + "\n## Comparison with the champion and every past champion\n\n"
