@@ -274,10 +274,10 @@ class Stack:
         """Per table and batch: [rows, distinct keys], read by the code container."""
         script = textwrap.dedent(f"""
             import json
-            from spira_assets.layout import DataLayout
+            from spira_assets.environment import data_layout
             from spira_assets.storage.lake import Lake
             from spira_assets.storage.warehouse import Warehouse
-            layout = DataLayout.from_location(None)
+            layout = data_layout()
             warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
             out = {{}}
             for table, key in {PER_BATCH_TABLES!r}.items():

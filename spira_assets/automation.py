@@ -27,8 +27,13 @@ from spira_assets.deployment import sensor_interval
 from spira_assets.jobs import BATCH_ASSETS, process_batch_job, train_model_job
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
-from spira_assets.resources import RetrainingPolicy, StorageResource
-from spira_assets.storage.tables import BATCH_DRIFT, FEATURE_STATS
+from spira_assets.resources import TRAINING_RETRIES, RetrainingPolicy, StorageResource
+from spira_assets.storage.tables import (
+    BATCH_DRIFT,
+    DRIFT_REFERENCE,
+    FEATURE_STATS,
+    UNPARTITIONED,
+)
 
 INGEST_ENTRY = "raw_audio"  # what reads the landing folder; the rest follows its data versions
 
@@ -50,6 +55,41 @@ def batches_in_latest_model(instance: dg.DagsterInstance, layout: DataLayout) ->
     return set(json.loads(lineage.read_text())["batches"]) if lineage.exists() else set()
 
 
+def drift_of_new_batches(
+    new: list[str], drift: pl.DataFrame, reference: pl.DataFrame
+) -> tuple[list[str], str]:
+    """The new batches that drifted, and a sentence saying for which of them drift was computed
+    (against which champion) and for which it was not, and why: "none drifted" is said only of
+    batches whose drift was computed."""
+    model = reference["reference_model"][0] if reference.height else None
+    in_reference = set(reference["batch_id"].to_list())
+    rows = drift.filter(pl.col("batch_id").is_in(new))
+    drifted = sorted(set(rows.filter(pl.col("drifted"))["batch_id"].to_list()))
+    against = {b: set(m) for b, m in rows.group_by("batch_id").agg("reference_model").rows()}
+    current = [b for b in new if model is not None and model in against.get(b, set())]
+    older = [b for b in new if b in against and b not in current]
+    parts = []
+    if current:
+        shown = [b for b in current if b in drifted]
+        parts.append(
+            f"drift computed for {', '.join(current)} against champion {model}: "
+            + (f"{', '.join(shown)} drifted" if shown else "none drifted")
+        )
+    if older:
+        parts.append(f"drift of {', '.join(older)} is against an earlier champion (out of date)")
+    missing = [b for b in new if b not in against]
+    if missing:
+        why = (
+            "no champion yet"
+            if model is None
+            else "in the champion's training data"
+            if set(missing) <= in_reference
+            else "not computed yet (batch_drift pending)"
+        )
+        parts.append(f"drift not computed for {', '.join(missing)} ({why})")
+    return drifted, "; ".join(parts)
+
+
 def retraining_reason(new: list[str], drifted: list[str], policy: RetrainingPolicy) -> str | None:
     if new and len(new) >= policy.min_new_batches:
         return f"{len(new)} new batches (threshold {policy.min_new_batches})"
@@ -62,7 +102,10 @@ def retraining_reason(new: list[str], drifted: list[str], policy: RetrainingPoli
     job=train_model_job,
     minimum_interval_seconds=sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts train_model after enough new batches or a failed drift check.",
+    description="Every 60 s: starts train_model when RetrainingPolicy.min_new_batches (default "
+    "2) batches with features are not in the latest model, or one of them failed its drift "
+    "check (retrain_on_drift); skips while a train_model run is queued or running, saying how "
+    "many batches are new and for which drift was computed.",
 )
 def retraining_sensor(
     context: dg.SensorEvaluationContext, storage: StorageResource, retraining: RetrainingPolicy
@@ -75,15 +118,18 @@ def retraining_sensor(
     registered = set(instance.get_dynamic_partitions(COLLECTION_BATCH))
     trained_on = batches_in_latest_model(instance, storage.layout()) or set()
     new = sorted((with_features & registered) - trained_on)
-    drift = lake.read_table(BATCH_DRIFT)
-    drifted = sorted(
-        set(drift.filter(pl.col("drifted") & pl.col("batch_id").is_in(new))["batch_id"].to_list())
+    reference = (
+        lake.read_part(DRIFT_REFERENCE, UNPARTITIONED)
+        if lake.has_part(DRIFT_REFERENCE, UNPARTITIONED)
+        else DRIFT_REFERENCE.empty()
     )
+    drifted, drift_said = drift_of_new_batches(new, lake.read_table(BATCH_DRIFT), reference)
     reason = retraining_reason(new, drifted, retraining)
     if reason is None:
         return dg.SensorResult(
-            skip_reason=f"{len(new)} new batch(es) since the latest model, none drifted "
-            f"(threshold {retraining.min_new_batches})"
+            skip_reason=f"{len(new)} new batch(es) since the latest model (retrains at "
+            f"{retraining.min_new_batches}, or on a drifted one)"
+            + (f"; {drift_said}" if drift_said else "")
         )
     key = hashlib.sha256(json.dumps([new, drifted]).encode()).hexdigest()[:16]
     context.log.info(f"retraining: {reason}; new batches {new}")
@@ -107,7 +153,7 @@ weekly_retraining = dg.ScheduleDefinition(
     cron_schedule="0 3 * * 1",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    tags={"spira/trigger": "weekly", "dagster/max_retries": "1"},
+    tags={"spira/trigger": "weekly", "dagster/max_retries": str(TRAINING_RETRIES)},
     description="Retrain every Monday 03:00 UTC (reuses the model when no input changed).",
 )
 

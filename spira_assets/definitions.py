@@ -6,7 +6,7 @@ from spira_assets.assets.evaluation import evaluation_report
 from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.ingest_tables import batch_checks, quarantine
 from spira_assets.assets.landing import landing_batch, landing_noise
-from spira_assets.assets.monitoring import batch_drift
+from spira_assets.assets.monitoring import batch_drift, drift_reference
 from spira_assets.assets.promotion import champion
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.split import dataset_split
@@ -36,10 +36,10 @@ from spira_assets.stale import stale_batches_sensor, with_conditions
 # before a sensor or a run can pseudonymize anything with it
 refuse_unusable_environment_key()
 
-_MLFLOW = MlflowTracking()
+_STORAGE = StorageResource()
 
 RESOURCES = {
-    "storage": StorageResource(),
+    "storage": _STORAGE,
     "pseudonyms": PseudonymResource(),
     "policy": IngestPolicy(decode_workers=DEPLOYMENT.decode_workers),
     "features": FeatureSettings(),
@@ -48,7 +48,7 @@ RESOURCES = {
     "evaluation": EvaluationSettings(),
     "drift": DriftSettings(),
     "retraining": RetrainingPolicy(),
-    "mlflow_tracking": _MLFLOW,
+    "mlflow_tracking": MlflowTracking(storage=_STORAGE),
 }
 
 defs = dg.Definitions(
@@ -68,6 +68,7 @@ defs = dg.Definitions(
             spira_model,
             evaluation_report,
             champion,
+            drift_reference,
             sweep_trial,
         ]
     ),

@@ -1,4 +1,5 @@
-"""Where things live under the data root (``SPIRA_DATA_DIR``).
+"""Where things live under the data root (given by the caller: ``environment.py`` reads
+``SPIRA_DATA_DIR`` for the Dagster resources and ``spira``).
 
 One object answers every "where is X" question so that no module builds paths by hand and
 the root can later be an object-store URL (``s3://bucket/spira``) without touching callers.
@@ -15,17 +16,7 @@ from pathlib import Path
 
 from upath import UPath
 
-DATA_DIR_ENV = "SPIRA_DATA_DIR"
-DEFAULT_DATA_DIR = "data"
-WAREHOUSE_ENV = "SPIRA_WAREHOUSE_PATH"  # the DuckDB catalog file (default: under the data root)
-CACHE_ENV = "SPIRA_CACHE_DIR"  # local copies of shards and model folders for a remote root
 LOCAL_PROTOCOLS = ("", "file", "local")
-
-
-def default_data_dir() -> str:
-    """The data root from ``SPIRA_DATA_DIR``, else ``./data`` (resolved against the cwd)."""
-    value = os.environ.get(DATA_DIR_ENV, "").strip()
-    return value or DEFAULT_DATA_DIR
 
 
 def is_local(path: UPath) -> bool:
@@ -57,18 +48,20 @@ class DataLayout:
     """
 
     root: UPath
-    cache_dir: Path | None = None  # SPIRA_CACHE_DIR
-    warehouse_file: UPath | None = None  # SPIRA_WAREHOUSE_PATH
+    cache_dir: Path | None = None  # the local mirror of a remote root (SPIRA_CACHE_DIR)
+    warehouse_file: UPath | None = None  # the DuckDB catalog (SPIRA_WAREHOUSE_PATH)
 
     @classmethod
-    def from_location(cls, location: str | os.PathLike[str] | None = None) -> DataLayout:
-        root = as_upath(location if location is not None else default_data_dir())
-        cache = os.environ.get(CACHE_ENV, "").strip()
-        warehouse = os.environ.get(WAREHOUSE_ENV, "").strip()
+    def from_location(
+        cls,
+        location: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str] | None = None,
+        warehouse_file: str | os.PathLike[str] | None = None,
+    ) -> DataLayout:
         return cls(
-            root,
-            Path(cache).expanduser().resolve() if cache else None,
-            as_upath(warehouse) if warehouse else None,
+            as_upath(location),
+            Path(cache_dir).expanduser().resolve() if cache_dir else None,
+            as_upath(warehouse_file) if warehouse_file else None,
         )
 
     # -- a root in object storage (s3://, gs://, ...) ---------------------------------------

@@ -1,31 +1,42 @@
-"""Dagster resources: typed configuration around the core's storage, keys and rules."""
+"""Dagster resources: typed configuration around the core's storage, keys and rules.
 
-import os
+Every resource that carries a core configuration uses the core's field names and choices and
+takes its defaults from the core's instances (``AudioQualityRules()``, ``FeatureConfig()``,
+``TrainConfig`` profiles, ``SplitConfig()``, ``GateConfig()``, ``EvaluationConfig()``,
+``DriftThresholds()``); a choice the core types as a ``Literal`` is an enum of exactly its
+values (Dagster's config has no ``Literal``), so the launchpad offers the choices and refuses
+anything else. ``test_settings_parity.py`` compares each resource with its core config, field by
+field. Conversions to the core name every core field (``core_values``): none is skipped.
+"""
+
+from __future__ import annotations
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, get_args
 
 import dagster as dg
 from pydantic import Field
 
+from spira_assets import environment
 from spira_assets.audio.quality import AudioQualityRules
-from spira_assets.features.config import FeatureConfig
+from spira_assets.features.augment_config import AugmentConfig, NoiseScale
+from spira_assets.features.config import FeatureConfig, FeatureKind, TransformUnit
+from spira_assets.features.windows import WindowRule
 from spira_assets.ingest.identity import ParticipantRules
 from spira_assets.ingest.listing import ListingLimits
-from spira_assets.layout import DataLayout, as_upath, default_data_dir, is_local
+from spira_assets.layout import DataLayout
+from spira_assets.ml.calibration import CalibrationMethod, ThresholdRule
 from spira_assets.ml.drift import DriftThresholds
+from spira_assets.ml.evaluation_config import EvaluationConfig
 from spira_assets.ml.gate import GateConfig
 from spira_assets.ml.protocol import PLATFORM, PROFILE_SEEDS, PROFILES, profile_config
 from spira_assets.ml.split import SplitConfig
-from spira_assets.ml.tracking import (
-    EXPERIMENT,
-    REGISTERED_MODEL,
-    default_tracking_uri,
-    ensure_experiment,
-)
-from spira_assets.ml.train_config import TrainConfig
+from spira_assets.ml.tracking import EXPERIMENT, REGISTERED_MODEL, ensure_experiment
+from spira_assets.ml.train_config import InputScaling, Norm, TrainConfig
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.raw_store import RawStore
@@ -37,18 +48,65 @@ if TYPE_CHECKING:
 # torch and mlflow are imported by the methods that use them: the code location (webserver,
 # daemon, sensors, `spira` commands) loads these resources without either
 
+
+def choices(name: str, literal: Any) -> type[StrEnum]:
+    """An enum of exactly the values of a core ``Literal`` (its one source)."""
+    return StrEnum(name, {value: value for value in get_args(literal)})  # type: ignore[return-value]
+
+
+def plain(value: Any) -> Any:
+    """A config value as the core takes it (an enum member becomes its string)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def core_values(resource: Any, core: type) -> dict[str, Any]:
+    """Every field of the core dataclass ``core``, read from the resource by the same name
+    (an AttributeError, never a silent default, if the resource lacks one)."""
+    return {f.name: plain(getattr(resource, f.name)) for f in fields(core)}
+
+
+if TYPE_CHECKING:  # type checkers see the core's Literals; Dagster, an enum of their values
+    FeatureKindChoice = FeatureKind
+    NormChoice = Norm
+    WindowRuleChoice = WindowRule
+    TransformUnitChoice = TransformUnit
+    ThresholdRuleChoice = ThresholdRule
+    InputScalingChoice = InputScaling
+    CalibrationChoice = CalibrationMethod
+    NoiseScaleChoice = NoiseScale
+    ProfileChoice = str
+else:
+    FeatureKindChoice = choices("FeatureKind", FeatureKind)
+    NormChoice = choices("Norm", Norm)
+    WindowRuleChoice = choices("WindowRule", WindowRule)
+    TransformUnitChoice = choices("TransformUnit", TransformUnit)
+    ThresholdRuleChoice = choices("ThresholdRule", ThresholdRule)
+    InputScalingChoice = choices("InputScaling", InputScaling)
+    CalibrationChoice = choices("CalibrationMethod", CalibrationMethod)
+    NoiseScaleChoice = choices("NoiseScale", NoiseScale)
+    ProfileChoice = StrEnum("Profile", {name: name for name in PROFILES})
+
 _RULES = AudioQualityRules()
 _LIMITS = ListingLimits()
 _PARTICIPANT = ParticipantRules()
+_FEATURES = FeatureConfig()
+_SPLIT = SplitConfig()
+_GATE = GateConfig()
+_EVALUATION = EvaluationConfig()
+_DRIFT = DriftThresholds()
+TRAINING_RETRIES = 1  # automatic retries of a failed training run (sensor and schedule)
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Where data lives. Empty ``data_dir`` means ``$SPIRA_DATA_DIR`` or ``./data``."""
+    """Where data lives. Empty fields take ``$SPIRA_DATA_DIR`` (else ``./data``),
+    ``$SPIRA_CACHE_DIR`` and ``$SPIRA_WAREHOUSE_PATH`` (``environment.py``)."""
 
     data_dir: str = Field(default="", description="Data root (local path or URL).")
+    cache_dir: str = Field(default="", description="Local mirror of a root in object storage.")
+    warehouse_path: str = Field(default="", description="The DuckDB catalog file.")
 
     def layout(self) -> DataLayout:
-        return DataLayout.from_location(self.data_dir or None)
+        return environment.data_layout(self.data_dir or None, self.cache_dir, self.warehouse_path)
 
     def lake(self) -> Lake:
         return Lake(self.layout().lake)
@@ -75,15 +133,16 @@ class PseudonymResource(dg.ConfigurableResource):
     )
 
     def pseudonymizer(self) -> Pseudonymizer:
-        root = as_upath(default_data_dir())
-        demo_root = Path(str(root)) if is_local(root) else None  # where a demo key may be
+        layout = environment.data_layout()
+        demo_root = None if layout.is_remote else layout.local_root  # where a demo key may be
         return Pseudonymizer(
             load_pseudonym_key(self.key or None, demo_root), self.participant_id_format or None
         )
 
 
 class IngestPolicy(dg.ConfigurableResource):
-    """Acceptance rules for audio and the share of a batch that may be quarantined."""
+    """Acceptance rules for audio (``AudioQualityRules``), listing limits (``ListingLimits``),
+    participant rules (``ParticipantRules``) and the share of a batch that may be quarantined."""
 
     min_sample_rate: int = _RULES.min_sample_rate
     max_sample_rate: int = _RULES.max_sample_rate
@@ -98,43 +157,41 @@ class IngestPolicy(dg.ConfigurableResource):
         default=_RULES.max_sample_magnitude,
         description="Float samples beyond this magnitude (1.0 = full scale) refuse the file.",
     )
-    max_quarantine_share: float = Field(
-        default=0.25, description="A batch fails its blocking check above this share."
-    )
-    decode_workers: int = Field(default=2, description="Threads decoding audio in parallel.")
     max_listing_depth: int = Field(
-        default=_LIMITS.max_depth, description="Folder levels of a batch that are listed."
+        default=_LIMITS.max_listing_depth, description="Folder levels of a batch that are listed."
     )
     max_listing_entries: int = Field(
-        default=_LIMITS.max_entries, description="Files and folders of a batch that are listed."
+        default=_LIMITS.max_listing_entries,
+        description="Files and folders of a batch that are listed.",
     )
-
-    def listing_limits(self) -> ListingLimits:
-        return ListingLimits(self.max_listing_depth, self.max_listing_entries)
-
     max_age_spread_years: int = Field(
         default=_PARTICIPANT.max_age_spread_years,
         description="Largest difference between the ages a participant's rows of one batch "
         "give; more quarantines the participant (participant_attributes_conflict).",
     )
+    max_quarantine_share: float = Field(
+        default=0.25, description="A batch fails its blocking check above this share."
+    )
+    decode_workers: int = Field(default=2, description="Threads decoding audio in parallel.")
 
     def audio_rules(self) -> AudioQualityRules:
-        return AudioQualityRules(
-            **{f.name: getattr(self, f.name) for f in fields(AudioQualityRules)}
-        )
+        return AudioQualityRules(**core_values(self, AudioQualityRules))
+
+    def listing_limits(self) -> ListingLimits:
+        return ListingLimits(**core_values(self, ListingLimits))
 
     def participant_rules(self) -> ParticipantRules:
-        return ParticipantRules(self.max_age_spread_years)
-
-
-_FEATURES = FeatureConfig()
+        return ParticipantRules(**core_values(self, ParticipantRules))
 
 
 class FeatureSettings(dg.ConfigurableResource):
     """The feature configuration (SPIRA's defaults). Its hash names the stored features, so a
     change produces features side by side with the old ones, never over them."""
 
-    kind: str = Field(default=_FEATURES.kind, description="mfcc, mel or linear")
+    kind: FeatureKindChoice = Field(default=_FEATURES.kind, description="mfcc, mel or linear")
+    sample_rate: int = Field(
+        default=_FEATURES.sample_rate, description="Of the stored audio (the 16 kHz store)."
+    )
     n_mfcc: int = _FEATURES.n_mfcc
     n_mels: int = _FEATURES.n_mels
     n_fft: int = _FEATURES.n_fft
@@ -151,10 +208,7 @@ class FeatureSettings(dg.ConfigurableResource):
     )
 
     def config(self) -> FeatureConfig:
-        values = {
-            f.name: getattr(self, f.name) for f in fields(FeatureConfig) if hasattr(self, f.name)
-        }
-        return FeatureConfig(**values)
+        return FeatureConfig(**core_values(self, FeatureConfig))
 
 
 class ComputeResource(dg.ConfigurableResource):
@@ -163,7 +217,7 @@ class ComputeResource(dg.ConfigurableResource):
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     allow_cuda: bool = True
 
-    def torch_device(self) -> "torch.device":
+    def torch_device(self) -> torch.device:
         import torch
 
         if self.device != "auto":
@@ -173,19 +227,31 @@ class ComputeResource(dg.ConfigurableResource):
         return torch.device("cpu")
 
 
-_SPLIT = SplitConfig()
+class SplitSettings(dg.Config):
+    """Shares of participants in validation and test (``SplitConfig``)."""
+
+    validation: float = _SPLIT.validation
+    test: float = _SPLIT.test
+    salt: str = Field(
+        default=_SPLIT.salt, description="Hash salt of the assignment (a new one reshuffles)."
+    )
+
+
+# TrainConfig fields a training run does not take from the resource: the profile is its own
+# field, the augment fields are flat (profile_config takes them by name)
+_NOT_OVERRIDDEN = ("profile", "augment")
 
 
 class TrainingSettings(dg.ConfigurableResource):
     """The training protocol: a profile (``platform``, or ``spira-acl2021``: SPIRA's published
-    experiment 3.5, docs/MODELS.md) and, optionally, fields overriding it (empty: the
-    profile's value)."""
+    experiment 3.5, docs/MODELS.md) and, optionally, ``TrainConfig``/``AugmentConfig`` fields
+    overriding it by their own names (empty: the profile's value); the split's shares."""
 
-    profile: str = Field(default=PLATFORM, description=f"One of {sorted(PROFILES)}.")
+    profile: ProfileChoice = Field(default=PLATFORM, description=f"One of {sorted(PROFILES)}.")
     seeds: list[int] | None = Field(
         default=None, description="One model per seed (empty: the profile's 42, 43, 46)."
     )
-    norm: str | None = Field(default=None, description="group (SpiraConv v2) or batch (v1)")
+    norm: NormChoice | None = Field(default=None, description="group (SpiraConv v2) or batch (v1)")
     dropout: float | None = None
     learning_rate: float | None = None
     weight_decay: float | None = None
@@ -194,13 +260,14 @@ class TrainingSettings(dg.ConfigurableResource):
     drop_last: bool | None = None
     max_epochs: int | None = None
     patience: int | None = Field(default=None, description="0: no early stopping.")
+    max_loss: float | None = None
     window_s: float | None = Field(default=None, description="Window length in seconds.")
     step_s: float | None = Field(default=None, description="Hop between windows in seconds.")
-    window_rule: str | None = Field(default=None, description="platform or spira")
-    transform_unit: str | None = Field(default=None, description="recording or window")
+    window_rule: WindowRuleChoice | None = None
+    transform_unit: TransformUnitChoice | None = None
     validation_noise: bool | None = None
     validate_every_steps: int | None = None
-    threshold_rule: str | None = Field(
+    threshold_rule: ThresholdRuleChoice | None = Field(
         default=None,
         description="sensitivity (the platform's: the highest validation threshold reaching "
         "target_sensitivity), youden, or fixed (SPIRA's 0.5)",
@@ -209,109 +276,72 @@ class TrainingSettings(dg.ConfigurableResource):
         default=None, description="The operating point's validation sensitivity (0.90)."
     )
     fixed_threshold: float | None = None
-    input_scaling: str | None = Field(
+    input_scaling: InputScalingChoice | None = Field(
         default=None,
         description="Standardize each coefficient with training-split statistics (the "
         "platform's) or not (SPIRA's published profile).",
     )
-    calibration: str | None = Field(
+    calibration: CalibrationChoice | None = Field(
         default=None, description="Platt scaling fitted on validation (the platform's) or none."
     )
     keep_all_seeds: bool | None = None
     mixed_precision: bool | None = Field(
         default=None, description="bf16 autocast on CUDA (the published profile: fp32)."
     )
-    noise_slices_control: int | None = None
-    noise_slices_patient: int | None = None
-    noise_scale: str | None = Field(default=None, description="peak or signed_max")
+    eval_batch_size: int | None = None
+    k_control: int | None = Field(default=None, description="Noise slices per control.")
+    k_patient: int | None = Field(default=None, description="Noise slices per patient.")
+    min_peak: float | None = None
+    max_peak: float | None = None
+    scale: NoiseScaleChoice | None = Field(default=None, description="peak or signed_max")
     mixup_alpha: float | None = None
     skip_noise_list_header: bool | None = Field(
         default=None,
         description="Leave out the noise file of line 1 of an imported noise_data.csv, as "
         "SPIRA's reader does (the published profile: true).",
     )
-    validation_share: float = _SPLIT.validation
-    test_share: float = _SPLIT.test
+    split: SplitSettings = Field(default_factory=SplitSettings)
 
     def train_config(self) -> TrainConfig:
-        if self.norm not in (None, "group", "batch"):
-            raise ValueError("norm must be 'group' or 'batch'")
-        for name, allowed in (
-            ("threshold_rule", ("sensitivity", "youden", "fixed")),
-            ("input_scaling", ("train_standardize", "none")),
-            ("calibration", ("platt", "none")),
-        ):
-            if getattr(self, name) not in (None, *allowed):
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
-        return profile_config(
-            self.profile,
-            norm=self.norm,
-            dropout=self.dropout,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            batch_size=self.batch_size,
-            drop_last=self.drop_last,
-            max_epochs=self.max_epochs,
-            patience=self.patience,
-            window_s=self.window_s,
-            step_s=self.step_s,
-            window_rule=self.window_rule,
-            transform_unit=self.transform_unit,
-            validation_noise=self.validation_noise,
-            validate_every_steps=self.validate_every_steps,
-            threshold_rule=self.threshold_rule,
-            target_sensitivity=self.target_sensitivity,
-            fixed_threshold=self.fixed_threshold,
-            input_scaling=self.input_scaling,
-            calibration=self.calibration,
-            keep_all_seeds=self.keep_all_seeds,
-            mixed_precision=self.mixed_precision,
-            k_control=self.noise_slices_control,
-            k_patient=self.noise_slices_patient,
-            scale=self.noise_scale,
-            mixup_alpha=self.mixup_alpha,
-            skip_noise_list_header=self.skip_noise_list_header,
-        )
+        names = [f.name for f in fields(TrainConfig) if f.name not in _NOT_OVERRIDDEN]
+        names += [f.name for f in fields(AugmentConfig)]
+        return profile_config(plain(self.profile), **{n: plain(getattr(self, n)) for n in names})
 
     def seed_list(self) -> list[int]:
-        return list(self.seeds) if self.seeds else list(PROFILE_SEEDS[self.profile])
+        return list(self.seeds) if self.seeds else list(PROFILE_SEEDS[plain(self.profile)])
 
     def split_config(self) -> SplitConfig:
-        return SplitConfig(validation=self.validation_share, test=self.test_share)
+        return SplitConfig(**core_values(self.split, SplitConfig))
 
 
 class MlflowTracking(dg.ConfigurableResource):
     """MLflow for training runs: one MLflow run per Dagster run (found again by the tag
     ``dagster.run_id``), with the experiment's artifact root under the data root. Each step
     that logs ends the run when it is done (``finished``), so no run stays RUNNING whatever
-    step a Dagster run stops at. (dagster-mlflow is not used: its resource lets MLflow put the
-    artifact root in ``./mlruns`` of whichever process started the run, and its
-    end-of-run hook only ended what the steps already end.)"""
+    step a Dagster run stops at."""
 
+    storage: StorageResource
     tracking_uri: str = Field(
         default="", description="Empty: $MLFLOW_TRACKING_URI, else SQLite under the data root."
     )
     experiment: str = EXPERIMENT
     registered_model: str = REGISTERED_MODEL
-    data_dir: str = Field(default="", description="Data root (empty: $SPIRA_DATA_DIR or ./data).")
 
     def _root(self) -> Path:
-        return DataLayout.from_location(self.data_dir or None).local_root
+        return self.storage.layout().local_root
 
     def resolved_uri(self) -> str:
         if self.tracking_uri:
             return self.tracking_uri
-        if (
-            DataLayout.from_location(self.data_dir or None).is_remote
-            and not os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+        if self.storage.layout().is_remote and not environment.setting(
+            environment.TRACKING_URI_ENV
         ):
             # a SQLite file in one pod's local mirror would give every pod its own registry
             raise ValueError(
                 "a data root in object storage needs a shared MLflow tracking server: "
-                "set MLFLOW_TRACKING_URI"
+                f"set {environment.TRACKING_URI_ENV}"
             )
-        return default_tracking_uri(self._root())
+        return environment.tracking_uri(self._root())
 
     def start(self, dagster_run_id: str) -> str:
         """Start (or resume) the MLflow run of this Dagster run; returns its id."""
@@ -357,16 +387,15 @@ class MlflowTracking(dg.ConfigurableResource):
             mlflow.end_run(status=status)
 
 
-_GATE = GateConfig()
-
-
 class EvaluationSettings(dg.ConfigurableResource):
-    """Evaluation and promotion-gate settings."""
+    """Evaluation (``EvaluationConfig``) and promotion-gate (``GateConfig``) settings."""
 
-    bootstrap_resamples: int = 1000
-    min_subgroup_participants: int = 10
-    min_subgroup_per_class: int = 3
-    noisy_seed: int = Field(default=1, description="Seed family of the fixed noisy test set.")
+    bootstrap_resamples: int = _EVALUATION.bootstrap_resamples
+    min_subgroup_participants: int = _EVALUATION.min_subgroup_participants
+    min_subgroup_per_class: int = _EVALUATION.min_subgroup_per_class
+    noisy_seed: int = Field(
+        default=_EVALUATION.noisy_seed, description="Seed family of the fixed noisy test set."
+    )
     min_auroc: float = _GATE.min_auroc
     min_sensitivity: float = _GATE.min_sensitivity
     non_inferiority_margin: float = Field(
@@ -388,28 +417,25 @@ class EvaluationSettings(dg.ConfigurableResource):
     )
 
     def gate(self) -> GateConfig:
-        return GateConfig(
-            self.min_auroc,
-            self.min_sensitivity,
-            self.non_inferiority_margin,
-            self.subgroup_min_auroc,
-            self.max_subgroup_gap,
-            self.min_unseen_per_class,
-            self.min_defined_draws,
-        )
+        return GateConfig(**core_values(self, GateConfig))
+
+    def config(self) -> EvaluationConfig:
+        return EvaluationConfig(**core_values(self, EvaluationConfig))
 
 
 class DriftSettings(dg.ConfigurableResource):
     """When a new batch counts as drifted from the champion's training data."""
 
-    psi: float = Field(default=0.25, description="PSI at or above which a category drifted.")
+    psi: float = Field(default=_DRIFT.psi, description="PSI at or above which a category drifted.")
     feature_shift_sd: float = Field(
-        default=0.5, description="Batch mean shift of a coefficient, in reference SDs."
+        default=_DRIFT.feature_shift_sd, description="Batch mean shift of a coefficient, in SDs."
     )
-    min_rows: int = Field(default=20, description="Smaller batches are reported, never failed.")
+    min_rows: int = Field(
+        default=_DRIFT.min_rows, description="Smaller batches are reported, never failed."
+    )
 
     def thresholds(self) -> DriftThresholds:
-        return DriftThresholds(self.psi, self.feature_shift_sd, self.min_rows)
+        return DriftThresholds(**core_values(self, DriftThresholds))
 
 
 class RetrainingPolicy(dg.ConfigurableResource):
@@ -422,4 +448,6 @@ class RetrainingPolicy(dg.ConfigurableResource):
     retrain_on_drift: bool = Field(
         default=True, description="A new batch failing its drift check starts a retraining."
     )
-    max_retries: int = Field(default=1, description="Automatic retries of a failed training run.")
+    max_retries: int = Field(
+        default=TRAINING_RETRIES, description="Automatic retries of a failed training run."
+    )

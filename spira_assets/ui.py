@@ -17,16 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from spira_assets import environment
 from spira_assets.instance import ensure_dagster_home
-from spira_assets.layout import DataLayout
-from spira_assets.ml.tracking import default_tracking_uri
 
 
 def commands(args: argparse.Namespace, root: Path) -> list[list[str]]:
     bin_dir = Path(sys.executable).parent
     reports = root / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    uri = default_tracking_uri(root)
+    uri = environment.tracking_uri(root)
     found = [
         [
             sys.executable,
@@ -84,7 +83,7 @@ def main() -> None:
     parser.add_argument("--reports-port", type=int, default=8001)
     args = parser.parse_args()
     home = ensure_dagster_home()  # DAGSTER_HOME (default .dagster_home) with our instance.yaml
-    layout = DataLayout.from_location()
+    layout = environment.data_layout()
     root = layout.local_root
     os.environ.setdefault("SPIRA_MLFLOW_UI_URL", f"http://127.0.0.1:{args.mlflow_port}")
     os.environ.setdefault("SPIRA_REPORTS_URL", f"http://127.0.0.1:{args.reports_port}")

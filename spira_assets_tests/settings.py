@@ -10,8 +10,7 @@ SMALL_TRAINING = {
     "warmup_steps": 5,
     "batch_size": 16,
     "dropout": 0.3,
-    "validation_share": 0.3,
-    "test_share": 0.4,
+    "split": {"validation": 0.3, "test": 0.4},
 }
 LENIENT_GATE = {
     "bootstrap_resamples": 100,

@@ -130,7 +130,7 @@ def test_evaluation_and_the_comparison_pool_leave_out_a_batch_blocked_after_trai
     lake = Lake(UPath(root / "lake"))
     # shares that put people of both batches in the test split of these 8 participants (the
     # training split then holds one patient: enough to make a model to evaluate)
-    shares = {**SMALL_TRAINING, "validation_share": 0.3, "test_share": 0.57}
+    shares = {**SMALL_TRAINING, "split": {"validation": 0.3, "test": 0.57}}
     resources = {"training": shares, "evaluation": LENIENT_GATE}
     trained = materialize_shared(instance, TRAINING_ASSETS, resources=resources)
     assert trained.success, trained  # (the gate may refuse a model of 8 people: not the point)

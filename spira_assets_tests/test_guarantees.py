@@ -152,7 +152,7 @@ def test_each_model_is_judged_on_its_own_split_and_against_people_neither_saw(
     champion = warehouse.query("SELECT candidate_version FROM promotions").item()
     champion_split = pl.read_parquet(trained / "models" / champion / "split.parquet")
     # the shares change: people the champion trained on are now in the current test split
-    shares = {**SMALL_TRAINING, "validation_share": 0.1, "test_share": 0.6, "seeds": [7]}
+    shares = {**SMALL_TRAINING, "split": {"validation": 0.1, "test": 0.6}, "seeds": [7]}
     outcome = materialize_shared(
         instance, TRAINING_ASSETS, resources={"training": shares, "evaluation": LENIENT_GATE}
     )

@@ -17,7 +17,7 @@ import pytest
 import s3fs
 
 from spira_assets.demo.corpus import DemoSpec, generate_corpus
-from spira_assets.layout import DataLayout
+from spira_assets.environment import data_layout
 from spira_assets.runner import materialize_batch, materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import AUDIO_16K, SPECTROGRAM_FEATURES, TableSpec
@@ -59,7 +59,7 @@ def s3_root(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_publish_and_fetch_round_trip_files_and_folders(s3_root: str, tmp_path: Path) -> None:
-    layout = DataLayout.from_location(s3_root)
+    layout = data_layout(s3_root)
     assert layout.is_remote and layout.local_root == tmp_path / "mirror"
     folder = layout.local("models/v1")
     (folder / "sub").mkdir(parents=True)
@@ -83,7 +83,7 @@ def test_batch_graph_on_an_s3_root(s3_root: str, tmp_path: Path) -> None:
         DemoSpec(landing, batches=1, participants=3, seed=31, defect_rate=0.0, noise_files=1),
         workers=1,
     )
-    layout = DataLayout.from_location(s3_root)
+    layout = data_layout(s3_root)
     fs = layout.root.fs
     fs.put(str(landing) + "/", (layout.root / "landing").path, recursive=True)
     assert (layout.batch_dir("demo-001") / "_READY").exists()

@@ -105,7 +105,7 @@ def test_the_platform_profile_says_where_it_differs() -> None:
 
 def test_the_profile_is_selectable_in_the_launchpad_and_overridable() -> None:
     assert TrainingSettings(profile=SPIRA_ACL2021).train_config() == SPIRA
-    chosen = TrainingSettings(profile=SPIRA_ACL2021, max_epochs=2, noise_slices_control=1)
+    chosen = TrainingSettings(profile=SPIRA_ACL2021, max_epochs=2, k_control=1)
     assert chosen.train_config().max_epochs == 2 and chosen.train_config().augment.k_control == 1
     assert chosen.train_config().augment.k_patient == 3
     assert TrainingSettings(profile=SPIRA_ACL2021).seed_list() == [42, 43, 46]

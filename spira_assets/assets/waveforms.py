@@ -16,7 +16,8 @@ import polars as pl
 from spira_assets.assets import versions
 from spira_assets.assets.presentation import column_schema, data_version, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
-from spira_assets.audio.decode import TARGET_RATE, decode_16k
+from spira_assets.audio import TARGET_RATE
+from spira_assets.audio.decode import decode_16k
 from spira_assets.audio.quality import (
     SUPPORTED_SUFFIXES,
     AudioDecodeError,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spira_assets.audio import TARGET_RATE
 from spira_assets.audio.quality import (
     AudioDecodeError,
     AudioQualityRules,
@@ -23,8 +24,6 @@ from spira_assets.audio.resample import (
     stream_resampler,
     to_int16,
 )
-
-TARGET_RATE = 16_000
 
 
 class _Collector:

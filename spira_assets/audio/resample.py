@@ -22,6 +22,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from spira_assets.audio import TARGET_RATE
+
 SOXR_HQ = "soxr-hq-1"
 TORCHAUDIO_SINC = "torchaudio-sinc-hann-6"
 RESAMPLER_VERSION = SOXR_HQ  # what the waveform store is written with now
@@ -82,7 +84,7 @@ class _TorchaudioWhole:
 
 
 def stream_resampler(
-    rate: int, target_rate: int = 16_000, version: str = RESAMPLER_VERSION
+    rate: int, target_rate: int = TARGET_RATE, version: str = RESAMPLER_VERSION
 ) -> StreamResampler:
     if version not in RESAMPLERS:
         raise ValueError(f"unknown resampler {version!r}; known: {', '.join(RESAMPLERS)}")
@@ -109,7 +111,7 @@ def downmix(audio: np.ndarray) -> np.ndarray:
 class MonoResampler:
     """Downmix and resample a whole decoded array to ``target_rate`` with ``version``."""
 
-    def __init__(self, target_rate: int = 16_000, version: str = RESAMPLER_VERSION) -> None:
+    def __init__(self, target_rate: int = TARGET_RATE, version: str = RESAMPLER_VERSION) -> None:
         self.target_rate = target_rate
         self.version = version
 

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from spira_assets import environment
 from spira_assets.batches import InvalidBatchIdError
 from spira_assets.deployment import Executor
-from spira_assets.layout import DataLayout, default_data_dir
+from spira_assets.layout import DataLayout
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -24,7 +25,7 @@ class CliError(click.ClickException):
 
 
 def _layout(data_dir: str | None) -> DataLayout:
-    return DataLayout.from_location(data_dir or default_data_dir())
+    return environment.data_layout(data_dir)
 
 
 def _local_root(layout: DataLayout) -> Path:

@@ -110,12 +110,15 @@ def demo(
     training = demo_training(profile, seed_list, epochs, warmup)
     failed += _run_shared(
         layout,
-        ("dataset_split", "spira_model", "evaluation_report", "champion"),
+        ("dataset_split", "spira_model", "evaluation_report", "champion", "drift_reference"),
         {"training": training},
         log_level="INFO",
         tolerated=frozenset({"champion:promotion_gate"}),  # a refusal is a valid outcome
         dagster_url=dagster_url,
     )
+    # each batch's drift was judged before there was a champion: judge it against this one
+    # (a batch in its training data says so); the daemon's stale_batches does the same later
+    failed += _run_batches(layout, list(scan.complete), ("batch_drift",), dagster_url=dagster_url)
     from spira_assets.resources import FeatureSettings
 
     config_hash = FeatureSettings().config().config_hash()
@@ -159,7 +162,7 @@ def _score(value: float | None) -> str:
 
 
 def _print_model(layout: DataLayout) -> None:
-    from spira_assets.ml.tracking import default_tracking_uri
+    from spira_assets.environment import tracking_uri
     from spira_assets.storage.lake import Lake
     from spira_assets.storage.tables import MODEL_VERSIONS
 
@@ -175,7 +178,7 @@ def _print_model(layout: DataLayout) -> None:
         f"{_score(m['val_auroc_std'])}), loss {m['val_loss']:.3f}"
     )
     click.echo(f"model files: {m['directory']}")
-    uri = default_tracking_uri(layout.local_root)
+    uri = tracking_uri(layout.local_root)
     click.echo(f"MLflow: mlflow ui --backend-store-uri {uri}")
     _print_evaluation(layout)
 

@@ -52,13 +52,14 @@ def predict(
     """Score audio files with the champion model: calibrated probability of respiratory
     insufficiency and the decision at the model's operating point, per file (and per person
     with --participant)."""
+    from spira_assets.environment import tracking_uri
     from spira_assets.ml.inference import Scorer, participant_score
-    from spira_assets.ml.tracking import RegistryError, champion_model_version, default_tracking_uri
+    from spira_assets.ml.tracking import RegistryError, champion_model_version
 
     layout = _layout(data_dir)
     root = _local_root(layout)
     try:
-        version = champion_model_version(default_tracking_uri(root))
+        version = champion_model_version(tracking_uri(root))
     except RegistryError as error:
         raise CliError(str(error)) from error
     if version is None or not (root / "models" / version).exists():
@@ -205,9 +206,10 @@ def _sweep(
     import polars as pl
     from mlflow.tracking import MlflowClient
 
+    from spira_assets.environment import tracking_uri
     from spira_assets.ml.split import recorded_settings
     from spira_assets.ml.sweep import SweepPlan, SweepStore, label, ranking, sweep_name
-    from spira_assets.ml.tracking import default_tracking_uri, ensure_experiment
+    from spira_assets.ml.tracking import ensure_experiment
     from spira_assets.ml.training_inputs import split_rows_fingerprint
     from spira_assets.resources import TrainingSettings
     from spira_assets.storage.lake import Lake
@@ -227,7 +229,7 @@ def _sweep(
     # the trials verify the split with the settings it was assigned with
     split_config = next(iter(recorded_settings(split)), settings.split_config())
     name = name or sweep_name(base, grid, seed_list, split_rows_fingerprint(split))
-    uri = default_tracking_uri(root)
+    uri = tracking_uri(root)
     client = MlflowClient(uri)
     store = SweepStore(layout.root)
     planned = store.load_plan(name)

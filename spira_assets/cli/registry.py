@@ -18,13 +18,14 @@ def restore_promotions_command(data_dir: str | None) -> None:
     from spira_assets.ml.champions import resolve_champion
     from spira_assets.ml.promotion_history import restore_promotions
     from spira_assets.ml.tracking import REGISTERED_MODEL, RegistryError
-    from spira_assets.resources import MlflowTracking
+    from spira_assets.resources import MlflowTracking, StorageResource
     from spira_assets.storage.lake import Lake
     from spira_assets.storage.warehouse import Warehouse
 
     layout = _layout(data_dir)
     try:  # the store the gate asks: $MLFLOW_TRACKING_URI, or SQLite under a local data root
-        uri = MlflowTracking(data_dir=str(layout.root)).resolved_uri()
+        storage = StorageResource(data_dir=str(layout.root))
+        uri = MlflowTracking(storage=storage).resolved_uri()
     except ValueError as error:
         raise CliError(str(error)) from error
     lake = Lake(layout.lake)

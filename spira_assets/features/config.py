@@ -12,11 +12,14 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
+from spira_assets.audio import TARGET_RATE
+
 if TYPE_CHECKING:
     import torch
 
 FeatureKind = Literal["mfcc", "mel", "linear"]
-TARGET_RATE = 16_000
+# one transform per recording, or per window as SPIRA (features/featurizer.py)
+TransformUnit = Literal["recording", "window"]
 FEATURE_CODE_VERSION = 1  # bump when the extraction code changes the numbers
 
 

@@ -15,17 +15,15 @@ Noise, when any, is added to the whole recording before either (``augment.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from spira_assets.features.config import FeatureConfig
+from spira_assets.features.config import FeatureConfig, TransformUnit
 from spira_assets.features.extract import FeatureExtractor
 from spira_assets.features.windows import WindowRule, sample_window_starts, window_frames
 
-TransformUnit = Literal["recording", "window"]
 TRANSFORM_UNITS: tuple[TransformUnit, ...] = ("recording", "window")
 
 

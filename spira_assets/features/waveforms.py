@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from upath import UPath
 
-from spira_assets.audio.decode import TARGET_RATE, decode_16k
+from spira_assets.audio import TARGET_RATE
+from spira_assets.audio.decode import decode_16k
 from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.storage.shards import ShardWriter, open_shard

@@ -34,8 +34,8 @@ class ListingLimits:
     """How far a batch folder is listed: deeper folders and entries beyond the count are one
     ``listing_limit`` quarantine record each, never a listing without end."""
 
-    max_depth: int = MAX_DEPTH
-    max_entries: int = MAX_ENTRIES
+    max_listing_depth: int = MAX_DEPTH
+    max_listing_entries: int = MAX_ENTRIES
 
 
 @dataclass

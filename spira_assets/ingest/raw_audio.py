@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from upath import UPath
 
-from spira_assets.audio.decode import TARGET_RATE
+from spira_assets.audio import TARGET_RATE
 from spira_assets.audio.quality import AudioQualityRules, Finding
 from spira_assets.ingest.inspect import BatchFile, FileOutcome, inspect_and_resample, inspect_file
 from spira_assets.ingest.listing import ListingLimits, list_batch_files
@@ -103,7 +103,7 @@ def ingest_raw_audio(
     ``limits`` bound the listing (folder depth, entries; ``ListingLimits()`` by default):
     beyond them, a ``listing_limit`` record instead of a listing without end."""
     limits = limits or ListingLimits()
-    listing = list_batch_files(batch_dir, limits.max_depth, limits.max_entries)
+    listing = list_batch_files(batch_dir, limits.max_listing_depth, limits.max_listing_entries)
     files = listing.files
     target_rate = None if pcm_sink is None else TARGET_RATE
     inspect = partial(inspect_and_resample, rules=rules, store=raw_store, target_rate=target_rate)

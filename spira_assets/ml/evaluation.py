@@ -21,6 +21,7 @@ import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_curve
 
 from spira_assets.ml.calibration import Calibration
+from spira_assets.ml.evaluation_config import EVALUATION
 from spira_assets.ml.gate import MIN_DEFINED_DRAWS
 from spira_assets.ml.metrics import auroc
 
@@ -191,7 +192,7 @@ def _interval(
 def bootstrap(
     frame: pl.DataFrame,
     metric: Callable[[np.ndarray, np.ndarray], float],
-    resamples: int = 1000,
+    resamples: int = EVALUATION.bootstrap_resamples,
     seed: int = 0,
     level: float = 0.95,
     min_defined: float = MIN_DEFINED_DRAWS,
@@ -207,7 +208,7 @@ def bootstrap(
 def bootstrap_metrics(
     frame: pl.DataFrame,
     threshold: float,
-    resamples: int = 1000,
+    resamples: int = EVALUATION.bootstrap_resamples,
     seed: int = 0,
     level: float = 0.95,
     min_defined: float = MIN_DEFINED_DRAWS,
@@ -230,7 +231,7 @@ def bootstrap_metrics(
 def metric_table(
     frame: pl.DataFrame,
     threshold: float,
-    resamples: int = 1000,
+    resamples: int = EVALUATION.bootstrap_resamples,
     seed: int = 0,
     min_defined: float = MIN_DEFINED_DRAWS,
 ) -> pl.DataFrame:
@@ -278,7 +279,7 @@ def paired_difference(
     candidate: pl.DataFrame,
     reference: pl.DataFrame,
     metric: Callable[[np.ndarray, np.ndarray], float] = auroc,
-    resamples: int = 1000,
+    resamples: int = EVALUATION.bootstrap_resamples,
     seed: int = 0,
     level: float = 0.95,
     min_defined: float = MIN_DEFINED_DRAWS,
@@ -316,8 +317,8 @@ def subgroup_table(
     frame: pl.DataFrame,
     columns: Sequence[str],
     threshold: float,
-    min_participants: int = 10,
-    min_per_class: int = 3,
+    min_participants: int = EVALUATION.min_subgroup_participants,
+    min_per_class: int = EVALUATION.min_subgroup_per_class,
 ) -> pl.DataFrame:
     """Metrics per value of each subgroup column, with counts; a subgroup with fewer than
     ``min_participants`` participants or ``min_per_class`` of either class is marked

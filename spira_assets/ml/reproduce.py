@@ -24,11 +24,13 @@ from spira_assets.ml.artifacts import CONFIG, LINEAGE, build_model, load_model
 from spira_assets.ml.calibration import Calibration, load_calibration
 from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.evaluation import all_metrics
+from spira_assets.ml.evaluation_config import EVALUATION
 from spira_assets.ml.inference import THRESHOLD_FILE
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.metrics import mean_by_group
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.scoring import per_recording_noise
+from spira_assets.ml.speed import training_speed
 from spira_assets.ml.split import SPLITS
 from spira_assets.ml.train import (
     Noise,
@@ -136,7 +138,7 @@ def reproduce(
     version: str,
     device: torch.device | str = "cpu",
     tolerance: float = 0.0,
-    noisy_seed: int = 1,
+    noisy_seed: int = EVALUATION.noisy_seed,
 ) -> Reproduction:
     """Retrain ``version``'s kept seed from its record and compare with the original, on the
     recorded number of torch CPU threads."""
@@ -184,7 +186,11 @@ def _reproduce(
     )
     sets, bank = data.sets, data.bank
     seed = int(lineage["best_seed"])
-    result = train(sets["train"], sets["validation"], features, bank, train_config, seed, device)
+    # the recorded step settings (a record without them: fp32 with PyTorch's dropout masks)
+    speed = training_speed(train_config, device, recorded=lineage.get("training_speed", {}))
+    result = train(
+        sets["train"], sets["validation"], features, bank, train_config, seed, device, None, speed
+    )
     original = load_model(root / "models" / version).to(device)
     rebuilt = build_model(config)
     rebuilt.load_state_dict(result.state_dict)

@@ -2,13 +2,13 @@
 
 The embedded default is a SQLite store under the data root with artefacts next to it, so every
 process (CLI, webserver-launched runs, tests) writes to the same place whatever its working
-directory. A tracking server is used instead when ``MLFLOW_TRACKING_URI`` or the resource says so.
+directory. A tracking server is used instead when the caller gives one (``MLFLOW_TRACKING_URI``,
+read in ``environment.py``, or the resource's field).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +26,7 @@ CHAMPION_ALIAS = "champion"
 
 
 def default_tracking_uri(data_root: Path) -> str:
-    explicit = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if explicit:
-        return explicit
+    """The embedded store: SQLite under the (local) data root."""
     return f"sqlite:///{(data_root / 'mlflow.db').resolve()}"
 
 

@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from spira_assets.features.augment_config import AugmentConfig
+from spira_assets.features.config import TransformUnit
+from spira_assets.features.windows import WindowRule
 from spira_assets.ml.calibration import CalibrationMethod, ThresholdRule
 
 if TYPE_CHECKING:
     import torch
 
     from spira_assets.features.config import FeatureConfig
-    from spira_assets.features.featurizer import Featurizer, TransformUnit
-    from spira_assets.features.windows import WindowRule
-    from spira_assets.ml.model import Norm
+    from spira_assets.features.featurizer import Featurizer
 
 InputScaling = Literal["train_standardize", "none"]
+Norm = Literal["group", "batch"]  # GroupNorm (SpiraConv v2) or BatchNorm (v1): ml/model.py
 # What a model recorded before these fields existed was trained and scored with: no input
 # scaling, no calibration (a recorded configuration never takes today's defaults for them)
 BEFORE_TRUST_FIELDS: dict[str, Any] = {"input_scaling": "none", "calibration": "none"}
