@@ -16,8 +16,9 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from spira_assets.features.featurizer import Featurizer
 from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.metrics import accuracy, auroc, mean_by_group
 from spira_assets.ml.model import SpiraConv
+from spira_assets.ml.speed import TrainingSpeed, training_speed
 from spira_assets.ml.train_config import TrainConfig
 
 
@@ -58,6 +60,7 @@ class TrainResult:
     device: str
     best_step: int = 0
     excluded: int = 0  # recordings with no window under the window rule
+    speed: dict[str, Any] = field(default_factory=dict)  # ml/speed.py TrainingSpeed.record()
 
     @property
     def best(self) -> EpochLog:
@@ -175,11 +178,10 @@ def evaluate(
 
 
 def precision(config: TrainConfig, device: torch.device) -> AbstractContextManager[object]:
-    """The forward pass's precision: bf16 autocast on CUDA where the profile allows mixed
-    precision, else fp32 (the published profile; the CPU)."""
-    if device.type == "cuda" and config.mixed_precision:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    """The forward pass's precision: bf16 autocast where the profile allows mixed precision and
+    the device runs bf16 natively (CUDA; a CPU with AVX-512 BF16 or AMX, detected at run time),
+    else fp32 (the published profile). ``ml/speed.py`` holds the rest of the step's settings."""
+    return training_speed(config, device).autocast()
 
 
 def train(
@@ -191,7 +193,11 @@ def train(
     seed: int,
     device: torch.device,
     log: Callable[[EpochLog], None] | None = None,
+    speed: TrainingSpeed | None = None,
 ) -> TrainResult:
+    """One seed's training; ``speed``: the step's settings (default: the fast ones the profile
+    and device allow, ``ml/speed.py``; a reproduction passes the recorded ones)."""
+    speed = speed or training_speed(config, device)
     featurizer = config.featurizer(features, device)
     train_rows, val_rows = usable(train_set, featurizer), usable(val_set, featurizer)
     if not train_rows or not val_rows:
@@ -209,6 +215,7 @@ def train(
     model = SpiraConv(
         featurizer.frames, features.n_features, config.norm, config.dropout, scaled
     ).to(device)
+    speed.prepare(model, seed)
     if model.scale is not None:
         from spira_assets.ml.validation_fit import input_statistics
 
@@ -218,7 +225,7 @@ def train(
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, noam(config.warmup_steps))
     loss_fn = nn.BCEWithLogitsLoss()
-    autocast = precision(config, device)
+    autocast = speed.autocast()
     inserting = noise is not None and config.augment.k_control + config.augment.k_patient > 0
     train_noise = (
         Noise(noise, config.augment, lambda rows: [noise_rng] * len(rows))
@@ -307,4 +314,5 @@ def train(
         str(device),
         best_step,
         excluded,
+        speed.record(),
     )

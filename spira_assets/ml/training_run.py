@@ -108,6 +108,8 @@ def save_version(
         "device": str(device),
         # torch's CPU threads: part of what makes the weights (ml/train.py cpu_threads)
         "cpu_threads": torch.get_num_threads(),
+        # precision and dropout masks of the step (ml/speed.py): reproduction uses them again
+        "training_speed": best.speed,
         "best_seed": best.seed,
         "mlflow_run_id": run_id,
         "trained_at": datetime.now(UTC).isoformat(),
@@ -126,6 +128,7 @@ def save_version(
         "windows_per_s": float(np.mean([e.windows_per_s for r in results for e in r.history])),
         "data_wait_share": float(np.mean([e.data_wait_share for r in results for e in r.history])),
         "device": str(device),
+        "precision": best.speed.get("precision", "fp32"),
         "profile": config.profile,
         "excluded_recordings": results[0].excluded,
         "clean_validation_input": data.clean_source,
