@@ -124,20 +124,6 @@ class DataLayout:
             shutil.rmtree(staging, ignore_errors=True)
         return local
 
-    def remove_superseded(self, relative: str) -> list[str]:
-        """Delete the other versions (``<name>@<token>``) of a shard, in the mirror and the root."""
-        from spira_assets.storage.shards import remove_superseded
-
-        removed = [path.name for path in remove_superseded(self.local(relative))]
-        if self.is_remote:
-            current = self.root / relative
-            stem = current.name.partition("@")[0]
-            for other in current.parent.glob(f"{stem}@*{current.suffix}"):
-                if other.name != current.name:
-                    other.unlink()
-                    removed.append(other.name)
-        return sorted(set(removed))
-
     def fetch_if_present(self, relative: str) -> Path:
         """Like ``fetch``, but a path that does not exist in the root is simply not fetched."""
         try:

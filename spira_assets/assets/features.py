@@ -26,7 +26,7 @@ from spira_assets.features.config import FeatureConfig, WindowConfig
 from spira_assets.features.windows import instances
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import ComputeResource, FeatureSettings, StorageResource
-from spira_assets.storage.shards import ShardWriter, open_shard
+from spira_assets.storage.shards import ShardWriter, open_shard, remove_superseded_shards
 
 if TYPE_CHECKING:
     from spira_assets.features.extract import FeatureStats
@@ -158,7 +158,7 @@ def _features(
     lake.write_part(SPECTROGRAM_FEATURES, batch_id, table, sub=config_hash)
     statistics = stats_frame(batch_id, config_hash, stats)
     lake.write_part(FEATURE_STATS, batch_id, statistics, sub=config_hash)
-    layout.remove_superseded(shard)
+    remove_superseded_shards(layout, shard)
     storage.warehouse().ensure_views()
 
     elapsed = time.perf_counter() - started

@@ -9,9 +9,14 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets import versions
+from spira_assets.assets.checks import (
+    pandera_column_schema,
+    record_checks,
+    schema_check_spec,
+    stored_schema_result,
+)
 from spira_assets.assets.presentation import (
     PLOT_RAW_AUDIO,
-    column_schema,
     data_version,
     headline_first,
     image,
@@ -20,7 +25,6 @@ from spira_assets.assets.presentation import (
 )
 from spira_assets.assets.tables import table_out, table_result
 from spira_assets.audio.resample import RESAMPLER_VERSION
-from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.features.waveforms import LandedPcm
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import QUARANTINE_SHARE
@@ -33,6 +37,7 @@ from spira_assets.partitions import collection_batch
 from spira_assets.plots import raw_audio_overview
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.shards import remove_superseded_shards
 from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, RAW_AUDIO_16K
 
 QUARANTINE_CHECK = QUARANTINE_SHARE
@@ -105,7 +110,7 @@ def landed_index(batch_id: str, shard: str, landed: LandedPcm) -> pl.DataFrame:
             code_version=versions.RAW_AUDIO,
             description="One row per landed file of the batch: content SHA-256, format, rate, "
             "channels, duration, level statistics, accepted or the rule that rejected it.",
-            metadata={"dagster/column_schema": column_schema(RAW_AUDIO)},
+            metadata={"dagster/column_schema": pandera_column_schema(RawAudioTable)},
         ),
         "raw_audio_16k": table_out(
             RAW_AUDIO_16K,
@@ -175,7 +180,7 @@ def raw_audio(
     imported = import_quarantine(batch_id, source, now)
     pcm_index = landed_index(batch_id, pcm_shard, landed)
     lake.write_part(RAW_AUDIO_16K, batch_id, pcm_index)
-    layout.remove_superseded(pcm_shard)
+    remove_superseded_shards(layout, pcm_shard)
     lake.write_part(RAW_AUDIO, batch_id, result.table)
     lake.write_part(QUARANTINE, batch_id, result.quarantine, sub=STAGE)
     lake.write_part(QUARANTINE, batch_id, imported, sub=IMPORT_STAGE)

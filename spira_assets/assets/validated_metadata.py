@@ -10,16 +10,20 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets import versions
+from spira_assets.assets.checks import (
+    pandera_column_schema,
+    record_checks,
+    schema_check_spec,
+    stored_schema_result,
+)
 from spira_assets.assets.presentation import (
     PLOT_CLASS_BALANCE,
-    column_schema,
     data_version,
     headline_first,
     image,
     quarantine_summary,
     table_metadata,
 )
-from spira_assets.checks import record_checks, schema_check_spec, stored_schema_result
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import BOTH_CLASSES, QUARANTINE_SHARE, UNAMBIGUOUS_IDS
 from spira_assets.ingest.identity import ALIAS_FILE, EarlierParticipants
@@ -68,7 +72,7 @@ IDS_CHECK = UNAMBIGUOUS_IDS
         ),
         schema_check_spec("validated_metadata"),
     ],
-    metadata={"dagster/column_schema": column_schema(VALIDATED_METADATA)},
+    metadata={"dagster/column_schema": pandera_column_schema(ValidatedMetadataTable)},
 )
 def validated_metadata(
     context: dg.AssetExecutionContext,

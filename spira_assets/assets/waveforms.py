@@ -33,7 +33,7 @@ from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, StorageResource
 from spira_assets.storage.lake import Lake
-from spira_assets.storage.shards import ShardWriter, open_shard
+from spira_assets.storage.shards import ShardWriter, open_shard, remove_superseded_shards
 from spira_assets.storage.tables import (
     AUDIO_16K,
     HOSPITAL_NOISE,
@@ -140,7 +140,7 @@ def _audio_16k(
     )
     layout.publish(shard)  # before the index that points to it
     lake.write_part(AUDIO_16K, batch_id, table)
-    removed = layout.remove_superseded(shard)
+    removed = remove_superseded_shards(layout, shard)
     storage.warehouse().ensure_views()
     elapsed = time.perf_counter() - started
     audio_s = float(table.get_column("duration_s").sum() or 0.0)

@@ -16,6 +16,7 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
+from spira_assets.layout import DataLayout
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 
@@ -93,3 +94,16 @@ def remove_superseded(current: Path) -> list[Path]:
             other.unlink(missing_ok=True)
             removed.append(other)
     return removed
+
+
+def remove_superseded_shards(layout: DataLayout, relative: str) -> list[str]:
+    """Delete the other versions (``<name>@<token>``) of a shard, in the mirror and the root."""
+    removed = [path.name for path in remove_superseded(layout.local(relative))]
+    if layout.is_remote:
+        current = layout.root / relative
+        stem = current.name.partition("@")[0]
+        for other in current.parent.glob(f"{stem}@*{current.suffix}"):
+            if other.name != current.name:
+                other.unlink()
+                removed.append(other.name)
+    return sorted(set(removed))

@@ -1,11 +1,15 @@
-"""Check logic shared by the assets: the stored table re-read and validated with pandera.
+"""Check logic shared by the ingest assets: the stored table re-read and validated with its
+pandera model, whose columns and checks also reach Dagster as the asset's column schema
+(dagster-pandera's table schema of the model).
 
 The checks are declared as blocking ``check_specs`` on each asset (partition-aware asset checks
 are still a preview feature in Dagster 1.13), and evaluated from what was actually written.
 """
 
+import warnings
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 
 import dagster as dg
 import pandera.errors
@@ -23,6 +27,17 @@ from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import TableSpec
 
 SCHEMA_CHECK = STORED_SCHEMA
+
+
+@cache
+def pandera_column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """The pandera model as Dagster's column schema (names, dtypes, nullability, checks)."""
+    from dagster_pandera import pandera_schema_to_dagster_type
+
+    with warnings.catch_warnings():  # "beta": the function, not our use of it
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        schema = pandera_schema_to_dagster_type(model).metadata["schema"]
+    return schema.value  # type: ignore[return-value]
 
 
 def schema_check_spec(asset: str) -> dg.AssetCheckSpec:

@@ -1,0 +1,108 @@
+"""The layers point one way: the core (audio, features, ingest, importers, storage, ml, demo and
+the core modules at the package root) imports neither Dagster nor an adapter or application
+module (assets, sensors, definitions, resources, the CLI...). Every import statement is read,
+those inside functions too. A planted import in a copy of the package is caught."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import spira_assets
+
+PACKAGE = Path(spira_assets.__file__).parent
+CORE_PACKAGES = ("audio", "features", "ingest", "importers", "storage", "ml", "demo")
+CORE_MODULES = ("layout", "batches", "privacy", "workers", "plots")
+# Dagster adapters and the application (docs/ARCHITECTURE.md, "Modules")
+UPPER = (
+    "assets",
+    "cli",
+    "automation",
+    "definitions",
+    "deployment",
+    "environment",
+    "instance",
+    "jobs",
+    "partitions",
+    "resources",
+    "runner",
+    "sensors",
+    "stale",
+    "summary",
+    "sweep_runs",
+    "ui",
+    "webserver",
+)
+FORBIDDEN_LIBRARIES = ("dagster", "dagster_")
+
+
+def core_files(package: Path) -> list[Path]:
+    files = [f for name in CORE_PACKAGES for f in sorted((package / name).rglob("*.py"))]
+    return files + [package / f"{name}.py" for name in CORE_MODULES]
+
+
+def imported_names(tree: ast.AST, module: str) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the tree."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the importing module's package
+                parent = module.split(".")[: -node.level]
+                base = ".".join([*parent, base] if base else parent)
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+def wrong_way(name: str) -> bool:
+    top = name.split(".")[0]
+    if top == "dagster" or top.startswith(FORBIDDEN_LIBRARIES[1]):
+        return True
+    parts = name.split(".")
+    return top == "spira_assets" and len(parts) > 1 and parts[1] in UPPER
+
+
+def upward_imports(package: Path) -> list[str]:
+    """``file:line imports name`` for each import of Dagster or an upper layer by the core."""
+    problems = []
+    for path in core_files(package):
+        relative = path.relative_to(package.parent)
+        module = ".".join(relative.with_suffix("").parts)
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        problems += [
+            f"{relative}:{line} imports {name}"
+            for line, name in imported_names(tree, module)
+            if wrong_way(name)
+        ]
+    return sorted(set(problems))
+
+
+def test_the_core_imports_no_dagster_and_no_adapter() -> None:
+    assert upward_imports(PACKAGE) == []
+
+
+def test_every_core_folder_and_module_exists() -> None:
+    """A renamed layer would otherwise leave the test checking nothing."""
+    assert all((PACKAGE / name).is_dir() for name in CORE_PACKAGES)
+    assert all((PACKAGE / f"{name}.py").is_file() for name in CORE_MODULES)
+    assert len(core_files(PACKAGE)) > 60
+
+
+def test_a_planted_upward_import_is_caught(tmp_path: Path) -> None:
+    copy = tmp_path / "spira_assets"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "ml" / "planted.py").write_text(
+        "def helper():\n    from ..resources import StorageResource\n    return StorageResource\n"
+    )
+    (copy / "audio" / "planted.py").write_text("import dagster as dg\n")
+    (copy / "layout.py").write_text(
+        (copy / "layout.py").read_text() + "\nfrom spira_assets.assets.tables import table_out\n"
+    )
+    found = upward_imports(copy)
+    assert "spira_assets/ml/planted.py:2 imports spira_assets.resources" in found
+    assert "spira_assets/audio/planted.py:1 imports dagster" in found
+    assert any(p.startswith("spira_assets/layout.py:") and "assets.tables" in p for p in found)
