@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # pip-tools: both locks from pyproject.toml, every file pinned by hash
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: setup system-deps docker-deps demo test lint format ui serve clean-data lock deploy-check
+.PHONY: setup system-deps docker-deps demo test lint defs-check format ui serve clean-data lock deploy-check
 
 # requirements.lock is the runtime set (what the image installs); requirements-dev.lock is the
 # runtime set with the same pins plus the development tools, so setup installs that one.
@@ -44,8 +44,12 @@ system-deps:
 
 # Two pytest-xdist workers; the tests that share a trained fixture run on one of them
 # (spira_assets_tests/conftest.py, docs/PERFORMANCE.md "Test suite").
-test: lint system-deps  ## lint, type check, then the whole test suite
+test: lint defs-check system-deps  ## lint, type check, dg checks, then the whole test suite
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+defs-check: setup  ## Dagster's own command line loads the definitions (about 7 s)
+	$(VENV)/bin/dg check defs
+	$(VENV)/bin/dg list defs >/dev/null
 
 format: setup
 	$(VENV)/bin/ruff format spira_assets spira_assets_tests benchmarks deploy
