@@ -12,7 +12,7 @@ import click
 
 if TYPE_CHECKING:
     from spira_assets.layout import DataLayout
-    from spira_assets.ml.inference import FileScore, ParticipantScore
+    from spira_assets.ml.inference import FileScore, ParticipantScore, Scorer
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
@@ -45,9 +45,25 @@ from spira_assets.cli.app import (
     help="The files are recordings of one person: also give one participant probability "
     "(the mean of the recordings' calibrated probabilities) and one decision.",
 )
+@click.option(
+    "--participant-id",
+    default=None,
+    help="The person's id: the prediction log keeps only its keyed pseudonym.",
+)
+@click.option(
+    "--no-log",
+    is_flag=True,
+    help="Do not append the scores to the prediction log (<data root>/predictions/log).",
+)
 @DATA_DIR_OPTION
 def predict(
-    files: tuple[Path, ...], device: str, as_json: bool, one_person: bool, data_dir: str | None
+    files: tuple[Path, ...],
+    device: str,
+    as_json: bool,
+    one_person: bool,
+    participant_id: str | None,
+    no_log: bool,
+    data_dir: str | None,
 ) -> None:
     """Score audio files with the champion model: calibrated probability of respiratory
     insufficiency and the decision at the model's operating point, per file (and per person
@@ -66,6 +82,9 @@ def predict(
         raise CliError("no champion model yet: run `spira demo` (or materialize `champion`) first")
     scorer = Scorer(root / "models" / version, device)
     scores = [scorer.file(path) for path in files]
+    if not no_log:  # one record per scored file (monitoring/recorder.py)
+        _log_scores(str(layout.root), scorer, root / "models" / version, files, scores,
+                    participant_id)  # fmt: skip
     person = participant_score(scores, scorer.threshold) if one_person else None
     if as_json:
         for s in scores:
@@ -79,6 +98,25 @@ def predict(
     failed = sum(1 for s in scores if s.error)
     if failed:
         raise CliError(f"{failed} of {len(scores)} files could not be scored")
+
+
+def _log_scores(
+    data_root: str,
+    scorer: Scorer,
+    directory: Path,
+    files: tuple[Path, ...],
+    scores: list[FileScore],
+    participant_id: str | None,
+) -> None:
+    from spira_assets.monitoring.recorder import PredictionRecorder, model_version_of
+
+    recorder = PredictionRecorder(data_root, scorer, model_version_of(directory), "cli")
+    for path, score in zip(files, scores, strict=True):
+        try:
+            data: bytes | None = path.read_bytes()
+        except OSError:
+            data = None
+        recorder.record(score, data, participant_id)
 
 
 def _print_scores(version: str, scores: list[FileScore], statement: str) -> None:

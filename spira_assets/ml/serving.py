@@ -24,6 +24,7 @@ import base64
 import binascii
 import io
 import math
+import os
 import wave
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
 from spira_assets.ml.inference import FileScore, ParticipantScore, Scorer, participant_score
+from spira_assets.monitoring.recorder import recorder_for
 
 MODEL_ARTIFACT = "spira_model"
 SIGNATURE = ModelSignature(
@@ -92,6 +94,10 @@ class SpiraAudioModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         self.scorer = Scorer(Path(context.artifacts[MODEL_ARTIFACT]))
+        # the prediction log (monitoring/): on where SPIRA_DATA_DIR is set, unless switched off
+        self.recorder = recorder_for(
+            self.scorer, Path(context.artifacts[MODEL_ARTIFACT]), "serving", os.environ
+        )
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -99,6 +105,9 @@ class SpiraAudioModel(PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         rows = frame.to_dict(orient="records")
         scores = [self._row(row) for row in rows]
+        if self.recorder is not None:  # one log record per scored row, after its score
+            for row, score in zip(rows, scores, strict=True):
+                self.recorder.record_row(row, score)
         people = self._participants(rows, scores)
         return pd.DataFrame(
             {
