@@ -4,9 +4,8 @@ Every resource that carries a core configuration uses the core's field names and
 takes its defaults from the core's instances (``AudioQualityRules()``, ``FeatureConfig()``,
 ``TrainConfig`` profiles, ``SplitConfig()``, ``GateConfig()``, ``EvaluationConfig()``,
 ``DriftThresholds()``); a choice the core types as a ``Literal`` is an enum of exactly its
-values (Dagster's config has no ``Literal``), so the launchpad offers the choices and refuses
-anything else. ``test_settings_parity.py`` compares each resource with its core config, field by
-field. Conversions to the core name every core field (``core_values``): none is skipped.
+values (``resource_fields.py``), so the launchpad offers the choices and refuses anything else.
+``test_settings_parity.py`` compares each resource with its core config, field by field.
 """
 
 from __future__ import annotations
@@ -14,30 +13,40 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from enum import Enum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
 from spira_assets import environment
 from spira_assets.audio.quality import AudioQualityRules
-from spira_assets.features.augment_config import AugmentConfig, NoiseScale
-from spira_assets.features.config import FeatureConfig, FeatureKind, TransformUnit
-from spira_assets.features.windows import WindowRule
+from spira_assets.features.augment_config import AugmentConfig
+from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.identity import ParticipantRules
 from spira_assets.ingest.listing import ListingLimits
 from spira_assets.layout import DataLayout
-from spira_assets.ml.calibration import CalibrationMethod, ThresholdRule
 from spira_assets.ml.drift import DriftThresholds
 from spira_assets.ml.evaluation_config import EvaluationConfig
 from spira_assets.ml.gate import GateConfig
 from spira_assets.ml.protocol import PLATFORM, PROFILE_SEEDS, PROFILES, profile_config
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import EXPERIMENT, REGISTERED_MODEL, ensure_experiment
-from spira_assets.ml.train_config import InputScaling, Norm, TrainConfig
+from spira_assets.ml.train_config import TrainConfig
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
+from spira_assets.resource_fields import (
+    CalibrationChoice,
+    FeatureKindChoice,
+    InputScalingChoice,
+    NoiseScaleChoice,
+    NormChoice,
+    ProfileChoice,
+    ThresholdRuleChoice,
+    TransformUnitChoice,
+    WindowRuleChoice,
+    core_values,
+    plain,
+)
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.warehouse import Warehouse
@@ -45,46 +54,8 @@ from spira_assets.storage.warehouse import Warehouse
 if TYPE_CHECKING:
     import torch
 
-# torch and mlflow are imported by the methods that use them: the code location (webserver,
-# daemon, sensors, `spira` commands) loads these resources without either
+# torch and mlflow are imported by the methods that use them: the code location loads without
 
-
-def choices(name: str, literal: Any) -> type[StrEnum]:
-    """An enum of exactly the values of a core ``Literal`` (its one source)."""
-    return StrEnum(name, {value: value for value in get_args(literal)})  # type: ignore[return-value]
-
-
-def plain(value: Any) -> Any:
-    """A config value as the core takes it (an enum member becomes its string)."""
-    return value.value if isinstance(value, Enum) else value
-
-
-def core_values(resource: Any, core: type) -> dict[str, Any]:
-    """Every field of the core dataclass ``core``, read from the resource by the same name
-    (an AttributeError, never a silent default, if the resource lacks one)."""
-    return {f.name: plain(getattr(resource, f.name)) for f in fields(core)}
-
-
-if TYPE_CHECKING:  # type checkers see the core's Literals; Dagster, an enum of their values
-    FeatureKindChoice = FeatureKind
-    NormChoice = Norm
-    WindowRuleChoice = WindowRule
-    TransformUnitChoice = TransformUnit
-    ThresholdRuleChoice = ThresholdRule
-    InputScalingChoice = InputScaling
-    CalibrationChoice = CalibrationMethod
-    NoiseScaleChoice = NoiseScale
-    ProfileChoice = str
-else:
-    FeatureKindChoice = choices("FeatureKind", FeatureKind)
-    NormChoice = choices("Norm", Norm)
-    WindowRuleChoice = choices("WindowRule", WindowRule)
-    TransformUnitChoice = choices("TransformUnit", TransformUnit)
-    ThresholdRuleChoice = choices("ThresholdRule", ThresholdRule)
-    InputScalingChoice = choices("InputScaling", InputScaling)
-    CalibrationChoice = choices("CalibrationMethod", CalibrationMethod)
-    NoiseScaleChoice = choices("NoiseScale", NoiseScale)
-    ProfileChoice = StrEnum("Profile", {name: name for name in PROFILES})
 
 _RULES = AudioQualityRules()
 _LIMITS = ListingLimits()
@@ -127,9 +98,8 @@ class PseudonymResource(dg.ConfigurableResource):
     key: str = Field(default="", description="Secret; prefer dg.EnvVar('SPIRA_PSEUDONYM_KEY').")
     participant_id_format: str | None = Field(
         default=None,
-        description="The site's participant id format, a regular expression the whole id "
-        "must match (ignoring case), e.g. 'SP-?\\d{4}'. Ids outside it are quarantined "
-        "(participant_id_format) and file-name tokens matching it are redacted. Empty: none.",
+        description="A regular expression every participant id must match (ignoring case), "
+        "e.g. 'SP-?\\d{4}'; ids outside it are quarantined, file-name tokens redacted.",
     )
 
     def pseudonymizer(self) -> Pseudonymizer:
@@ -166,8 +136,7 @@ class IngestPolicy(dg.ConfigurableResource):
     )
     max_age_spread_years: int = Field(
         default=_PARTICIPANT.max_age_spread_years,
-        description="Largest difference between the ages a participant's rows of one batch "
-        "give; more quarantines the participant (participant_attributes_conflict).",
+        description="Largest age difference between a participant's rows of one batch.",
     )
     max_quarantine_share: float = Field(
         default=0.25, description="A batch fails its blocking check above this share."
@@ -189,9 +158,7 @@ class FeatureSettings(dg.ConfigurableResource):
     change produces features side by side with the old ones, never over them."""
 
     kind: FeatureKindChoice = Field(default=_FEATURES.kind, description="mfcc, mel or linear")
-    sample_rate: int = Field(
-        default=_FEATURES.sample_rate, description="Of the stored audio (the 16 kHz store)."
-    )
+    sample_rate: int = _FEATURES.sample_rate  # of the stored audio (the 16 kHz store)
     n_mfcc: int = _FEATURES.n_mfcc
     n_mels: int = _FEATURES.n_mels
     n_fft: int = _FEATURES.n_fft
@@ -202,9 +169,7 @@ class FeatureSettings(dg.ConfigurableResource):
     log_mels: bool = _FEATURES.log_mels
     normalized: bool = _FEATURES.normalized
     batch_seconds: float = Field(
-        default=0.0,
-        description="Audio per transform chunk during extraction (bounds memory); 0 = the "
-        "measured default of the device (2 s on CPU).",
+        default=0.0, description="Audio per transform chunk (bounds memory); 0: 2 s on CPU."
     )
 
     def config(self) -> FeatureConfig:
@@ -268,37 +233,29 @@ class TrainingSettings(dg.ConfigurableResource):
     validation_noise: bool | None = None
     validate_every_steps: int | None = None
     threshold_rule: ThresholdRuleChoice | None = Field(
-        default=None,
-        description="sensitivity (the platform's: the highest validation threshold reaching "
-        "target_sensitivity), youden, or fixed (SPIRA's 0.5)",
+        default=None, description="sensitivity (reaching target_sensitivity), youden or fixed"
     )
     target_sensitivity: float | None = Field(
         default=None, description="The operating point's validation sensitivity (0.90)."
     )
     fixed_threshold: float | None = None
     input_scaling: InputScalingChoice | None = Field(
-        default=None,
-        description="Standardize each coefficient with training-split statistics (the "
-        "platform's) or not (SPIRA's published profile).",
+        default=None, description="Standardize coefficients with training-split statistics."
     )
     calibration: CalibrationChoice | None = Field(
         default=None, description="Platt scaling fitted on validation (the platform's) or none."
     )
     keep_all_seeds: bool | None = None
-    mixed_precision: bool | None = Field(
-        default=None, description="bf16 autocast on CUDA (the published profile: fp32)."
-    )
+    mixed_precision: bool | None = Field(default=None, description="bf16 autocast on CUDA.")
     eval_batch_size: int | None = None
-    k_control: int | None = Field(default=None, description="Noise slices per control.")
-    k_patient: int | None = Field(default=None, description="Noise slices per patient.")
+    k_control: int | None = None  # noise slices per control
+    k_patient: int | None = None  # noise slices per patient
     min_peak: float | None = None
     max_peak: float | None = None
     scale: NoiseScaleChoice | None = Field(default=None, description="peak or signed_max")
     mixup_alpha: float | None = None
     skip_noise_list_header: bool | None = Field(
-        default=None,
-        description="Leave out the noise file of line 1 of an imported noise_data.csv, as "
-        "SPIRA's reader does (the published profile: true).",
+        default=None, description="Leave out line 1 of an imported noise_data.csv, as SPIRA."
     )
     split: SplitSettings = Field(default_factory=SplitSettings)
 
@@ -369,8 +326,7 @@ class MlflowTracking(dg.ConfigurableResource):
 
     @contextmanager
     def run(self, dagster_run_id: str) -> Iterator[str]:
-        """The MLflow run of this Dagster run for the duration of a step: ended FINISHED when
-        the step's block completes, FAILED when it raises."""
+        """This Dagster run's MLflow run for a step: ended FINISHED, or FAILED if it raises."""
         run_id = self.start(dagster_run_id)
         try:
             yield run_id
@@ -400,20 +356,17 @@ class EvaluationSettings(dg.ConfigurableResource):
     min_sensitivity: float = _GATE.min_sensitivity
     non_inferiority_margin: float = Field(
         default=_GATE.non_inferiority_margin,
-        description="Largest AUROC loss against any champion, past or present, that the lower "
-        "95% bound of the paired difference may show.",
+        description="Largest AUROC loss vs any champion the paired difference's lower bound shows.",
     )
     subgroup_min_auroc: float = _GATE.subgroup_min_auroc
     max_subgroup_gap: float = _GATE.max_subgroup_gap
     min_unseen_per_class: int = Field(
         default=_GATE.min_unseen_per_class,
-        description="Patients and controls (each) unseen by both models that a comparison with "
-        "a champion needs; fewer fails the gate with 'insufficient evidence'.",
+        description="Patients and controls (each) unseen by both models a comparison needs.",
     )
     min_defined_draws: float = Field(
         default=_GATE.min_defined_draws,
-        description="Share of bootstrap draws that must define a statistic (both classes drawn) "
-        "for its interval; below it the interval is undefined and a comparison fails the gate.",
+        description="Share of bootstrap draws that must define a statistic for its interval.",
     )
 
     def gate(self) -> GateConfig:
@@ -426,13 +379,9 @@ class EvaluationSettings(dg.ConfigurableResource):
 class DriftSettings(dg.ConfigurableResource):
     """When a new batch counts as drifted from the champion's training data."""
 
-    psi: float = Field(default=_DRIFT.psi, description="PSI at or above which a category drifted.")
-    feature_shift_sd: float = Field(
-        default=_DRIFT.feature_shift_sd, description="Batch mean shift of a coefficient, in SDs."
-    )
-    min_rows: int = Field(
-        default=_DRIFT.min_rows, description="Smaller batches are reported, never failed."
-    )
+    psi: float = _DRIFT.psi  # PSI at or above which a category drifted
+    feature_shift_sd: float = _DRIFT.feature_shift_sd  # mean shift of a coefficient, in SDs
+    min_rows: int = _DRIFT.min_rows  # smaller batches are reported, never failed
 
     def thresholds(self) -> DriftThresholds:
         return DriftThresholds(**core_values(self, DriftThresholds))
@@ -442,12 +391,8 @@ class RetrainingPolicy(dg.ConfigurableResource):
     """When the retraining sensor starts ``train_model``, and how often a failed run is
     retried (Dagster run retries, bounded: a failure never loops)."""
 
-    min_new_batches: int = Field(
-        default=2, description="Accepted batches since the last model that start a retraining."
-    )
-    retrain_on_drift: bool = Field(
-        default=True, description="A new batch failing its drift check starts a retraining."
-    )
+    min_new_batches: int = 2  # accepted batches since the last model that start a retraining
+    retrain_on_drift: bool = True  # a new batch failing its drift check starts a retraining
     max_retries: int = Field(
         default=TRAINING_RETRIES, description="Automatic retries of a failed training run."
     )

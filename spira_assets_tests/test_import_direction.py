@@ -26,6 +26,7 @@ UPPER = (
     "jobs",
     "partitions",
     "resources",
+    "resource_fields",
     "runner",
     "sensors",
     "stale",
