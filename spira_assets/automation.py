@@ -62,7 +62,7 @@ def drift_of_new_batches(
     (against which champion) and for which it was not, and why: "none drifted" is said only of
     batches whose drift was computed."""
     model = reference["reference_model"][0] if reference.height else None
-    in_reference = set(reference["batch_id"].to_list())
+    in_reference = set(reference["reference_batch"].to_list())
     rows = drift.filter(pl.col("batch_id").is_in(new))
     drifted = sorted(set(rows.filter(pl.col("drifted"))["batch_id"].to_list()))
     against = {b: set(m) for b, m in rows.group_by("batch_id").agg("reference_model").rows()}

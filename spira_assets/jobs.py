@@ -28,6 +28,8 @@ TRAINING_ASSETS = (
     "champion",
     "evaluation_comparisons",
     "promotions",
+    "drift_reference",
+    "drift_reference_features",
 )
 
 process_batch_job = dg.define_asset_job(

@@ -9,6 +9,9 @@ Two conditions, evaluated by the ``stale_batches`` automation sensor:
   never ingested is the landing sensor's), once nothing upstream is missing or running. A change
   of quality rules therefore re-ingests exactly the batches ingested before, then their
   downstream, batch by batch.
+- ``DRIFT`` (``drift_reference`` and ``batch_drift``): requested when the code version or the
+  data of an input changed: a new champion or a re-run training batch changes the reference,
+  which then recomputes every batch's drift; a new batch re-makes the reference unchanged.
 - ``TABLE_AFTER_WRITERS`` (``quarantine``, ``batch_checks``): requested after a writer ran,
   even if the writer's blocking check failed (those views skip in the writer's run and are
   materialized in one of their own, where nothing blocks them).
@@ -38,6 +41,19 @@ STALE_BATCH = (
     & ~AC.in_progress()
 ).with_label("stale: code version changed or an input was re-materialized")
 
+# the drift reference and the batches' drift follow what their inputs hold, not every run of
+# them: a new batch re-makes the reference (its audio_16k is an input) without changing it,
+# and that must not recompute every batch's drift
+DATA_CHANGED: dg.AutomationCondition = AC.code_version_changed() | AC.any_deps_match(
+    AC.data_version_changed()
+)
+DRIFT = (
+    DATA_CHANGED.since_last_handled()
+    & ~AC.missing()
+    & ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+).with_label("out of date: code version changed or an input's data changed (a new champion)")
+
 TABLE_AFTER_WRITERS = (
     CHANGED.since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
 ).with_label("a writer of the table ran")
@@ -51,7 +67,9 @@ CONDITIONS: dict[str, dg.AutomationCondition] = {
     "audio_16k": STALE_BATCH,
     "spectrogram_features": STALE_BATCH,
     "feature_stats": STALE_BATCH,
-    "batch_drift": STALE_BATCH,
+    "batch_drift": DRIFT,
+    "drift_reference": DRIFT,
+    "drift_reference_features": DRIFT,
     "hospital_noise": STALE_BATCH,
 }
 
@@ -75,6 +93,8 @@ stale_batches_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.assets(*CONDITIONS),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="Re-materializes batches whose assets are stale (code version changed, or an "
-    "input re-materialized) and the per-batch tables after their writers ran.",
+    description="Every 60 s: re-materializes batches whose assets are stale (code version "
+    "changed, or an input re-materialized), the per-batch tables after their writers ran, and "
+    "the drift reference and every batch's drift when the champion or its training data "
+    "changed.",
 )

@@ -1,5 +1,8 @@
-"""Asset ``batch_drift``: each new batch against the data the current champion was trained on,
-metadata and features, with a (non-blocking) drift check that the retraining sensor reads."""
+"""Drift. ``drift_reference`` (+ ``drift_reference_features``) stores what the current champion
+was trained on; ``batch_drift`` compares each batch outside that data with it, metadata and
+features, with a (non-blocking) drift check that the retraining sensor reads. Declaring the
+reference makes a new champion, or a re-run training batch, mark every batch's drift out of
+date; a batch inside the champion's training data says so instead of "no drift"."""
 
 import json
 from collections.abc import Iterator
@@ -17,13 +20,29 @@ from spira_assets.assets.presentation import (
     table_metadata,
 )
 from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
+from spira_assets.assets.tables import table_out, table_result
 from spira_assets.ml.champions import current_champion_in_audit
-from spira_assets.ml.drift import feature_drift, metadata_drift
+from spira_assets.ml.drift import (
+    feature_drift,
+    metadata_drift,
+    not_comparable,
+    reference_features,
+    reference_recordings,
+)
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import DriftSettings, StorageResource
-from spira_assets.storage.tables import AUDIO_16K, BATCH_DRIFT, FEATURE_STATS
+from spira_assets.storage.tables import (
+    AUDIO_16K,
+    BATCH_DRIFT,
+    DRIFT_REFERENCE,
+    DRIFT_REFERENCE_FEATURES,
+    FEATURE_STATS,
+    UNPARTITIONED,
+)
 
 DRIFT_CHECK = "no_drift_from_champion_data"
+# the first line of the metadata: what was compared with what, or why nothing was
+DRIFT_HEADLINE = "drift"
 
 
 @dg.multi_asset(
@@ -32,12 +51,20 @@ DRIFT_CHECK = "no_drift_from_champion_data"
         dg.AssetSpec(
             "batch_drift",
             partitions_def=collection_batch,
-            deps=["audio_16k", "feature_stats", "batch_checks", "promotions", "spira_model"],
+            deps=[
+                "audio_16k",
+                "feature_stats",
+                "batch_checks",
+                "promotions",
+                "drift_reference",
+                "drift_reference_features",
+            ],
             code_version=versions.BATCH_DRIFT,
             group_name="monitoring",
             kinds={"python", "parquet"},
-            description="Each batch against the data the current champion was trained on: "
-            "metadata (PSI, KS) and per-coefficient feature means; read by the retraining sensor.",
+            description="Each batch outside the champion's training data against that data "
+            "(drift_reference): metadata (PSI, KS) and per-coefficient feature means; a batch "
+            "inside it says so instead. Read by the retraining sensor.",
             metadata={"dagster/column_schema": column_schema(BATCH_DRIFT)},
         )
     ],
@@ -48,7 +75,8 @@ DRIFT_CHECK = "no_drift_from_champion_data"
             description="Metadata (PSI, KS) and feature statistics (mean shift in SDs) of the "
             "batch are within thresholds of the champion's training data. A failure starts a "
             "retraining (retraining_sensor); it does not block the batch. Skipped (no result) "
-            "while there is no champion to compare with.",
+            "when drift is not computed: no champion yet, the batch is in the champion's "
+            "training data, or the drift reference is older than the champion.",
         )
     ],
     # the check is optional: with no champion there is nothing to judge, and Dagster shows a
@@ -62,7 +90,7 @@ def batch_drift(
     drift: DriftSettings,
 ) -> Iterator[RangeEvent]:
     """Class, sex, device, utterance (PSI), age and duration (KS) and per-coefficient feature
-    means (shift in SDs) of this batch against the batches the champion was trained on. A
+    means (shift in SDs) of this batch against the champion's drift reference. A
     backfill does a range of batches in one run; blocked batches are refused (a range
     materializes its other batches and fails naming them)."""
     yield from open_batches(
@@ -70,40 +98,44 @@ def batch_drift(
     )
 
 
+def _not_computed(batch_id: str, storage: StorageResource, why: str) -> dg.MaterializeResult:
+    """An empty part and a first line that says why: Dagster shows the planned check as
+    skipped (no result), never as passed."""
+    storage.lake().write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.empty())
+    storage.warehouse().ensure_views()
+    return dg.MaterializeResult(asset_key="batch_drift", metadata={DRIFT_HEADLINE: why})
+
+
 def _batch_drift(
     context: dg.AssetExecutionContext, batch_id: str, storage: StorageResource, drift: DriftSettings
 ) -> dg.MaterializeResult:
     from spira_assets.plots import drift_figure
 
-    layout, lake = storage.layout(), storage.lake()
+    lake = storage.lake()
     # the audit table, not the MLflow store: parallel batch runs would otherwise race to
     # create a fresh SQLite tracking store
     champion = current_champion_in_audit(lake)
-    lineage_file = layout.fetch_if_present(f"models/{champion}") / "lineage.json"
-    if champion is None or not lineage_file.exists():
-        lake.write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.empty())
-        storage.warehouse().ensure_views()
-        return dg.MaterializeResult(
-            asset_key="batch_drift",
-            metadata={"reference": f"{batch_id}: no champion yet, nothing to compare with "
-                      f"(the drift check is skipped)"},
-        )  # fmt: skip
-    lineage = json.loads(lineage_file.read_text())
-    reference_batches = sorted(lineage["batches"])
-    recordings = lake.read_table(AUDIO_16K)
-    reference = recordings.filter(pl.col("batch_id").is_in(reference_batches))
-    current = recordings.filter(pl.col("batch_id") == batch_id)
+    reference = (
+        lake.read_part(DRIFT_REFERENCE, UNPARTITIONED)
+        if lake.has_part(DRIFT_REFERENCE, UNPARTITIONED)
+        else DRIFT_REFERENCE.empty()
+    )
+    reference_model = reference["reference_model"][0] if reference.height else None
+    reference_batches = sorted(set(reference["reference_batch"].to_list()))
+    why = not_comparable(batch_id, champion, reference_model, reference_batches)
+    if why is not None:
+        context.log.info(why)
+        return _not_computed(batch_id, storage, why)
+    current = lake.read_part(AUDIO_16K, batch_id)
     thresholds = drift.thresholds()
     parts = [metadata_drift(reference, current, thresholds)]
-    stats = lake.read_table(FEATURE_STATS).filter(
-        pl.col("config_hash") == lineage["feature_config_hash"]
-    )
-    batch_stats = stats.filter(pl.col("batch_id") == batch_id)
-    if not batch_stats.is_empty():
+    features = lake.read_part(DRIFT_REFERENCE_FEATURES, UNPARTITIONED)
+    config_hash = features["config_hash"][0] if features.height else None
+    if config_hash and lake.has_part(FEATURE_STATS, batch_id, config_hash):
         parts.append(
             feature_drift(
-                stats.filter(pl.col("batch_id").is_in(reference_batches)),
-                batch_stats,
+                features,
+                lake.read_part(FEATURE_STATS, batch_id, config_hash),
                 thresholds,
                 current.height >= thresholds.min_rows,
             )
@@ -122,14 +154,21 @@ def _batch_drift(
     if summary:
         context.log.warning(f"{batch_id} drifted from champion {champion}'s data: {summary}")
     figure = image(drift_figure(result), "drift against the champion's training data")
+    against = (
+        f"champion {champion}'s training batches {', '.join(reference_batches)} "
+        f"({reference.height} recordings; {batch_id} is not among them)"
+    )
     metadata: dict[str, Any] = {
+        DRIFT_HEADLINE: f"{batch_id}: {len(summary)} statistic(s) drifted from {against}"
+        if summary
+        else f"{batch_id}: within thresholds of {against}",
         "reference_model": champion,
         "reference_batches": reference_batches,
         "recordings": current.height,
         "drifted": len(summary),
         "metadata_drift": table_metadata(
             result.filter(pl.col("kind") == "metadata").select(
-                "feature", "statistic", "value", "threshold", "drifted", "detail"
+                "feature", "drifted", "value", "threshold", "statistic", "detail"
             )
         ),
         "max_feature_shift_sd": round(
@@ -160,3 +199,66 @@ def _batch_drift(
             )
         ],
     )
+
+
+@dg.multi_asset(
+    name="drift_reference",
+    outs={
+        "drift_reference": table_out(
+            DRIFT_REFERENCE,
+            "What batch_drift compares each new batch with: every recording of the current "
+            "champion's training batches (class, sex, age, device, utterance, duration). A new "
+            "champion or a re-run training batch makes every batch's drift out of date.",
+            "monitoring",
+            versions.DRIFT_REFERENCE,
+        ),
+        "drift_reference_features": table_out(
+            DRIFT_REFERENCE_FEATURES,
+            "The feature half of the drift reference: per-coefficient mean and SD pooled over "
+            "the champion's training batches (from feature_stats).",
+            "monitoring",
+            versions.DRIFT_REFERENCE,
+        ),
+    },
+    deps=["promotions", "spira_model", "audio_16k", "feature_stats"],
+)
+def drift_reference(storage: StorageResource) -> Iterator[dg.MaterializeResult]:
+    """The champion (``promotions``), its training batches (``models/<v>/lineage.json``) and
+    their recordings and feature statistics, stored once for every batch's drift."""
+    layout, lake = storage.layout(), storage.lake()
+    champion = current_champion_in_audit(lake)
+    lineage_file = layout.fetch_if_present(f"models/{champion}") / "lineage.json"
+    recordings, features = DRIFT_REFERENCE.empty(), DRIFT_REFERENCE_FEATURES.empty()
+    batches: list[str] = []
+    if champion is not None and lineage_file.exists():
+        lineage = json.loads(lineage_file.read_text())
+        batches = sorted(lineage["batches"])
+        config_hash = lineage["feature_config_hash"]
+        recordings = DRIFT_REFERENCE.conform(
+            reference_recordings(lake.read_table(AUDIO_16K), batches)
+            .with_columns(pl.lit(champion).alias("reference_model"))
+            .sort(pl.all())
+        )
+        stats = lake.read_table(FEATURE_STATS).filter(pl.col("config_hash") == config_hash)
+        features = DRIFT_REFERENCE_FEATURES.conform(
+            reference_features(stats, batches).with_columns(
+                pl.lit(champion).alias("reference_model"), pl.lit(config_hash).alias("config_hash")
+            )
+        )
+    lake.write_part(DRIFT_REFERENCE, UNPARTITIONED, recordings)
+    lake.write_part(DRIFT_REFERENCE_FEATURES, UNPARTITIONED, features)
+    storage.warehouse().ensure_views()
+    headline = (
+        f"champion {champion}'s training batches {', '.join(batches)}: {recordings.height} "
+        f"recordings of {recordings['participant'].n_unique()} participants; batches outside "
+        "them are compared with it, batches inside say so"
+        if batches
+        else "no champion yet: no batch's drift is computed"
+    )
+    yield table_result(
+        DRIFT_REFERENCE,
+        recordings,
+        **{DRIFT_HEADLINE: headline, "reference_model": champion or "none"},
+        reference_batches=dg.MetadataValue.json(batches),
+    )
+    yield table_result(DRIFT_REFERENCE_FEATURES, features)

@@ -183,3 +183,43 @@ def _frame(rows: list[tuple[str, str, str, float, float, str]], judgeable: bool)
             "drifted"
         )
     )
+
+
+REFERENCE_COLUMNS = ("participant", "label", "sex", "age", "device", "utterance", "duration_s")
+
+
+def reference_recordings(recordings: pl.DataFrame, batches: list[str]) -> pl.DataFrame:
+    """The recordings of the champion's training batches, with what metadata drift compares."""
+    return recordings.filter(pl.col("batch_id").is_in(batches)).select(
+        pl.col("batch_id").alias("reference_batch"), *REFERENCE_COLUMNS
+    )
+
+
+def reference_features(stats: pl.DataFrame, batches: list[str]) -> pl.DataFrame:
+    """Per coefficient statistics pooled over the reference batches, with their frame count
+    (pooling them again with a batch's own is exact)."""
+    chosen = stats.filter(pl.col("batch_id").is_in(batches))
+    frames = chosen.group_by("coefficient").agg(pl.col("frames").sum())
+    return pooled_stats(chosen).join(frames, on="coefficient").sort("coefficient")
+
+
+def not_comparable(
+    batch_id: str, champion: str | None, reference_model: str | None, reference_batches: list[str]
+) -> str | None:
+    """Why the batch's drift is not computed, or None when it is. A batch inside the champion's
+    training data would be compared with data that contains it (no drift by construction); a
+    reference made for another model than today's champion is out of date."""
+    if champion is None:
+        return f"{batch_id}: not computed, no champion yet (nothing to compare with)"
+    if reference_model != champion:
+        made_for = f"champion {reference_model}" if reference_model else "no champion"
+        return (
+            f"{batch_id}: not computed, the drift reference is out of date (made for "
+            f"{made_for}, the champion is now {champion}): materialize drift_reference"
+        )
+    if batch_id in reference_batches:
+        return (
+            f"{batch_id}: not computed, the batch is in champion {champion}'s training data "
+            "(compared with data that contains it, drift would say nothing)"
+        )
+    return None

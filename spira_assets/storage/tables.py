@@ -345,6 +345,36 @@ BATCH_DRIFT = TableSpec(
     },
 )
 
+# the champion's drift reference (assets ``drift_reference``, ``drift_reference_features``):
+# what every batch outside the champion's training data is compared with, declared so that a
+# re-run reference batch or a new champion makes the batches' drift results out of date
+DRIFT_REFERENCE = TableSpec(
+    "drift_reference",
+    {
+        "reference_model": pl.String(),  # the champion whose training batches these are
+        "reference_batch": pl.String(),  # the recording's batch (one of the champion's)
+        "participant": pl.String(),
+        "label": pl.Int64(),
+        "sex": pl.String(),
+        "age": pl.Int64(),
+        "device": pl.String(),
+        "utterance": pl.String(),
+        "duration_s": pl.Float64(),
+    },
+)
+
+DRIFT_REFERENCE_FEATURES = TableSpec(
+    "drift_reference_features",
+    {
+        "reference_model": pl.String(),
+        "config_hash": pl.String(),
+        "coefficient": pl.Int64(),
+        "mean": pl.Float64(),  # pooled over the reference batches' frames
+        "std": pl.Float64(),
+        "frames": pl.Int64(),
+    },
+)
+
 UNPARTITIONED = "all"
 
 ALL_TABLES: tuple[TableSpec, ...] = (
@@ -358,6 +388,8 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     SPECTROGRAM_FEATURES,
     FEATURE_STATS,
     BATCH_DRIFT,
+    DRIFT_REFERENCE,
+    DRIFT_REFERENCE_FEATURES,
     DATASET_SPLIT,
     MODEL_VERSIONS,
     EVALUATION_METRICS,
