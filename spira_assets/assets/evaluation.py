@@ -10,6 +10,13 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets import versions
+from spira_assets.assets.headlines import (
+    HEADLINE,
+    KEY_METRICS,
+    key_columns_first,
+    metrics_headline,
+    model_links,
+)
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import PLOT, image, plot_evaluation, table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
@@ -237,7 +244,18 @@ def _evaluation_report(
         ).iter_rows(named=True)
     }
     metadata: dict[str, Any] = {
+        HEADLINE: f"{version}: {metrics_headline(metrics)}",
         "model_version": version,
+        **model_links(
+            mlflow_tracking.resolved_uri(),
+            str(candidate.lineage["mlflow_run_id"]),
+            mlflow_tracking.registered_model,
+            str(
+                json.loads((candidate.directory / "summary.json").read_text()).get(
+                    "registered_version", ""
+                )
+            ),
+        ),
         "threshold": round(candidate.threshold, 4),
         "test_recordings": clean.height,
         "test_participants": people,
@@ -248,7 +266,12 @@ def _evaluation_report(
         "report": report_url(version, html.name),
         "report_file": dg.MetadataValue.path(str(html)),
         "report_markdown": dg.MetadataValue.path(str(md)),
-        "metrics": table_metadata(pivot_metrics(metrics.filter(pl.col("role") == "candidate"))),
+        "metrics": table_metadata(
+            key_columns_first(
+                pivot_metrics(metrics.filter(pl.col("role") == "candidate")),
+                ("condition", "level", *KEY_METRICS),
+            )
+        ),
         "subgroups": table_metadata(subgroup_summary(subgroups)),
         "profile": profile,
         "published_test_per_seed": table_metadata(assessed.per_seed),

@@ -20,6 +20,7 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets import versions
+from spira_assets.assets.headlines import ECHO_RULE, rejection_summary
 from spira_assets.assets.presentation import column_schema, data_version, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, per_batch
 from spira_assets.assets.tables import TABLE_KINDS
@@ -99,13 +100,19 @@ def quarantine(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     def one(batch_id: str) -> dg.MaterializeResult:
         rows, missing = read_parts(lake, QUARANTINE, batch_id, QUARANTINE_PARTS)
         by_rule = rows.group_by("stage", "rule").len("items").sort("stage", "items", "rule")
+        rejected, items = rejection_summary(rows, METADATA_STAGE)
         return _result(
             rows,
             "quarantined_at",
             {
-                "rejections": rows.height,
+                "rejected": rejected,
+                "rejected_items": items,
                 "by_stage_and_rule": table_metadata(by_rule),
-                "rows": table_metadata(rows.select("stage", "item", "column", "rule", "detail")),
+                "rows": table_metadata(
+                    rows.sort(pl.col("rule") == ECHO_RULE, "stage", "item").select(
+                        "rule", "detail", "stage", "item", "column"
+                    )
+                ),
                 **_not_run(missing),
             },
         )

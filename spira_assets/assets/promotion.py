@@ -11,6 +11,14 @@ import polars as pl
 
 from spira_assets.assets import versions
 from spira_assets.assets.evaluation import model_version_of_run
+from spira_assets.assets.headlines import (
+    GATE_VERDICT,
+    HEADLINE,
+    gate_verdict,
+    key_columns_first,
+    metrics_headline,
+    model_links,
+)
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
@@ -222,29 +230,43 @@ def _champion(
     md, html = write_pair(reports, "model_card", card, f"Model card {version}")
     layout.publish(f"reports/{version}")
     history = lake.read_table(PROMOTIONS).sort("decided_at")
+    verdict = gate_verdict(version, decision, comparisons, state.current, gate)
     metadata: dict[str, Any] = {
+        HEADLINE: f"{verdict.split(':')[0]} {version}: {metrics_headline(metrics)}",
+        GATE_VERDICT: verdict,
         "candidate_version": version,
         "decision_id": decision_id,
         "decision": "passed" if decision.passed else "failed",
-        "reasons": "; ".join(decision.reasons) or "none",
+        "reasons": "; ".join(decision.reasons) or "none: every criterion met",
         "champion_version": holder,
-        "compared_with": len(comparisons),
+        "compared_with": f"{len(comparisons)} model(s) that held the title"
+        if comparisons
+        else "none: first champion, non-inferiority did not apply",
+        "evaluation_report": report_url(version, "evaluation.html"),
+        **model_links(
+            uri,
+            str(candidate.lineage.get("mlflow_run_id", "")),
+            mlflow_tracking.registered_model,
+            registered,
+        ),
         "operating_point": operating_point(candidate.directory)["statement"],
         "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
         "model_card": report_url(version, html.name),
         "model_card_file": dg.MetadataValue.path(str(html)),
         "model_card_markdown": dg.MetadataValue.path(str(md)),
-        "gate_criteria": table_metadata(criteria_table(decision)),
+        "gate_criteria": table_metadata(
+            key_columns_first(criteria_table(decision), ("criterion", "passed"))
+        ),
         "promotion_history": table_metadata(
-            history.select(
-                "decided_at",
+            history.select(  # what was decided first: the UI cuts the right edge
                 "candidate_version",
-                "champion_version",
                 "passed",
                 "candidate_auroc",
                 "auroc_difference",
                 "difference_ci_low",
                 "reasons",
+                "decided_at",
+                "champion_version",
             )
         ),
     }
@@ -267,7 +289,7 @@ def _champion(
             dg.AssetCheckResult(
                 check_name=GATE_CHECK,
                 passed=decision.passed,
-                description="; ".join(decision.reasons) or "candidate promoted",
+                description=verdict,
                 metadata=check_metadata,
             )
         ],
