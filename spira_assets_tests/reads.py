@@ -76,6 +76,23 @@ def recording() -> Iterator[set[Path]]:
         paths |= {p for p in listed if "lake" not in p.parts}
 
 
+def partition_of(root: Path, path: Path) -> str | None:
+    """The batch whose data ``path`` is, where the path names one: a lake part
+    (``<table>/[<sub>/]<batch>.parquet``), a shard (``<batch>@<token>``), a landing folder; None
+    for what belongs to no one batch (the raw store, models, reports)."""
+    try:
+        parts = path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return None
+    if len(parts) < 2 or parts[0] in ("raw", "models", "reports"):
+        return None
+    if parts[0] == "landing":
+        return None if parts[1] == "noise" else parts[1]
+    if parts[0] in ("lake", "waveforms", "features") and len(parts) >= 3:
+        return parts[-1].partition("@")[0].removesuffix(".parquet")
+    return None
+
+
 def asset_of(root: Path, path: Path) -> str | None:
     """The asset whose data ``path`` is; None for bookkeeping; ``?<path>`` when unknown."""
     try:
@@ -101,4 +118,6 @@ def asset_of(root: Path, path: Path) -> str | None:
         return "spira_model"
     if head == "reports":
         return "evaluation_report"
+    if head == "sweeps":  # a trial's results are its own; the plan is what `spira sweep` asked
+        return "sweep_trial" if "results" in parts else None
     return f"?{path}"

@@ -1,4 +1,5 @@
-"""The code location loads, validates with Dagster's CLI, and its graph is what we reviewed.
+"""The code location loads, validates with Dagster's CLI, and its graph is what we reviewed:
+assets, edges with their partition mappings, automation conditions, pools, checks, jobs.
 
 Set UPDATE_SNAPSHOTS=1 to rewrite the snapshot after an intended change of the graph.
 """
@@ -26,8 +27,17 @@ def graph_snapshot() -> dict[str, object]:
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         partitions = node.partitions_def
+        condition = node.automation_condition
         assets[key.to_user_string()] = {
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            # which partitions of each parent a partition reads (where either side has them)
+            "partition_mappings": {
+                parent.to_user_string(): type(graph.get_partition_mapping(key, parent)).__name__
+                for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string())
+                if partitions or graph.get(parent).partitions_def
+            },
+            "automation": (condition.get_label() or condition.name) if condition else None,
+            "pools": sorted(node.pools or ()),
             "group": node.group_name,
             "partitions": getattr(partitions, "name", None) if partitions else None,
             "kinds": sorted(node.kinds),

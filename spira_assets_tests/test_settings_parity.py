@@ -103,7 +103,8 @@ def parity_problems(
             expected = None if overrides else getattr(instance, f.name)
             default = field.get_default(call_default_factory=True)
             if (default.value if isinstance(default, Enum) else default) != expected:
-                problems.append(f"{where}: default {default!r} is not {core.__name__}'s {expected!r}")
+                name = core.__name__
+                problems.append(f"{where}: default {default!r} is not {name}'s {expected!r}")
     for name in sorted(set(declared) - carried - own):
         problems.append(f"{resource.__name__}.{name}: in no core config and not declared its own")
     return problems

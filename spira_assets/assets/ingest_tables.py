@@ -71,11 +71,15 @@ def _result(frame: pl.DataFrame, stamp: str, metadata: dict[str, Any]) -> dg.Mat
     )
 
 
-def _table_asset(spec: TableSpec, code_version: str, description: str) -> dict[str, Any]:
+def _table_asset(
+    spec: TableSpec, code_version: str, description: str, writers: tuple[str, ...] = ()
+) -> dict[str, Any]:
     return {
         "name": spec.name,
         "partitions_def": collection_batch,
-        "deps": ["raw_audio", "validated_metadata"],
+        # every step that writes into the table is upstream of it (hospital_noise writes the
+        # noise files' rejections into quarantine, as batch 'all')
+        "deps": ["raw_audio", "validated_metadata", *writers],
         "group_name": "ingest",
         "kinds": TABLE_KINDS,
         "code_version": code_version,
@@ -92,6 +96,7 @@ def _table_asset(spec: TableSpec, code_version: str, description: str) -> dict[s
         "Every rejection of the batch: the importer's (stage import), files (raw_audio) and "
         "metadata rows (validated_metadata), one row per item and rule with an actionable "
         "detail. Noise-file rejections are in the same table with batch 'all' (hospital_noise).",
+        writers=("hospital_noise",),
     )
 )
 def quarantine(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
