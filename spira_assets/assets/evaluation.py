@@ -3,6 +3,7 @@ recorded in its own lineage (clean, and with its own hospital noise), with a blo
 none of them was seen in training."""
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -229,10 +230,14 @@ def _evaluation_report(
     layout.publish(f"reports/{version}")
     with _model_run(mlflow_tracking, str(candidate.lineage["mlflow_run_id"])):
         mlflow.log_artifacts(str(reports), artifact_path="evaluation")
-        for row in metrics.filter(
-            (pl.col("level") == "recording") & (pl.col("role") == "candidate")
-        ).iter_rows(named=True):
-            mlflow.log_metric(f"test_{row['condition']}_{row['metric']}", row["value"])
+        for row in metrics.filter(pl.col("role") == "candidate").iter_rows(named=True):
+            # per recording as before (test_clean_auroc), per participant with its level;
+            # each with its 95% interval where the bootstrap defined one
+            level = "" if row["level"] == "recording" else f"{row['level']}_"
+            name = f"test_{row['condition']}_{level}{row['metric']}"
+            for suffix, key in (("", "value"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high")):
+                if row[key] is not None and math.isfinite(row[key]):
+                    mlflow.log_metric(name + suffix, row[key])
     # Nothing logs to the model's run after this step; finish it here so that a refusal by the
     # promotion gate (a failed blocking check downstream) does not mark training as FAILED.
     if mlflow.active_run() is not None:

@@ -1,8 +1,8 @@
 """Links shown on assets: the MLflow UI (run, experiment, registered model version) and the
 HTML reports, served over HTTP by ``make ui`` (``spira_assets/ui.py``).
 
-Base addresses come from ``SPIRA_MLFLOW_UI_URL`` (default ``http://127.0.0.1:5000``) and
-``SPIRA_REPORTS_URL`` (default ``http://127.0.0.1:8001``: ``data/reports`` served as is). A
+Base addresses come from ``SPIRA_MLFLOW_UI_URL`` (default ``http://127.0.0.1:5000``),
+``SPIRA_DAGSTER_URL`` (default ``http://127.0.0.1:3000``) and ``SPIRA_REPORTS_URL`` (default ``http://127.0.0.1:8001``: ``data/reports`` served as is). A
 tracking server given as ``MLFLOW_TRACKING_URI=http(s)://...`` is its own UI.
 """
 
@@ -16,6 +16,7 @@ import dagster as dg
 
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
 REPORTS_URL = "http://127.0.0.1:8001"
+DAGSTER_UI_URL = "http://127.0.0.1:3000"  # make ui; SPIRA_DAGSTER_URL elsewhere
 
 
 def mlflow_ui(tracking_uri: str) -> str:
@@ -50,3 +51,9 @@ def mlflow_links(
 def report_url(version: str, name: str) -> dg.MetadataValue:
     """A report of ``reports/<version>/`` as served over HTTP."""
     return dg.MetadataValue.url(f"{reports_base()}/{quote(version)}/{quote(name)}")
+
+
+def dagster_run_url(run_id: str) -> str:
+    """A Dagster run's page (``SPIRA_DAGSTER_URL``, the address ``--dagster-url`` takes)."""
+    base = os.environ.get("SPIRA_DAGSTER_URL", DAGSTER_UI_URL).rstrip("/")
+    return f"{base}/runs/{run_id}"

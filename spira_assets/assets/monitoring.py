@@ -258,6 +258,7 @@ def drift_reference(storage: StorageResource) -> Iterator[dg.MaterializeResult]:
     yield table_result(
         DRIFT_REFERENCE,
         recordings,
+        None,  # the content's digest: a new champion or changed recordings make a new version
         **{DRIFT_HEADLINE: headline, "reference_model": champion or "none"},
         reference_batches=dg.MetadataValue.json(batches),
     )

@@ -30,7 +30,7 @@ from spira_assets.ml.model_card import criteria_table, model_card
 from spira_assets.ml.promotion_history import promotion_record
 from spira_assets.ml.report import write_pair
 from spira_assets.ml.split import test_set_leaks
-from spira_assets.ml.tracking import mark_promoted
+from spira_assets.ml.tracking import log_files, mark_promoted
 from spira_assets.resources import (
     ComputeResource,
     EvaluationSettings,
@@ -229,6 +229,8 @@ def _champion(
     reports = layout.local_root / "reports" / version
     md, html = write_pair(reports, "model_card", card, f"Model card {version}")
     layout.publish(f"reports/{version}")
+    if candidate.lineage.get("mlflow_run_id"):  # the card beside the model's run
+        log_files(uri, str(candidate.lineage["mlflow_run_id"]), [md, html], "model_card")
     history = lake.read_table(PROMOTIONS).sort("decided_at")
     verdict = gate_verdict(version, decision, comparisons, state.current, gate)
     metadata: dict[str, Any] = {

@@ -15,13 +15,13 @@ import polars as pl
 
 import spira_assets
 from spira_assets.assets import versions
-from spira_assets.assets.links import mlflow_links
+from spira_assets.assets.links import dagster_run_url, mlflow_links
 from spira_assets.assets.presentation import PLOT_TRAINING, image
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ml.lineage import pinned_requirements
 from spira_assets.ml.split import SplitConfig
-from spira_assets.ml.tracking import has_registered_version
+from spira_assets.ml.tracking import ModelFacts, describe_model, has_registered_version, log_png
 from spira_assets.ml.train_config import TrainConfig
 from spira_assets.ml.training_rows import version_row
 from spira_assets.resources import (
@@ -223,6 +223,11 @@ def _train_and_register(
         summary["registered_version"] = registered
         summary["mlflow_run_id"] = run_id
         (directory / SUMMARY).write_text(json.dumps(summary, indent=2))
+        log_png(_curves(summary), "plots/training_curves.png")
+        run = context.run.run_id
+        facts = ModelFacts.of(lineage, summary, train_config.profile, run, dagster_run_url(run))
+        uri = mlflow_tracking.resolved_uri()
+        describe_model(uri, run_id, mlflow_tracking.registered_model, registered, facts)
     return summary, lineage, run_id, registered
 
 
@@ -295,12 +300,15 @@ def _train(
     return trained.summary, trained.lineage
 
 
-def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+def _curves(summary: dict[str, Any]) -> bytes:
     from spira_assets.plots import training_curves
 
-    histories = {
-        int(seed): [tuple(row) for row in rows] for seed, rows in summary["histories"].items()
-    }
+    histories = {int(s): [tuple(r) for r in rows] for s, rows in summary["histories"].items()}
+    return training_curves(histories, (summary["best_seed"], summary["best_epoch"]))
+
+
+def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    histories = summary["histories"]
     aurocs = {
         name: round(summary[key], 4)
         for name, key in (
@@ -326,10 +334,7 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         "data_wait_share": round(summary["data_wait_share"], 4),
         "device": summary["device"],
         "training_seconds": round(summary["training_seconds"], 1),
-        PLOT_TRAINING: image(
-            training_curves(histories, (summary["best_seed"], summary["best_epoch"])),
-            "training curves",
-        ),
+        PLOT_TRAINING: image(_curves(summary), "training curves"),
     }
 
 

@@ -39,9 +39,13 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) 
     client = MlflowClient(tracking_uri)
     existing = client.get_experiment_by_name(name)
     if existing is not None:
+        if (existing.tags or {}).get("mlflow.experimentKind") != TRAINING_EXPERIMENT_KIND:
+            show_as_model_training(tracking_uri, str(existing.experiment_id), name)
         return str(existing.experiment_id)
     location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-    return str(client.create_experiment(name, artifact_location=location))
+    experiment_id = str(client.create_experiment(name, artifact_location=location))
+    show_as_model_training(tracking_uri, experiment_id, name)
+    return experiment_id
 
 
 class RegistryError(RuntimeError):
@@ -171,3 +175,127 @@ def registry_promotions(
         created = datetime.fromtimestamp(int(version.creation_timestamp) / 1000, UTC)
         found.append(RegistryPromotion(str(version.version), model_version, record, holds, created))
     return found
+
+
+# MLflow 3 opens an experiment of this kind on its training runs, not on the GenAI dashboard
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+EXPERIMENT_NOTE = (
+    "SpiraConv models that detect respiratory insufficiency from speech: one run per training "
+    "(named model version, batches, best seed), a nested run per seed, the evaluation and the "
+    "model card logged to it. Runs are started by Dagster (spira_model, evaluation_report, "
+    "champion)."
+)
+
+
+def show_as_model_training(tracking_uri: str, experiment_id: str, name: str) -> None:
+    """Mark the experiment as model training (and describe the platform's own), so its link
+    lands on the runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", TRAINING_EXPERIMENT_KIND)
+    if name == EXPERIMENT:
+        client.set_experiment_tag(experiment_id, "mlflow.note.content", EXPERIMENT_NOTE)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What names and describes a training run and its registered version."""
+
+    model_version: str
+    batches: list[str]
+    seeds: list[int]
+    best_seed: int
+    best_epoch: int
+    profile: str
+    dagster_run_id: str
+    dagster_run_url: str
+
+    @classmethod
+    def of(
+        cls,
+        lineage: dict[str, Any],
+        summary: dict[str, Any],
+        profile: str,
+        dagster_run_id: str,
+        dagster_run_url: str,
+    ) -> ModelFacts:
+        return cls(
+            str(summary["model_version"]),
+            sorted(lineage.get("batches", [])),
+            [int(s) for s in lineage.get("seeds", summary.get("histories", {}))],
+            int(summary["best_seed"]),
+            int(summary["best_epoch"]),
+            profile,
+            dagster_run_id,
+            dagster_run_url,
+        )
+
+    def run_name(self) -> str:
+        batches = f"{len(self.batches)} batch" + ("es" if len(self.batches) != 1 else "")
+        return f"model {self.model_version[:8]} · {batches} · seed {self.best_seed}"
+
+    def description(self) -> str:
+        seeds = ", ".join(map(str, self.seeds))
+        return (
+            f"SpiraConv model version `{self.model_version}` ({self.profile} profile), trained "
+            f"on batches {', '.join(self.batches)}. One model per seed ({seeds}); "
+            f"the one with the lowest validation loss is kept: seed {self.best_seed}, epoch "
+            f"{self.best_epoch}. Dagster run [{self.dagster_run_id[:8]}]({self.dagster_run_url})."
+        )
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "spira.model_version": self.model_version,
+            "spira.batches": ",".join(self.batches),
+            "spira.seeds": ",".join(map(str, self.seeds)),
+            "spira.best_seed": str(self.best_seed),
+            "spira.seed_selection": "lowest validation loss",
+            "dagster.run_id": self.dagster_run_id,
+            "dagster.run_url": self.dagster_run_url,
+        }
+
+
+def describe_model(
+    tracking_uri: str,
+    run_id: str,
+    registered_model: str,
+    registered: str,
+    facts: ModelFacts,
+) -> None:
+    """Name and describe the training run, and describe, tag and link its registered version
+    to the run and to the Dagster run that made it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    client.set_tag(run_id, "mlflow.runName", facts.run_name())
+    client.set_tag(run_id, "mlflow.note.content", facts.description())
+    for key, value in facts.tags().items():
+        client.set_tag(run_id, key, value)
+    if not registered:
+        return
+    client.update_model_version(registered_model, registered, description=facts.description())
+    for key, value in facts.tags().items():
+        client.set_model_version_tag(registered_model, registered, key, value)
+
+
+def log_files(tracking_uri: str, run_id: str, paths: list[Path], artifact_path: str) -> None:
+    """Log files to a (finished) run, e.g. the model card the gate writes after training."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_png(png: bytes, name: str) -> None:
+    """A picture (PNG bytes) as an artifact of the active run, at ``name`` (``plots/x.png``)."""
+    import tempfile
+
+    import mlflow
+
+    folder, _, file = name.rpartition("/")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / file
+        path.write_bytes(png)
+        mlflow.log_artifact(str(path), artifact_path=folder or None)
