@@ -16,7 +16,10 @@ from spira_assets.resources import StorageResource
     job=process_batch_job,
     minimum_interval_seconds=sensor_interval(30),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches $SPIRA_DATA_DIR/landing for batch folders with a _READY marker.",
+    description="Every 30 s: registers each batch folder of $SPIRA_DATA_DIR/landing with a "
+    "_READY marker as a collection_batch partition and starts process_batch for it; a folder "
+    "whose name is not a valid batch id is warned about once; the skip reason counts batches "
+    "still incomplete (no _READY).",
 )
 def landing_zone_sensor(
     context: dg.SensorEvaluationContext, storage: StorageResource
@@ -47,7 +50,9 @@ def landing_zone_sensor(
     job=prepare_noise_job,
     minimum_interval_seconds=sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Re-prepares hospital_noise when the files in landing/noise change.",
+    description="Every 60 s: starts prepare_noise (hospital_noise) when the files in "
+    "landing/noise change (their fingerprint); skips when the folder is unchanged or "
+    "hospital_noise already prepared it.",
 )
 def noise_folder_sensor(
     context: dg.SensorEvaluationContext, storage: StorageResource

@@ -87,3 +87,26 @@ def test_rejections_are_counted_by_file_not_by_the_rows_that_echo_them() -> None
         "5 file(s) and 1 metadata row(s); 4 more row(s) only point at a rejected file "
         "(audio_rejected)"
     )
+
+
+def test_the_reports_index_marks_the_champion_and_links_each_report() -> None:
+    from datetime import UTC, datetime
+
+    from spira_assets.ml.reports_index import reports_index
+
+    decisions = pl.DataFrame(
+        {
+            "candidate_version": ["aaa", "bbb", "aaa"],
+            "passed": [True, False, True],
+            "candidate_auroc": [0.91, 0.72, 0.91],
+            "decided_at": [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3)],
+        }
+    )
+    page = reports_index(decisions, "aaa")
+    rows = page.split("<tr>")[2:]
+    assert len(rows) == 2  # one row per version, its latest decision
+    champion_row = next(r for r in rows if "<code>aaa</code>" in r)
+    other_row = next(r for r in rows if "<code>bbb</code>" in r)
+    assert "<strong>champion</strong>" in champion_row and "champion" not in other_row
+    assert "href='aaa/model_card.html'" in champion_row and "refused" in other_row
+    assert "No champion yet" in reports_index(decisions, None)

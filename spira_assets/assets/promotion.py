@@ -29,6 +29,7 @@ from spira_assets.ml.lineage import code_version
 from spira_assets.ml.model_card import criteria_table, model_card
 from spira_assets.ml.promotion_history import promotion_record
 from spira_assets.ml.report import write_pair
+from spira_assets.ml.reports_index import write_reports_index
 from spira_assets.ml.split import test_set_leaks
 from spira_assets.ml.tracking import log_files, mark_promoted
 from spira_assets.resources import (
@@ -232,6 +233,8 @@ def _champion(
     if candidate.lineage.get("mlflow_run_id"):  # the card beside the model's run
         log_files(uri, str(candidate.lineage["mlflow_run_id"]), [md, html], "model_card")
     history = lake.read_table(PROMOTIONS).sort("decided_at")
+    write_reports_index(reports.parent, history, None if holder == "none" else holder)
+    layout.publish("reports/index.html")
     verdict = gate_verdict(version, decision, comparisons, state.current, gate)
     metadata: dict[str, Any] = {
         HEADLINE: f"{verdict.split(':')[0]} {version}: {metrics_headline(metrics)}",
@@ -319,7 +322,8 @@ def _champion(
         ),
         "promotions": table_out(
             PROMOTIONS,
-            "Every gate decision (the audit trail of which model served when, and why).",
+            "The table of every gate decision, all models (champion shows this run's "
+            "decision and model card): the audit trail of which model served when, and why.",
             "evaluation",
             versions.CHAMPION,
         ),

@@ -38,10 +38,12 @@ def sweep_trial(
     mlflow_tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
     """One sweep trial: the combination and seed its partition key names in the sweep's plan
-    (``sweeps/<sweep>/plan.json``), trained on the current train split and scored on the
+    (sweeps/<sweep>/plan.json), trained on the current train split and scored on the
     validation split, logged as a child of the sweep's MLflow run; the result (best epoch,
-    validation AUROC and loss, per-epoch history) goes to ``sweeps/<sweep>/results/``, which
-    is what ``spira sweep`` ranks and what tells it a trial is done."""
+    validation AUROC and loss, per-epoch history) goes to sweeps/<sweep>/results/, which is
+    what spira sweep ranks and what tells it a trial is done. Partitions are added by
+    spira sweep, one per trial: 0 partitions means no sweep has been planned yet (not part of
+    the main path: split, model, evaluation, champion)."""
     from mlflow.tracking import MlflowClient
 
     from spira_assets.ml.sweep import (

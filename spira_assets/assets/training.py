@@ -352,7 +352,8 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         ),
         "model_versions": table_out(
             MODEL_VERSIONS,
-            "One row per trained model version: seeds, validation scores, device, feature "
+            "The table of trained models (spira_model is the model itself): one row per "
+            "version: seeds, validation scores, device, feature "
             "configuration, code version, MLflow run and registered version.",
             "training",
             versions.SPIRA_MODEL,

@@ -58,13 +58,14 @@ __all__ = ["RESAMPLER_VERSION", "audio_16k", "hospital_noise"]
 def audio_16k(
     context: dg.AssetExecutionContext, storage: StorageResource, policy: IngestPolicy
 ) -> Iterator[RangeEvent]:
-    """Every recording ``validated_metadata`` kept, as 16 kHz mono int16 in one
-    memory-mappable shard per batch, copied from the PCM ``raw_audio`` resampled (soxr) from
-    the decode that measured each file: nothing is decoded here, except recordings whose PCM
-    is missing or came from another resampler version (re-decoded from the raw store and
-    counted in ``decoded_again``). The index (offset, length, pseudonym, label, utterance,
-    resampler) goes to the ``audio_16k`` table. A backfill does a range of batches in one run.
-    A batch that failed a blocking ingest check is refused, whatever started the run; a range
+    """Every recording validated_metadata kept, as 16 kHz mono int16 in one memory-mappable
+    shard per batch, copied from raw_audio's PCM (raw_audio_16k, resampled by soxr from the
+    decode that measured each file): nothing is decoded here, except recordings whose PCM is
+    missing or came from another resampler version (re-decoded from the raw store and counted
+    in decoded_again). The index (offset, length, pseudonym, label, utterance, resampler) goes
+    to the audio_16k table; unlike raw_audio_16k (every accepted file's landed PCM), it holds
+    only the recordings metadata kept. A backfill does a range of batches in one run. A batch
+    that failed a blocking ingest check is refused, whatever started the run; a range
     materializes its other batches and fails naming the blocked ones."""
     yield from open_batches(
         context, storage.lake(), lambda batch_id: _audio_16k(context, batch_id, storage, policy)
@@ -174,9 +175,9 @@ def _audio_16k(
 def hospital_noise(
     context: dg.AssetExecutionContext, storage: StorageResource, policy: IngestPolicy
 ) -> dg.MaterializeResult:
-    """The hospital-ambience recordings of ``landing/noise/`` prepared like speech (16 kHz mono
+    """The hospital-ambience recordings of landing/noise/ prepared like speech (16 kHz mono
     int16 shard) for noise-insertion augmentation. Unreadable or silent files are quarantined
-    (stage ``hospital_noise``, batch ``all``)."""
+    (stage hospital_noise, batch 'all')."""
     started = time.perf_counter()
     layout, lake = storage.layout(), storage.lake()
     folder = layout.noise
