@@ -22,6 +22,8 @@ import json
 import dagster as dg
 import polars as pl
 
+from spira_assets.assets.live import live_retraining_reason
+from spira_assets.assets.predictions import MonitoringSettings
 from spira_assets.batches import READY_MARKER, scan_landing
 from spira_assets.deployment import sensor_interval
 from spira_assets.jobs import BATCH_ASSETS, process_batch_job, train_model_job
@@ -108,7 +110,10 @@ def retraining_reason(new: list[str], drifted: list[str], policy: RetrainingPoli
     "many batches are new and for which drift was computed.",
 )
 def retraining_sensor(
-    context: dg.SensorEvaluationContext, storage: StorageResource, retraining: RetrainingPolicy
+    context: dg.SensorEvaluationContext,
+    storage: StorageResource,
+    retraining: RetrainingPolicy,
+    monitoring: MonitoringSettings,
 ) -> dg.SensorResult:
     instance = context.instance
     if instance.get_runs_count(dg.RunsFilter(job_name=train_model_job.name, statuses=IN_PROGRESS)):
@@ -125,20 +130,30 @@ def retraining_sensor(
     )
     drifted, drift_said = drift_of_new_batches(new, lake.read_table(BATCH_DRIFT), reference)
     reason = retraining_reason(new, drifted, retraining)
+    # the champion at work (assets/live.py): a failed live check, or drifted inputs
+    live, signals = (
+        live_retraining_reason(lake) if monitoring.retrain_on_live_failure else (None, [])
+    )
+    reason = reason or live
     if reason is None:
         return dg.SensorResult(
             skip_reason=f"{len(new)} new batch(es) since the latest model (retrains at "
             f"{retraining.min_new_batches}, or on a drifted one)"
             + (f"; {drift_said}" if drift_said else "")
         )
-    key = hashlib.sha256(json.dumps([new, drifted]).encode()).hexdigest()[:16]
+    situation = [new, drifted, *([signals] if signals else [])]
+    key = hashlib.sha256(json.dumps(situation).encode()).hexdigest()[:16]
     context.log.info(f"retraining: {reason}; new batches {new}")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=f"retrain:{key}",
                 tags={
-                    "spira/trigger": "drift" if reason.startswith("drift") else "new_batches",
+                    "spira/trigger": "live"
+                    if reason == live
+                    else "drift"
+                    if reason.startswith("drift")
+                    else "new_batches",
                     "spira/reason": reason[:200],
                     "dagster/max_retries": str(retraining.max_retries),
                 },

@@ -17,6 +17,7 @@ BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 READY_MARKER = "_READY"
 METADATA_FILE = "metadata.csv"
 NOISE_FOLDER = "noise"
+OUTCOMES_FOLDER = "outcomes"  # clinical outcomes of scored recordings (monitoring/outcomes.py)
 
 
 class InvalidBatchIdError(ValueError):
@@ -68,7 +69,7 @@ def scan_landing(landing: UPath) -> LandingScan:
         return LandingScan((), (), ())
     for entry in sorted(landing.iterdir(), key=lambda p: p.name):
         name = entry.name
-        if name == NOISE_FOLDER or is_control_file(name) or not entry.is_dir():
+        if name in (NOISE_FOLDER, OUTCOMES_FOLDER) or is_control_file(name) or not entry.is_dir():
             continue
         if not is_valid_batch_id(name):
             refused.append(name)

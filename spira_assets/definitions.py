@@ -6,7 +6,24 @@ from spira_assets.assets.evaluation import evaluation_report
 from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.ingest_tables import batch_checks, quarantine
 from spira_assets.assets.landing import landing_batch, landing_noise
+from spira_assets.assets.live import live_performance, prediction_drift
+from spira_assets.assets.live_automation import (
+    daily_predictions_job,
+    daily_predictions_schedule,
+    live_after_outcomes,
+    outcomes_sensor,
+    record_outcomes_job,
+    weekly_live_job,
+    weekly_live_schedule,
+)
 from spira_assets.assets.monitoring import batch_drift, drift_reference
+from spira_assets.assets.predictions import (
+    MonitoringSettings,
+    landing_outcomes,
+    outcomes,
+    prediction_log,
+    predictions,
+)
 from spira_assets.assets.promotion import champion
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.split import dataset_split
@@ -49,6 +66,7 @@ RESOURCES = {
     "drift": DriftSettings(),
     "retraining": RetrainingPolicy(),
     "mlflow_tracking": MlflowTracking(storage=_STORAGE),
+    "monitoring": MonitoringSettings(),
 }
 
 defs = dg.Definitions(
@@ -70,10 +88,36 @@ defs = dg.Definitions(
             champion,
             drift_reference,
             sweep_trial,
+            prediction_log,
+            landing_outcomes,
+            predictions,
+            outcomes,
+            live_performance,
+            prediction_drift,
         ]
     ),
-    jobs=[process_batch_job, prepare_noise_job, train_model_job, sweep_trials_job],
-    sensors=[landing_zone_sensor, noise_folder_sensor, retraining_sensor, stale_batches_sensor],
-    schedules=[nightly_reconcile, weekly_retraining],
+    jobs=[
+        process_batch_job,
+        prepare_noise_job,
+        train_model_job,
+        sweep_trials_job,
+        record_outcomes_job,
+        daily_predictions_job,
+        weekly_live_job,
+    ],
+    sensors=[
+        landing_zone_sensor,
+        noise_folder_sensor,
+        retraining_sensor,
+        stale_batches_sensor,
+        outcomes_sensor,
+        live_after_outcomes,
+    ],
+    schedules=[
+        nightly_reconcile,
+        weekly_retraining,
+        daily_predictions_schedule,
+        weekly_live_schedule,
+    ],
     resources=RESOURCES,
 )

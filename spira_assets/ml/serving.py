@@ -37,7 +37,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
 from spira_assets.ml.inference import FileScore, ParticipantScore, Scorer, participant_score
-from spira_assets.monitoring.recorder import recorder_for
+from spira_assets.monitoring.recorder import prediction_log_off, recorder_for
 
 MODEL_ARTIFACT = "spira_model"
 SIGNATURE = ModelSignature(
@@ -157,6 +157,13 @@ def log_pyfunc(
 ) -> Any:
     """Log the model version folder as the pyfunc ``model`` of the active MLflow run and
     register it; returns MLflow's ModelInfo."""
+    with prediction_log_off():  # MLflow scores the input example: not a prediction
+        return _log_model(directory, registered_model, code_root, requirements)
+
+
+def _log_model(
+    directory: Path, registered_model: str | None, code_root: Path, requirements: list[str]
+) -> Any:
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=SpiraAudioModel(),

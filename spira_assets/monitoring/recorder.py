@@ -18,7 +18,9 @@ import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,6 +166,21 @@ def _row_bytes(row: dict[str, Any]) -> bytes | None:
     except (binascii.Error, ValueError, OSError):
         return None
     return None
+
+
+@contextmanager
+def prediction_log_off() -> Iterator[None]:
+    """No record while the block runs in this process (MLflow scoring the input example when
+    a model is logged is no prediction)."""
+    saved = os.environ.get(LOG_SWITCH_ENV)
+    os.environ[LOG_SWITCH_ENV] = "off"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(LOG_SWITCH_ENV, None)
+        else:
+            os.environ[LOG_SWITCH_ENV] = saved
 
 
 def recorder_for(
