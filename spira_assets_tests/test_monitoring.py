@@ -29,7 +29,7 @@ from spira_assets.monitoring.prediction_log import LOG_FOLDER, PredictionLog
 from spira_assets.monitoring.tables import LIVE_PERFORMANCE, OUTCOMES, PREDICTION_DRIFT
 from spira_assets.resources import DriftSettings, StorageResource
 from spira_assets.storage.lake import Lake
-from spira_assets_tests.conftest import copy_data_root
+from spira_assets_tests.monitoring_data import fresh_copy
 
 BATCH = "demo-001"
 
@@ -92,7 +92,7 @@ def hand_ece(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
 def test_scores_then_outcomes_give_the_hand_computed_live_performance(
     tmp_path: Path, champion_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = copy_data_root(champion_root, tmp_path / "data")
+    root = fresh_copy(champion_root, tmp_path / "data")
     monkeypatch.setenv("SPIRA_DATA_DIR", str(root))
     chosen = recordings(root, 20)
     served, by_cli = chosen[:10], chosen[10:]

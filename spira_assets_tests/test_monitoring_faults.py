@@ -45,7 +45,7 @@ from spira_assets.storage.tables import (
     QUARANTINE,
     UNPARTITIONED,
 )
-from spira_assets_tests.conftest import copy_data_root
+from spira_assets_tests.monitoring_data import fresh_copy
 
 MONITORING = MonitoringSettings(min_positive_outcomes=10, bootstrap_resamples=100)
 NOW = datetime.now(UTC)
@@ -55,7 +55,7 @@ WEEK = (NOW.date() - timedelta(days=NOW.date().weekday())).isoformat()
 
 @pytest.fixture
 def root(tmp_path: Path, champion_root: Path) -> Path:
-    return copy_data_root(champion_root, tmp_path / "data")
+    return fresh_copy(champion_root, tmp_path / "data")
 
 
 def resources(root: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets import versions
+from spira_assets.assets.audit import with_audit_bundle
 from spira_assets.assets.evaluation import model_version_of_run
 from spira_assets.assets.headlines import (
     GATE_VERDICT,
@@ -361,6 +362,7 @@ def champion(
 ) -> Iterator[dg.MaterializeResult]:
     """Decide on the model evaluated in this run and record the comparison and decision rows."""
     result = _champion(context, storage, compute, evaluation, mlflow_tracking)
+    result = with_audit_bundle(context, storage, result)  # a promoted model's audit bundle
     lake = storage.lake()
     version, decision = (
         metadata_text(result, "candidate_version"),

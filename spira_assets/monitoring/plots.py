@@ -54,5 +54,6 @@ def score_histogram(predictions: pl.DataFrame, threshold: float | None) -> bytes
     if threshold is not None:
         ax.axvline(threshold, color="black", ls="--", lw=1, label="threshold")
     ax.set(title="probabilities of the day", xlabel="calibrated probability", ylabel="files")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _png(fig)
