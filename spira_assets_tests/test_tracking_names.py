@@ -51,3 +51,17 @@ def test_the_model_run_and_its_registered_version_explain_themselves(champion_ro
     assert registered.tags["dagster.run_id"] == dagster_run
     assert registered.tags["dagster.run_url"].endswith(f"/runs/{dagster_run}")
     assert registered.tags["spira.seed_selection"] == "lowest validation loss"
+
+
+def test_the_model_card_shows_its_plots_and_links_to_where_the_model_lives(
+    champion_root: Path,
+) -> None:
+    [card_file] = (champion_root / "reports").glob("*/model_card.md")
+    card = card_file.read_text()
+    figures = card[card.index("## Figures") :]
+    shown = [line for line in figures.splitlines() if line.startswith("![")]
+    assert shown and all((card_file.parent / line.split("](")[1][:-1]).exists() for line in shown)
+    assert "[evaluation report](evaluation.html)" in card
+    assert "[every report (champion marked)](../index.html)" in card
+    assert "[mlflow run](http" in card and "[mlflow model version](http" in card
+    assert (champion_root / "reports" / "index.html").exists()

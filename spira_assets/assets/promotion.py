@@ -27,7 +27,7 @@ from spira_assets.ingest.gates import without_blocked
 from spira_assets.ml.champions import resolve_champion
 from spira_assets.ml.gate import comparison_shortfall, decide
 from spira_assets.ml.lineage import code_version
-from spira_assets.ml.model_card import criteria_table, model_card
+from spira_assets.ml.model_card import criteria_table, figures_and_links, model_card
 from spira_assets.ml.promotion_history import promotion_record
 from spira_assets.ml.report import write_pair
 from spira_assets.ml.reports_index import write_reports_index
@@ -229,6 +229,15 @@ def _champion(
         trust_markdown(candidate.directory, None),
     )
     reports = layout.local_root / "reports" / version
+    run_id = str(candidate.lineage.get("mlflow_run_id", ""))
+    links = model_links(uri, run_id, mlflow_tracking.registered_model, registered)
+    card += figures_and_links(
+        reports,
+        {"evaluation report": "evaluation.html", "every report (champion marked)": "../index.html"}
+        | {
+            key.replace("_", " "): str(getattr(value, "url", value)) for key, value in links.items()
+        },
+    )
     md, html = write_pair(reports, "model_card", card, f"Model card {version}")
     layout.publish(f"reports/{version}")
     if candidate.lineage.get("mlflow_run_id"):  # the card beside the model's run
@@ -249,12 +258,7 @@ def _champion(
         if comparisons
         else "none: first champion, non-inferiority did not apply",
         "evaluation_report": report_url(version, "evaluation.html"),
-        **model_links(
-            uri,
-            str(candidate.lineage.get("mlflow_run_id", "")),
-            mlflow_tracking.registered_model,
-            registered,
-        ),
+        **links,
         "operating_point": operating_point(candidate.directory)["statement"],
         "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
         "model_card": report_url(version, html.name),

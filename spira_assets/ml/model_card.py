@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -136,3 +137,12 @@ def model_card(
         + "\n"
         + "".join(f"- {r}\n" for r in decision.reasons or ["every floor and comparison met"])
     )
+
+
+def figures_and_links(reports: Path, links: dict[str, str]) -> str:
+    """The card's last section: the evaluation's figures (already in the model's report folder,
+    so relative paths work in the HTML and the Markdown) and links to where the model lives."""
+    figures = sorted(p.name for p in reports.glob("*.png"))
+    shown = "".join(f"![{name.removesuffix('.png')}]({name})\n\n" for name in figures)
+    listed = "".join(f"- [{label}]({url})\n" for label, url in links.items())
+    return "\n## Figures\n\n" + (shown or "No figure was written.\n\n") + "## Links\n\n" + listed
