@@ -1,6 +1,6 @@
 """Training benchmark (not a test): SPIRA-v1's training step against ours, CPU.
 
-    .venv/bin/python benchmarks/training.py [--participants 12] [--steps 6] [--repeats 4]
+    .venv/bin/python benchmarks/training.py [--participants 12] [--steps 16] [--v1-workers 2]
 
 Three training steps on the same recordings (one demo batch), the same SpiraConv, the same
 batches of 5 recordings with every window of each (SPIRA's ``batch_size: 5``), Adam, in one run:
@@ -12,10 +12,14 @@ batches of 5 recordings with every window of each (SPIRA's ``batch_size: 5``), A
     16 kHz store, noise into whole recordings, one MFCC per recording, windows cut from frames;
   - fast: the same step with the settings ``spira_model`` now trains the platform profile with
     (``ml/speed.py``: the precision detected on this CPU, the dropout masks drawn in parallel).
-The variants take turns (``--repeats`` rounds of ``--steps`` steps each, the first round a
-warm-up), so load from other work on the machine falls on all three alike; each figure is the
-median over rounds. The last line is
-``train_windows_per_s=<fast> vs_spira_v1=<fast/v1> vs_fp32=<fast/fp32> precision=<p>``.
+The variants take turns step by step, so load from other work on the machine falls on all three
+alike: ``--steps`` batches once to warm up (oneDNN builds its kernels for each new batch shape:
+a long training run pays that once per shape), then the same batches again, measured.
+The last line is
+``train_windows_per_s=<fast> vs_spira_v1=<R> vs_fp32=<S> precision=<p>``: the fast step's
+windows over seconds, and the median over steps of its rate over the other's on the same
+recordings. With ``--v1-workers`` > 0, SPIRA-v1's workers prepare its next batches while the
+other two steps run: that favours the baseline (``--v1-workers 0`` counts all its work).
 """
 
 from __future__ import annotations
@@ -26,22 +30,25 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault(
     "SPIRA_PSEUDONYM_KEY", "7301ed516a9bfe63f2f9f281dc3de485c3a70aeb2036e65f1ad153b97ec7f2e4"
 )
 
-Batch = tuple["torch.Tensor", "torch.Tensor"]  # noqa: F821
+if TYPE_CHECKING:
+    import torch
+
+    Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--participants", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=6, help="steps per variant and round")
-    parser.add_argument("--repeats", type=int, default=4, help="rounds (the first: warm-up)")
+    parser.add_argument("--steps", type=int, default=16, help="measured steps of each")
     parser.add_argument("--v1-workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -92,10 +99,10 @@ def main() -> None:
         noise_files = sorted((root / "landing" / "noise").iterdir())
         rows = [r for r in range(len(store)) if spira_v1.usable(int(store.samples[r]))]
         rng = np.random.default_rng(0)
-        rounds = [
-            [[int(r) for r in rng.choice(rows, 5, replace=False)] for _ in range(args.steps)]
-            for _ in range(args.repeats)
-        ]
+        plan = [[int(r) for r in rng.choice(rows, 5, replace=False)] for _ in range(args.steps)]
+        # the same batches twice: the first pass warms up (oneDNN builds a kernel for each new
+        # batch shape, which a long training run pays once per shape), the second is measured
+        plan = plan + plan
         v1_data = spira_v1.SpiraV1Dataset(files, [int(x) for x in store.labels], noise_files)
 
         def ours() -> Callable[[list[int]], Batch]:
@@ -119,39 +126,43 @@ def main() -> None:
                 self.optimizer = torch.optim.Adam(
                     self.model.parameters(), lr=1e-3, weight_decay=0.01
                 )
-                self.rates: list[float] = []
-                self.shares: list[float] = []
+                self.windows: list[int] = []
+                self.seconds: list[float] = []
+                self.waiting: list[float] = []
 
-            def batches(self, recordings: list[list[int]]) -> object:
+            def batches(self, recordings: list[list[int]]) -> Iterator[Batch]:
                 make = ours()
                 return (make(r) for r in recordings)
 
-            def round(self, recordings: list[list[int]], keep: bool) -> None:
-                loss_fn = torch.nn.BCEWithLogitsLoss()
-                started = time.perf_counter()
-                source = iter(self.batches(recordings))  # type: ignore[call-overload]
-                waiting = 0.0
-                count = 0
-                for _ in recordings:
-                    t0 = time.perf_counter()
-                    feats, targets = next(source)
-                    waiting += time.perf_counter() - t0
-                    with self.speed.autocast():
-                        loss = loss_fn(self.model(feats).float(), targets.float().flatten())
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                    count += int(feats.shape[0])
+            def start(self, recordings: list[list[int]]) -> None:
+                self.source = iter(self.batches(recordings))
+                self.loss_fn = torch.nn.BCEWithLogitsLoss()
+
+            def step(self, keep: bool) -> None:
+                t0 = time.perf_counter()
+                feats, targets = next(self.source)
+                t1 = time.perf_counter()
+                with self.speed.autocast():
+                    loss = self.loss_fn(self.model(feats).float(), targets.float().flatten())
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-                elapsed = time.perf_counter() - started
+                t2 = time.perf_counter()
                 if keep:
-                    self.rates.append(count / elapsed)
-                    self.shares.append(waiting / elapsed)
+                    self.windows.append(int(feats.shape[0]))
+                    self.seconds.append(t2 - t0)
+                    self.waiting.append(t1 - t0)
+
+            def rate(self) -> float:
+                return sum(self.windows) / sum(self.seconds)
+
+            def per_step(self) -> list[float]:
+                return [w / t for w, t in zip(self.windows, self.seconds, strict=True)]
 
         class V1(Variant):
-            def batches(self, recordings: list[list[int]]) -> object:
-                # a new iterator each round, as SPIRA's each epoch: its workers start in it
+            def batches(self, recordings: list[list[int]]) -> Iterator[Batch]:
                 return (
                     (f.to(device), t.to(device))
                     for f, t in spira_v1.loader(v1_data, recordings, args.v1_workers)
@@ -165,28 +176,44 @@ def main() -> None:
             Variant("fast", 400, fast, scaled=True),
         ]
         load = os.getloadavg()
-        for index, recordings_of_round in enumerate(rounds):
+        for variant in variants:
+            variant.start(plan)
+        for index in range(len(plan)):  # one step of each in turn
             for variant in variants:
-                variant.round(recordings_of_round, keep=index > 0)
+                variant.step(keep=index >= args.steps)
         after = os.getloadavg()
         print(
-            f"{len(rows)} recordings, {args.repeats - 1} rounds of {args.steps} steps "
-            f"(+1 warm-up), batches of 5 recordings, {device}, {torch.get_num_threads()} "
-            f"threads, v1 workers {args.v1_workers}; load average 1 min before {load[0]:.2f}, "
-            f"after {after[0]:.2f}; fast: {fast.describe()}"
+            f"{len(rows)} recordings, {args.steps} steps each (after the same {args.steps} to "
+            "warm up), "
+            f"taking turns step by step, batches of 5 recordings, {device}, "
+            f"{torch.get_num_threads()} threads, v1 workers {args.v1_workers}; load average "
+            f"(1 min) {load[0]:.2f} before, {after[0]:.2f} after; fast: {fast.describe()}"
         )
-        print("| step | windows/s, median (min-max) | waiting for data |")
-        print("|---|---|---|")
+        base = {v.label: v.per_step() for v in variants}
+
+        def paired(label: str, other: str) -> float:
+            """Median over steps of the ratio of two steps run back to back on the same
+            recordings: robust to load that changes during the run."""
+            return statistics.median(a / b for a, b in zip(base[label], base[other], strict=True))
+
+        print("| step | windows/s (all steps) | per step: median (min-max) | waiting for data |")
+        print("|---|---|---|---|")
         for v in variants:
+            steps = base[v.label]
             print(
-                f"| {v.label} | {statistics.median(v.rates):.1f} ({min(v.rates):.1f}-"
-                f"{max(v.rates):.1f}) | {statistics.median(v.shares):.1%} |"
+                f"| {v.label} | {v.rate():.1f} | {statistics.median(steps):.1f} "
+                f"({min(steps):.1f}-{max(steps):.1f}) | {sum(v.waiting) / sum(v.seconds):.1%} |"
             )
-        rate = {v.label: statistics.median(v.rates) for v in variants}
+        rates = {v.label: v.rate() for v in variants}
         print(
-            f"train_windows_per_s={rate['fast']:.1f} "
-            f"vs_spira_v1={rate['fast'] / rate['spira_v1']:.2f} "
-            f"vs_fp32={rate['fast'] / rate['fp32']:.2f} precision={fast.precision}"
+            f"aggregate ratios: fast/spira_v1 {rates['fast'] / rates['spira_v1']:.2f}, "
+            f"fast/fp32 {rates['fast'] / rates['fp32']:.2f}, "
+            f"fp32/spira_v1 {rates['fp32'] / rates['spira_v1']:.2f}"
+        )
+        print(
+            f"train_windows_per_s={rates['fast']:.1f} "
+            f"vs_spira_v1={paired('fast', 'spira_v1'):.2f} "
+            f"vs_fp32={paired('fast', 'fp32'):.2f} precision={fast.precision}"
         )
 
 

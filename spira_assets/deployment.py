@@ -2,8 +2,17 @@
 
 ``SPIRA_DEPLOYMENT`` selects an entry (``local`` by default):
 
-- ``local``: steps run as subprocesses of the run (Dagster's multiprocess executor); the
-  device is CUDA when present, else the CPU. Used by ``dagster dev``, compose and tests.
+- ``local``: a batch run's steps run in the run's own process (Dagster's in-process
+  executor); a training run's steps as subprocesses forked from a server that has imported
+  torch, scikit-learn and MLflow (the multiprocess executor). The device is CUDA when present,
+  else the CPU. Used by ``dagster dev``, compose and tests. Until 2026-12-05 batch runs forked
+  a process per step too: on 2 cores that cost 10-14 s to start the forkserver (definitions,
+  torch, scipy) and 2-3 s per step, against 3-5 s of work for a small batch
+  (``benchmarks/cycle.py``, docs/PERFORMANCE.md "Landing to decision"). The price: a step that
+  crashes the process (not an exception: a segfault, the OOM killer) fails the whole run, and
+  the batch's steps no longer overlap (they are a chain anyway; decoding has its own worker
+  processes, ``workers.py``).
+- ``local-processes``: the former ``local``: every step of every run in its own process.
 - ``single-process``: every step of a run in the run's own process (Dagster's in-process
   executor): no step process to start, so on a machine with few cores a small batch takes a
   fifth of the time (``benchmarks/executors.py``), but a step that crashes its process takes
@@ -70,6 +79,15 @@ def _forked(name: str, preload: list[str]) -> dg.ExecutorDefinition:
 def _local() -> Deployment:
     return Deployment(
         "local",
+        dg.in_process_executor,
+        _forked("local_training_processes", TRAINING_PRELOAD),
+        decode_workers=2,
+    )
+
+
+def _local_processes() -> Deployment:
+    return Deployment(
+        "local-processes",
         _forked("local_processes", BATCH_PRELOAD),
         _forked("local_training_processes", TRAINING_PRELOAD),
         decode_workers=2,
@@ -95,7 +113,12 @@ def _k8s() -> Deployment:
     return Deployment("k8s", batch, training, decode_workers=1)
 
 
-DEPLOYMENTS = {"local": _local, "single-process": _single_process, "k8s": _k8s}
+DEPLOYMENTS = {
+    "local": _local,
+    "local-processes": _local_processes,
+    "single-process": _single_process,
+    "k8s": _k8s,
+}
 
 
 def current_deployment() -> Deployment:
