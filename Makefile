@@ -59,8 +59,9 @@ ui: setup  ## Dagster UI (webserver + daemon) on :3000, MLflow UI on :5000, repo
 	@$(PY) -m spira_assets.instance >/dev/null  # DAGSTER_HOME with spira_assets/instance.yaml
 	$(PY) -m spira_assets.ui
 
-serve: setup  ## the champion model over REST (MLflow scoring server) on :5001
+serve: setup  ## the champion model over REST (MLflow scoring server) on :5001, predictions logged
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$${SPIRA_DATA_DIR:-$(CURDIR)/data}/mlflow.db}" \
+	  SPIRA_DATA_DIR="$${SPIRA_DATA_DIR:-$(CURDIR)/data}" \
 	  $(VENV)/bin/mlflow models serve -m "models:/spira-respiratory-insufficiency@champion" --env-manager local -h 127.0.0.1 -p 5001
 
 lock: setup  ## re-resolve both locks after a change of pyproject.toml (keeps pins that still fit)

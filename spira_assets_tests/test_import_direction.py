@@ -12,7 +12,7 @@ from pathlib import Path
 import spira_assets
 
 PACKAGE = Path(spira_assets.__file__).parent
-CORE_PACKAGES = ("audio", "features", "ingest", "importers", "storage", "ml", "demo")
+CORE_PACKAGES = ("audio", "features", "ingest", "importers", "storage", "ml", "demo", "monitoring")
 CORE_MODULES = ("layout", "batches", "privacy", "workers", "plots")
 # Dagster adapters and the application (docs/ARCHITECTURE.md, "Modules")
 UPPER = (
