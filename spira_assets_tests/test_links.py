@@ -27,11 +27,15 @@ def test_mlflow_links_are_urls_to_the_run_experiment_and_model_version(
     monkeypatch.setenv("SPIRA_MLFLOW_UI_URL", "http://mlflow.example:5000/")
     links = mlflow_links("sqlite:////data/mlflow.db", "3", "abc", "spira model", "7")
     assert all(isinstance(v, dg.UrlMetadataValue) for v in links.values())
-    assert links["mlflow_run"].value == "http://mlflow.example:5000/#/experiments/3/runs/abc"
+    assert links["mlflow_run"].value == (
+        "http://mlflow.example:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
     assert links["mlflow_model_version"].value.endswith("/#/models/spira%20model/versions/7")
     # a tracking server is its own UI, whatever the local default says
     served = mlflow_links("https://tracking.example", "3", "abc")
-    assert served["mlflow_experiment"].value == "https://tracking.example/#/experiments/3"
+    assert served["mlflow_experiment"].value == (
+        "https://tracking.example/#/experiments/3?workflowType=machine_learning"
+    )
 
 
 def test_report_links_follow_the_served_reports_folder(monkeypatch: pytest.MonkeyPatch) -> None:

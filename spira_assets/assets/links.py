@@ -2,8 +2,10 @@
 HTML reports, served over HTTP by ``make ui`` (``spira_assets/ui.py``).
 
 Base addresses come from ``SPIRA_MLFLOW_UI_URL`` (default ``http://127.0.0.1:5000``),
-``SPIRA_DAGSTER_URL`` (default ``http://127.0.0.1:3000``) and ``SPIRA_REPORTS_URL`` (default ``http://127.0.0.1:8001``: ``data/reports`` served as is). A
-tracking server given as ``MLFLOW_TRACKING_URI=http(s)://...`` is its own UI.
+``SPIRA_DAGSTER_URL`` (default ``http://127.0.0.1:3000``) and ``SPIRA_REPORTS_URL`` (default
+``http://127.0.0.1:8001``: ``data/reports`` served as is). A tracking server given as
+``MLFLOW_TRACKING_URI=http(s)://...`` is its own UI. MLflow links open its model-training
+view (``TRAINING_VIEW``), not the GenAI one it shows by default.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import dagster as dg
 
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
 REPORTS_URL = "http://127.0.0.1:8001"
+# MLflow 3's UI opens in its GenAI mode unless the address asks for model training
+TRAINING_VIEW = "workflowType=machine_learning"
 DAGSTER_UI_URL = "http://127.0.0.1:3000"  # make ui; SPIRA_DAGSTER_URL elsewhere
 
 
@@ -37,9 +41,10 @@ def mlflow_links(
     registered_version: str | None = None,
 ) -> dict[str, Any]:
     base = mlflow_ui(tracking_uri)
+    experiment = f"{base}/#/experiments/{experiment_id}"
     links: dict[str, Any] = {
-        "mlflow_run": dg.MetadataValue.url(f"{base}/#/experiments/{experiment_id}/runs/{run_id}"),
-        "mlflow_experiment": dg.MetadataValue.url(f"{base}/#/experiments/{experiment_id}"),
+        "mlflow_run": dg.MetadataValue.url(f"{experiment}/runs/{run_id}?{TRAINING_VIEW}"),
+        "mlflow_experiment": dg.MetadataValue.url(f"{experiment}?{TRAINING_VIEW}"),
     }
     if registered_model and registered_version:
         links["mlflow_model_version"] = dg.MetadataValue.url(
