@@ -15,6 +15,7 @@ import pytest
 from upath import UPath
 
 from spira_assets.assets.monitoring import DRIFT_CHECK
+from spira_assets.assets.predictions import MonitoringSettings
 from spira_assets.automation import batches_to_reconcile, nightly_reconcile, retraining_sensor
 from spira_assets.demo.corpus import DemoSpec, generate_corpus
 from spira_assets.instance import INSTANCE_YAML, ensure_dagster_home
@@ -50,6 +51,7 @@ def _sensor(instance: dg.DagsterInstance, root: Path, **policy: object) -> dg.Se
         resources={
             "storage": StorageResource(data_dir=str(root)),
             "retraining": RetrainingPolicy(**policy),  # type: ignore[arg-type]
+            "monitoring": MonitoringSettings(),
         },
     )
     result = retraining_sensor(context)

@@ -113,6 +113,8 @@ def test_scores_then_outcomes_give_the_hand_computed_live_performance(
     result = CliRunner().invoke(main, ["predict", *files, "--data-dir", str(root)])
     assert result.exit_code == 0, result.output
 
+    unlogged = CliRunner().invoke(main, ["predict", files[0], "--no-log", "--data-dir", str(root)])
+    assert unlogged.exit_code == 0, unlogged.output
     log = list(PredictionLog(UPath(root) / LOG_FOLDER))
     assert len(log) == 20 and {r.source for r in log} == {"serving", "cli"}
     text = "".join(p.read_text() for p in (root / LOG_FOLDER).rglob("*.json"))

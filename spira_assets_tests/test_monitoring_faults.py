@@ -22,6 +22,7 @@ from spira_assets.assets.live import (
     live_performance,
     prediction_drift,
 )
+from spira_assets.assets.live_automation import outcomes_sensor, weeks_answered
 from spira_assets.assets.predictions import (
     PREDICTIONS_CHECK,
     MonitoringSettings,
@@ -204,3 +205,27 @@ def test_days_without_predictions_warn(root: Path) -> None:
     assert check.check_name == PREDICTIONS_CHECK and not check.passed
     assert check.severity == dg.AssetCheckSeverity.WARN
     assert "no prediction logged" in (check.description or "")
+
+
+def test_a_new_outcome_file_is_picked_up_once_and_its_week_recomputed(root: Path) -> None:
+    records = plant(root, [0.9, 0.2])
+    storage = StorageResource(data_dir=str(root))
+    with dg.DagsterInstance.ephemeral() as instance:
+        empty = outcomes_sensor(
+            dg.build_sensor_context(instance=instance, resources=resources(root))
+        )
+        assert isinstance(empty, dg.SensorResult) and not empty.run_requests
+        land(root, "ward.csv", ["prediction_id", "spo2", "measured_at"],
+             [[records[0].prediction_id, 85, NOW.isoformat()]])  # fmt: skip
+        context = dg.build_sensor_context(instance=instance, resources=resources(root))
+        first = outcomes_sensor(context)
+        assert isinstance(first, dg.SensorResult) and len(first.run_requests or []) == 1
+        again = outcomes_sensor(
+            dg.build_sensor_context(
+                instance=instance, cursor=first.cursor, resources=resources(root)
+            )
+        )
+        assert isinstance(again, dg.SensorResult) and not again.run_requests
+    assert materialize(root, predictions, TODAY).success
+    assert materialize(root, outcomes).success
+    assert weeks_answered(storage) == [WEEK]  # live_after_outcomes asks for this week
