@@ -4,60 +4,24 @@ nothing a reader takes for a record, and no raw id or file path is ever written.
 from __future__ import annotations
 
 import multiprocessing
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from upath import UPath
 
 from spira_assets.monitoring.prediction_log import (
     PredictionLog,
-    PredictionRecord,
     new_prediction_id,
 )
+from spira_assets_tests.log_writers import PER_WRITER, append_many, record
+from spira_assets_tests.test_object_storage import s3_endpoint, s3_root  # noqa: F401  (fixtures)
 
 WRITERS = 6
-PER_WRITER = 40
-
-
-def record(n: int, writer: int, when: datetime) -> PredictionRecord:
-    return PredictionRecord(
-        prediction_id=new_prediction_id(when),
-        scored_at=when,
-        source=f"writer-{writer}",
-        model_version="abc",
-        audio_sha256=f"{writer:032x}{n:032x}",
-        participant=None,
-        probability=0.25,
-        raw_score=0.3,
-        decision=0,
-        threshold=0.5,
-        windows=3,
-        error=None,
-        feature_means=[1.0, 2.0],
-    )
-
-
-def append_many(root: str, writer: int, start: multiprocessing.synchronize.Event) -> None:
-    log = PredictionLog(UPath(root))
-    start.wait()  # every writer appends at the same moment
-    now = datetime.now(UTC)
-    for n in range(PER_WRITER):
-        # two days: writers also race to create each day's folder
-        log.append(record(n, writer, now + timedelta(days=n % 2)))
 
 
 def test_concurrent_scorers_append_every_record_exactly_once(tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    workers = [
-        context.Process(target=append_many, args=(str(tmp_path), w, start)) for w in range(WRITERS)
-    ]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+    run_writers(str(tmp_path), WRITERS)
     records = list(PredictionLog(UPath(tmp_path)))
     hashes = [r.audio_sha256 for r in records]
     expected = {f"{w:032x}{n:032x}" for w in range(WRITERS) for n in range(PER_WRITER)}
@@ -65,6 +29,29 @@ def test_concurrent_scorers_append_every_record_exactly_once(tmp_path: Path) -> 
     assert set(hashes) == expected  # nothing lost
     assert len({r.prediction_id for r in records}) == len(records)
     assert len(PredictionLog(UPath(tmp_path)).days()) == 2
+
+
+def run_writers(root: str, writers: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [context.Process(target=append_many, args=(root, w, start)) for w in range(writers)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+
+
+@pytest.mark.slow
+def test_scorers_appending_to_an_object_store_root_lose_and_duplicate_nothing(
+    s3_root: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    log_root = f"{s3_root}/predictions/log"
+    run_writers(log_root, 3)
+    records = list(PredictionLog(UPath(log_root)))
+    expected = {f"{w:032x}{n:032x}" for w in range(3) for n in range(PER_WRITER)}
+    assert sorted(r.audio_sha256 for r in records) == sorted(expected)
 
 
 def test_a_writer_killed_mid_append_leaves_no_record(tmp_path: Path) -> None:
