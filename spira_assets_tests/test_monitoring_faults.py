@@ -37,7 +37,7 @@ from spira_assets.monitoring.prediction_log import (
     PredictionRecord,
     new_prediction_id,
 )
-from spira_assets.monitoring.tables import OUTCOMES
+from spira_assets.monitoring.tables import OUTCOMES, PREDICTION_DRIFT
 from spira_assets.resources import DriftSettings, RetrainingPolicy, StorageResource
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import (
@@ -191,11 +191,14 @@ def test_inputs_from_another_microphone_fail_the_drift_check(root: Path) -> None
     assert "input drift" in request.tags["spira/reason"]
 
 
-def test_the_same_inputs_at_the_training_data_do_not_drift(root: Path) -> None:
-    plant(root, [0.3, 0.6] * 15, shift_sd=0.0)
+def test_inputs_like_the_training_data_do_not_drift_whatever_the_prevalence(root: Path) -> None:
+    plant(root, [0.9] * 30, shift_sd=0.0)  # every person positive: a ward, not a drift
     assert materialize(root, predictions, TODAY).success
     (check,) = materialize(root, prediction_drift, TODAY).get_asset_check_evaluations()
     assert check.passed, check.description
+    rows = Lake(UPath(root) / "lake").read_part(PREDICTION_DRIFT, TODAY)
+    decision = rows.filter(pl.col("feature") == "decision").row(0, named=True)
+    assert decision["value"] >= decision["threshold"] and not decision["drifted"]
 
 
 def test_days_without_predictions_warn(root: Path) -> None:

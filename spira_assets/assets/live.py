@@ -179,15 +179,17 @@ def live_performance(
         dg.AssetCheckSpec(
             INPUT_DRIFT_CHECK,
             asset="prediction_drift",
-            description="The day's inputs (duration, per-coefficient feature means) and "
-            "decisions are within batch_drift's thresholds of the champion's training data. "
+            description="The day's inputs (duration, per-coefficient feature means) are "
+            "within batch_drift's thresholds of the champion's training data (the decision "
+            "share is reported, not judged: prevalence differs from training). "
             "A failure starts a retraining (retraining_sensor); days under DriftSettings."
             "min_rows scored recordings are reported, never failed.",
         )
     ],
     description="The champion's predictions of the day against its training data "
-    "(drift_reference): decision share vs class balance (PSI), duration (KS) and feature "
-    "means (shift in SDs), with batch_drift's statistics and thresholds.",
+    "(drift_reference): duration (KS) and feature means (shift in SDs), with batch_drift's "
+    "statistics and thresholds; the share of positive decisions against the class balance "
+    "(PSI) is reported.",
 )
 def prediction_drift(
     context: dg.AssetExecutionContext, storage: StorageResource, drift: DriftSettings
