@@ -124,13 +124,11 @@ def test_scores_then_outcomes_give_the_hand_computed_live_performance(
 
     # outcomes: by prediction id for the served ones, by audio hash for the CLI's
     spo2 = {r["audio_path"]: 86 if r["label"] == "1" else 97 for r in chosen}
+    served_ids = {r.audio_sha256: r.prediction_id for r in log if r.source == "serving"}
     rows = []
-    for record, row in zip(
-        sorted((r for r in log if r.source == "serving"), key=lambda r: r.prediction_id),
-        served,
-        strict=True,
-    ):
-        rows.append({"prediction_id": record.prediction_id, "spo2": spo2[row["audio_path"]],
+    for row, data in zip(served, audio, strict=True):
+        prediction_id = served_ids[hashlib.sha256(data).hexdigest()]
+        rows.append({"prediction_id": prediction_id, "spo2": spo2[row["audio_path"]],
                      "measured_at": datetime.now(UTC).isoformat()})  # fmt: skip
     for row in by_cli:
         digest = hashlib.sha256((root / "landing" / BATCH / row["audio_path"]).read_bytes())
