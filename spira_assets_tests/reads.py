@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from spira_assets.monitoring.tables import MONITORING_TABLES
 from spira_assets.storage import lake as lake_module
 from spira_assets.storage.tables import ALL_TABLES
 
-TABLES = {spec.name for spec in ALL_TABLES}
+TABLES = {spec.name for spec in (*ALL_TABLES, *MONITORING_TABLES)}
 IGNORED = ("mlflow.db", "mlartifacts", "mlruns", "warehouse.duckdb", "staging", ".staging")
 AREAS = {
     ("waveforms", "landed"): "raw_audio_16k",
@@ -87,7 +88,7 @@ def partition_of(root: Path, path: Path) -> str | None:
     if len(parts) < 2 or parts[0] in ("raw", "models", "reports"):
         return None
     if parts[0] == "landing":
-        return None if parts[1] == "noise" else parts[1]
+        return None if parts[1] in ("noise", "outcomes") else parts[1]
     if parts[0] in ("lake", "waveforms", "features") and len(parts) >= 3:
         return parts[-1].partition("@")[0].removesuffix(".parquet")
     return None
@@ -103,7 +104,10 @@ def asset_of(root: Path, path: Path) -> str | None:
         return None
     head = parts[0]
     if head == "landing":
-        return "landing_noise" if parts[1:2] == ("noise",) else "landing_batch"
+        folders = {"noise": "landing_noise", "outcomes": "landing_outcomes"}
+        return folders.get(parts[1], "landing_batch") if len(parts) > 1 else "landing_batch"
+    if head == "predictions":  # the log every scorer appends to
+        return "prediction_log"
     if head == "raw":
         return "raw_audio"  # the content-addressed copies raw_audio makes
     if head == "lake":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,12 @@ from spira_assets.definitions import defs
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.sweep import SweepPlan, SweepStore
 from spira_assets.ml.tracking import default_tracking_uri, ensure_experiment
+from spira_assets.monitoring.prediction_log import (
+    LOG_FOLDER,
+    PredictionLog,
+    PredictionRecord,
+    new_prediction_id,
+)
 from spira_assets.partitions import SWEEP_TRIAL, collection_batch
 from spira_assets.resources import StorageResource, TrainingSettings
 from spira_assets.storage.tables import AUDIO_16K
@@ -50,7 +57,26 @@ STEPS = (
     ("train_model", "drift_reference", None),
     ("process_batch", "batch_drift", BATCH),
     ("sweep_trials", "sweep_trial", "<trial>"),
+    ("daily_predictions", "predictions", "<day>"),
+    ("record_outcomes", "outcomes", None),
+    ("weekly_live_performance", "live_performance", "<week>"),
+    ("daily_predictions", "prediction_drift", "<day>"),
 )
+TODAY = datetime.now(UTC).date()
+DAY, WEEK = TODAY.isoformat(), (TODAY - timedelta(days=TODAY.weekday())).isoformat()
+
+
+def plant_prediction_and_outcome(root: Path) -> None:
+    """One logged prediction and its outcome file, so the monitoring steps read both."""
+    now = datetime.now(UTC)
+    record = PredictionRecord(new_prediction_id(now), now, "cli", "v", "a" * 64, None, 0.7, 0.7,
+                              1, 0.5, 3, None, 4.0, -20.0, -3.0, [0.0] * 40)  # fmt: skip
+    PredictionLog(UPath(root) / LOG_FOLDER).append(record)
+    outcomes = root / "landing" / "outcomes"
+    outcomes.mkdir(parents=True)
+    (outcomes / "ward.csv").write_text(
+        f"prediction_id,spo2,measured_at\n{record.prediction_id},88,{now.isoformat()}\n"
+    )
 
 
 def step_keys(graph: dg.AssetGraph, asset: str) -> set[dg.AssetKey]:
@@ -132,9 +158,12 @@ def test_every_step_reads_only_what_it_declares(tmp_path: Path, evaluation_root:
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("collection_batch", [BATCH])
         trial = plan_one_trial(root)
+        plant_prediction_and_outcome(root)
         instance.add_dynamic_partitions(SWEEP_TRIAL, [trial])
         for job_name, asset, partition in STEPS:
-            partition = trial if partition == "<trial>" else partition
+            partition = {"<trial>": trial, "<day>": DAY, "<week>": WEEK}.get(
+                partition or "", partition
+            )
             keys = step_keys(graph, asset)
             job = defs.resolve_job_def(job_name)
             with recording() as paths:
@@ -158,6 +187,10 @@ def test_every_step_reads_only_what_it_declares(tmp_path: Path, evaluation_root:
     assert {"promotions", "spira_model", "audio_16k"} <= found["drift_reference"]
     # demo-001 is in the champion's training data: batch_drift reads which, and says so
     assert {"promotions", "drift_reference"} <= found["batch_drift"]
+    assert "prediction_log" in found["predictions"]
+    assert {"landing_outcomes", "prediction_log"} <= found["outcomes"]
+    assert {"predictions", "outcomes"} <= found["live_performance"]
+    assert {"predictions", "drift_reference", "promotions"} <= found["prediction_drift"]
 
 
 @dg.asset

@@ -27,9 +27,8 @@ def with_audit_bundle(
     layout = storage.layout()
     version = metadata_text(result, "candidate_version")
     layout.fetch(f"models/{version}")
-    files = bundle_contents(
-        layout.local_root, Lake(layout.lake), version, Path(spira_assets.__file__).parent.parent
-    )
+    code_root = Path(spira_assets.__file__).parent.parent
+    files = bundle_contents(layout.local_root, Lake(layout.lake), version, code_root, False)
     out = write_bundle(files, version, layout.local(f"reports/{version}/{BUNDLE_FILE}"))
     layout.publish(f"reports/{version}/{BUNDLE_FILE}")
     context.log.info(f"audit bundle of {version}: {out} ({len(files)} files)")

@@ -23,10 +23,10 @@ import polars as pl
 from spira_assets.monitoring.tables import LIVE_PERFORMANCE
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import (
+    AUDIO_16K,
     EVALUATION_COMPARISONS,
     EVALUATION_METRICS,
     PROMOTIONS,
-    VALIDATED_METADATA,
 )
 
 MANIFEST = "MANIFEST.json"
@@ -69,8 +69,12 @@ def _lock_hashes(code_root: Path) -> dict[str, str]:
     }
 
 
-def bundle_contents(root: Path, lake: Lake, version: str, code_root: Path) -> dict[str, bytes]:
-    """Every file of the bundle but the manifest, by its name in the archive."""
+def bundle_contents(
+    root: Path, lake: Lake, version: str, code_root: Path, with_live: bool = True
+) -> dict[str, bytes]:
+    """Every file of the bundle but the manifest, by its name in the archive. ``with_live``
+    False: a model being promoted has served nothing yet (the gate's step does not read
+    ``live_performance``)."""
     from spira_assets.plots import training_curves
 
     model = root / "models" / version
@@ -89,8 +93,8 @@ def bundle_contents(root: Path, lake: Lake, version: str, code_root: Path) -> di
             files[f"model/{name}"] = (model / name).read_bytes()
     lineage = json.loads((model / "lineage.json").read_text())
     batches = sorted(lineage.get("batches", []))
-    metadata = lake.read_table(VALIDATED_METADATA).filter(pl.col("batch_id").is_in(batches))
-    key_ids = sorted(set(metadata.get_column("pseudonym_key_id").drop_nulls().to_list()))
+    recordings = lake.read_table(AUDIO_16K).filter(pl.col("batch_id").is_in(batches))
+    key_ids = sorted(set(recordings.get_column("pseudonym_key_id").drop_nulls().to_list()))
     files["lineage/lineage.json"] = (model / "lineage.json").read_bytes()
     files["lineage/provenance.json"] = json.dumps(
         {
@@ -115,7 +119,11 @@ def bundle_contents(root: Path, lake: Lake, version: str, code_root: Path) -> di
         best = (int(summary["best_seed"]), int(summary["best_epoch"]))
         files["training/training_curves.png"] = training_curves(histories, best)
         files["training/histories.json"] = json.dumps(summary["histories"], indent=2).encode()
-    live = lake.read_table(LIVE_PERFORMANCE).filter(pl.col("model_version") == version)
+    live = (
+        lake.read_table(LIVE_PERFORMANCE).filter(pl.col("model_version") == version)
+        if with_live
+        else LIVE_PERFORMANCE.empty()
+    )
     files["live/live_performance.csv"] = _csv(live.sort("batch_id", "metric"))
     return files
 
