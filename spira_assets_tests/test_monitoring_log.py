@@ -70,3 +70,14 @@ def test_the_log_is_on_where_the_data_root_is_known_and_can_be_switched_off() ->
     assert log_root_from({"SPIRA_DATA_DIR": "/data"}) == "/data"
     assert log_root_from({}) is None
     assert log_root_from({"SPIRA_DATA_DIR": "/data", "SPIRA_PREDICTION_LOG": "off"}) is None
+
+
+def test_the_outcomes_folder_of_the_landing_zone_is_no_batch(tmp_path: Path) -> None:
+    from spira_assets.batches import scan_landing
+
+    (tmp_path / "outcomes").mkdir()
+    (tmp_path / "outcomes" / "ward.csv").write_text("prediction_id,spo2,measured_at\n")
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b1" / "_READY").touch()
+    scan = scan_landing(UPath(tmp_path))
+    assert (scan.complete, scan.incomplete, scan.refused) == (("b1",), (), ())
