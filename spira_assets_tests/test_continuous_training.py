@@ -55,13 +55,16 @@ from spira_assets_tests.servers import free_port, graphql, server
 from spira_assets_tests.ui_walkthrough import (
     ARTIFACTS,
     browser_page,
+    column_header,
     dismiss_first_visit,
     link,
     metadata_row,
     open_asset,
+    row_text,
     shot,
     show_plot,
     text_of,
+    visible_at_width,
     wait_for_row,
 )
 
@@ -73,8 +76,8 @@ RUNS = """{ runsOrError { ... on Runs { results { runId jobName status
 ORIGIN = """query($id: ID!) { runOrError(runId: $id) { ... on Run {
               repositoryOrigin { repositoryLocationName repositoryName } } } }"""
 SPIRA_ASSETS = ("raw_audio", "validated_metadata", "audio_16k", "spectrogram_features",
-                "batch_drift", "hospital_noise", "dataset_split", "spira_model",
-                "evaluation_report", "champion")  # fmt: skip
+                "batch_drift", "drift_reference", "hospital_noise", "dataset_split",
+                "spira_model", "evaluation_report", "champion")  # fmt: skip
 
 
 def _runs(port: int) -> list[Run]:
@@ -133,6 +136,8 @@ def _land(source: Path, landing: Path, batch: str) -> None:
 def _asset_catalog_in_chromium(port: int) -> str:
     """The UI's asset catalog and graph in headless chromium; returns the catalog's text."""
     with browser_page() as page:
+        # the catalog renders only the rows on screen (a virtual list): tall enough for all
+        page.set_viewport_size({"width": 1600, "height": 2400})
         page.goto(f"http://127.0.0.1:{port}/assets", wait_until="networkidle", timeout=90_000)
         dismiss_first_visit(page)
         for asset in ("raw_audio", "spectrogram_features", "batch_drift", "champion"):
@@ -160,6 +165,8 @@ def _a_day_in_the_ui(port: int, warehouse: Warehouse) -> None:
         text = text_of(page)
         for stage, rule, detail in reasons:
             assert rule in text and detail[:40] in text, (stage, rule, detail)
+        assert "file(s) and" in row_text(page, "rejected")  # by file, not echoes
+        visible_at_width(page, column_header(page, "rows", "detail"), "the rejection detail")
         shot(page, "batch_rejections.png", metadata_row(page, "rows").first)
         open_asset(page, port, "raw_audio", worst)
         show_plot(page, PLOT_RAW_AUDIO)
@@ -170,30 +177,58 @@ def _a_day_in_the_ui(port: int, warehouse: Warehouse) -> None:
 
         open_asset(page, port, "spira_model")
         show_plot(page, PLOT_TRAINING, "model_curves.png")
-        run_url = link(page, "mlflow_run")
-        run_id = run_url.rsplit("/", 1)[-1]
+        version = row_text(page, "model_version").split()[-1]
+        run_name = f"model {version[:8]} · "
+        run_url, experiment_url = link(page, "mlflow_run"), link(page, "mlflow_experiment")
+        run_id = run_url.rsplit("/", 1)[-1].split("?")[0]
         response = page.goto(run_url, wait_until="load")
         assert response is not None and response.ok, run_url
         page.get_by_text(run_id).first.wait_for()  # the MLflow UI shows the model's run
+        page.get_by_text(run_name).first.wait_for()  # named by version, batches and seed
         shot(page, "mlflow_run.png")
+        page.goto("about:blank")  # a fresh page: the run page's header stays in the DOM
+        page.goto(experiment_url, wait_until="load")  # the training runs, not GenAI
+        try:
+            page.get_by_text(run_name).first.wait_for()
+        finally:
+            shot(page, "mlflow_experiment.png")
+        assert not page.get_by_text("Judges", exact=True).count()  # GenAI's side bar
 
-        open_asset(page, port, "evaluation_report")
+        open_asset(page, port, "evaluation_report", expect="headline")
+        headline = row_text(page, "headline")
+        assert "per recording: AUROC" in headline and "per participant: AUROC" in headline
+        assert headline.count("95% CI") >= 6, headline
         wait_for_row(page, "metrics"), wait_for_row(page, "subgroups")
+        visible_at_width(page, column_header(page, "metrics", "specificity"), "specificity")
+        shot(page, "evaluation_headline.png")
         show_plot(page, plot_evaluation("clean"), "evaluation_clean.png")
         show_plot(page, plot_evaluation("noisy"))
 
         open_asset(page, port, "champion", expect="gate_criteria")
+        assert "per recording: AUROC" in row_text(page, "headline")
+        verdict = row_text(page, "gate_verdict")
+        assert "first champion: non-inferiority did not apply" in verdict, verdict
+        for key in ("evaluation_report", "model_card", "mlflow_run", "mlflow_model_version"):
+            link(page, key)
+        visible_at_width(page, column_header(page, "gate_criteria", "passed"), "passed")
+        shot(page, "champion_headline.png")
         shot(page, "gate_decision.png", metadata_row(page, "gate_criteria").first)
         card = link(page, "model_card")
         response = page.goto(card, wait_until="load")
         assert response is not None and response.ok, card
         page.get_by_text("Model card: SpiraConv").first.wait_for()
         shot(page, "model_card.png")
+        page.goto(card.rsplit("/", 2)[0] + "/", wait_until="load")  # the reports server's root
+        page.get_by_text("champion", exact=True).first.wait_for()  # the index marks it
+        shot(page, "reports_index.png")
 
 
 def _drift_in_the_ui(port: int) -> None:
     with browser_page() as page:
-        open_asset(page, port, "batch_drift", "demo-003")
+        open_asset(page, port, "batch_drift", "demo-003", expect="drift")
+        said = row_text(page, "drift")  # the reference is the champion's data, without demo-003
+        assert "demo-003 is not among them" in said and "drifted from champion" in said, said
+        shot(page, "batch_drift_headline.png")
         show_plot(page, PLOT_DRIFT, "batch_drift.png")
 
 

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 60_000
+WIDTH = 1600  # the issue's laptop: what is cut at this width, a user does not see
 
 
 @contextmanager
@@ -27,7 +28,7 @@ def browser_page() -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
             yield page
         finally:
@@ -124,3 +125,24 @@ def shot(page: Page, name: str, locator: Locator | None = None) -> Path:
         locator.scroll_into_view_if_needed()
     page.screenshot(path=str(path))
     return path
+
+
+def row_text(page: Page, key: str) -> str:
+    """The text of metadata row ``key`` (its value), waited for."""
+    return wait_for_row(page, key).first.inner_text()
+
+
+def visible_at_width(page: Page, locator: Locator, what: str) -> None:
+    """``locator`` is on screen horizontally at 1600 px: its right edge inside the viewport (a
+    table column past it is what the UI cuts off)."""
+    element = locator.first
+    element.wait_for()
+    box = element.bounding_box()
+    assert box is not None, f"{what} is not rendered"
+    assert box["x"] + box["width"] <= WIDTH, f"{what} is cut at {WIDTH} px: {box}"
+
+
+def column_header(page: Page, row_key: str, column: str) -> Locator:
+    """The header of column ``column`` of the table shown in metadata row ``row_key`` (the
+    element whose whole text is the column's name)."""
+    return wait_for_row(page, row_key).first.get_by_text(column, exact=True)
