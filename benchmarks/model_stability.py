@@ -67,10 +67,10 @@ def run_key(
 def read_results(root: Path) -> dict[str, Any]:
     import numpy as np
     import polars as pl
+    from upath import UPath
 
     from spira_assets.storage.lake import Lake
     from spira_assets.storage.tables import EVALUATION_METRICS, MODEL_VERSIONS, PROMOTIONS
-    from upath import UPath
 
     lake = Lake(UPath(root / "lake"))
     models = lake.read_table(MODEL_VERSIONS)

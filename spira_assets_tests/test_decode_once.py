@@ -203,7 +203,7 @@ def test_a_model_is_scored_with_the_resampler_its_training_audio_was_made_with(
 ) -> None:
     """New models name soxr; models saved before the resampler was recorded get torchaudio's,
     whose samples equal the old MonoResampler's (the audio they were trained on)."""
-    features, train = FeatureConfig(), TrainConfig(dropout=0.0)
+    features, train = FeatureConfig(), TrainConfig(dropout=0.0, input_scaling="none")
     frames = round(train.window_s * features.sample_rate / features.hop_length)
     state = SpiraConv(frames, features.n_features, train.norm, 0.0).state_dict()
     old_config = model_config(features, train, frames)
