@@ -5,6 +5,7 @@ none of them was seen in training."""
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -104,13 +105,7 @@ def _evaluation_report(
     from spira_assets.ml.evaluation import subgroup_table
     from spira_assets.ml.inputs import local_shards
     from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
-    from spira_assets.ml.trust_report import (
-        calibration_effect,
-        operating_point,
-        seed_spread,
-        trust_markdown,
-    )
-    from spira_assets.plots import evaluation_figure, reliability_figure
+    from spira_assets.plots import evaluation_figure
 
     layout, lake = storage.layout(), storage.lake()
     version = model_version_of_run(context, "spira_model", lake)
@@ -157,12 +152,6 @@ def _evaluation_report(
     )
     metrics, frames = assessed.metrics, assessed.frames
     clean = frames["clean/recording"]
-    effect = calibration_effect(
-        assessed.raw_clean,
-        clean,
-        evaluation.bootstrap_resamples,
-        min_defined=evaluation.min_defined_draws,
-    )
     subgroups = subgroup_table(
         clean,
         SUBGROUPS,
@@ -187,12 +176,7 @@ def _evaluation_report(
             )
             (reports / (key.replace("/", "_") + ".png")).write_bytes(png)
             figures[key] = png
-    reliability = reliability_figure(
-        clean.get_column("label").to_numpy(),
-        assessed.raw_clean.get_column("score").to_numpy(),
-        clean.get_column("score").to_numpy(),
-    )
-    (reports / "reliability.png").write_bytes(reliability)
+    trust_text, trust_metadata = _trust(candidate, assessed, evaluation, reports)
     noise_note = assessed.noise_note
     profile = candidate.train_config.profile
     people = clean.get_column("participant").n_unique()
@@ -211,7 +195,7 @@ def _evaluation_report(
         f"({evaluation.bootstrap_resamples} draws); a CI defined in fewer than "
         f"{evaluation.min_defined_draws:.0%} of the draws is marked undefined, with the share. "
         f"Speaker independence: {speaker}.\n\n"
-        + trust_markdown(candidate.directory, effect)
+        + trust_text
         + "The comparison with the champion and with every past champion (paired differences on "
         "participants unseen by both) is in the model card written by the promotion gate.\n\n"
         "## SPIRA's published test, per seed\n\nAccuracy per recording at 0.5 (mean of window "
@@ -280,10 +264,7 @@ def _evaluation_report(
         "subgroups": table_metadata(subgroup_summary(subgroups)),
         "profile": profile,
         "published_test_per_seed": table_metadata(assessed.per_seed),
-        "operating_point": operating_point(candidate.directory)["statement"],
-        "seed_spread": seed_spread(json.loads((candidate.directory / "summary.json").read_text())),
-        "calibration": table_metadata(effect),
-        PLOT + "reliability (raw and calibrated, clean test)": image(reliability, "reliability"),
+        **trust_metadata,
         "recordings_without_window": assessed.excluded,
         "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
     }
@@ -305,6 +286,41 @@ def _evaluation_report(
         ],
         data_version=dg.DataVersion(version),
     )
+
+
+def _trust(
+    candidate: Any, assessed: Any, evaluation: EvaluationSettings, reports: Path
+) -> tuple[str, dict[str, Any]]:
+    """The operating point, calibration (ECE and Brier before and after, with intervals; the
+    reliability diagram, written to ``reports``) and seed spread: report text and metadata."""
+    from spira_assets.ml.trust_report import (
+        calibration_effect,
+        operating_point,
+        seed_spread,
+        trust_markdown,
+    )
+    from spira_assets.plots import reliability_figure
+
+    clean = assessed.frames["clean/recording"]
+    effect = calibration_effect(
+        assessed.raw_clean,
+        clean,
+        evaluation.bootstrap_resamples,
+        min_defined=evaluation.min_defined_draws,
+    )
+    reliability = reliability_figure(
+        clean.get_column("label").to_numpy(),
+        assessed.raw_clean.get_column("score").to_numpy(),
+        clean.get_column("score").to_numpy(),
+    )
+    (reports / "reliability.png").write_bytes(reliability)
+    summary = json.loads((candidate.directory / "summary.json").read_text())
+    return trust_markdown(candidate.directory, effect), {
+        "operating_point": operating_point(candidate.directory)["statement"],
+        "seed_spread": seed_spread(summary),
+        "calibration": table_metadata(effect),
+        PLOT + "reliability (raw and calibrated, clean test)": image(reliability, "reliability"),
+    }
 
 
 @dg.multi_asset(
