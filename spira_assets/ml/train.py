@@ -173,8 +173,16 @@ def evaluate(
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
     labels = recordings.labels[owners]
     loss = float(-(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)).mean())
+    per_recording, means = by_recording(recordings, owners, scores)
+    return loss, auroc(per_recording, means), accuracy(per_recording, means)
+
+
+def by_recording(
+    recordings: RecordingSet, owners: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(label, raw score) per recording with a window: the mean of its window probabilities."""
     groups, means = mean_by_group(owners, scores)
-    return loss, auroc(recordings.labels[groups], means), accuracy(recordings.labels[groups], means)
+    return recordings.labels[groups], means
 
 
 def precision(config: TrainConfig, device: torch.device) -> AbstractContextManager[object]:

@@ -18,10 +18,15 @@ from spira_assets.ml.calibration import (
     fit_platt,
 )
 from spira_assets.ml.data import RecordingSet
-from spira_assets.ml.metrics import mean_by_group
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.scoring import per_recording_noise
-from spira_assets.ml.train import Noise, recording_windows, usable, window_scores
+from spira_assets.ml.train import (
+    Noise,
+    by_recording,
+    recording_windows,
+    usable,
+    window_scores,
+)
 from spira_assets.ml.train_config import TrainConfig
 
 # the fixed noise draw of validation recordings (per recording, by content): another salt
@@ -60,8 +65,7 @@ def recording_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(label, raw score) per recording with a window: the mean window probability."""
     scores, owners = window_scores(model, recordings, featurizer, device, batch_size, noise)
-    groups, means = mean_by_group(owners, scores)
-    return recordings.labels[groups], means
+    return by_recording(recordings, owners, scores)
 
 
 def fit_scoring(
