@@ -50,7 +50,7 @@ OFFICIAL = {"BASE_IMAGE": "python:3.11-slim-bookworm", "POSTGRES_IMAGE": "postgr
 IMAGE_TAG = "deploy-check"
 PROJECT = "spira-deploy-check"
 DEV_TOOLS = {"pytest", "pytest-timeout", "pytest-xdist", "ruff", "mypy", "moto", "playwright",
-             "dockerfile-parse", "pip-tools"}  # fmt: skip
+             "dockerfile-parse", "pip-tools", "dagster-dg-cli"}  # fmt: skip
 CONTAINER_UID = 10001  # the image's user
 TIMEOUT = float(os.environ.get("SPIRA_DEPLOY_CHECK_TIMEOUT", "900"))
 PER_BATCH_TABLES = {  # as in spira_assets_tests/test_postgres_instance.py

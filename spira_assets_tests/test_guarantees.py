@@ -137,7 +137,7 @@ def test_the_splits_checks_fail_on_planted_leaks(
     )
     lake.write_part(DATASET_SPLIT, UNPARTITIONED, edited)
     # the split shares the split was assigned with (the default): only the edit is wrong
-    same_shares = {k: v for k, v in SMALL_TRAINING.items() if not k.endswith("_share")}
+    same_shares = {k: v for k, v in SMALL_TRAINING.items() if k != "split"}
     refused = materialize_shared(instance, ("spira_model",), resources={"training": same_shares})
     assert not refused.success
     assert f"edited by hand: {person} stored in {moved!r}" in messages(instance, refused)

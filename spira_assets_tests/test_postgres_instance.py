@@ -125,10 +125,12 @@ def test_whole_graph_for_two_batches_with_one_process_per_step(
         and record.event_log_entry.dagster_event.event_type_value == "STEP_WORKER_STARTED"
     ]
     # one process per step: split, model (+ model_versions), evaluation (+ its tables), gate
-    # (+ comparisons, promotions)
+    # (+ comparisons, promotions), the champion's drift reference
     steps = {event.step_key for event in engine}
     assert len(engine) == len(steps)
-    assert steps == {"dataset_split", "spira_model", "evaluation_report", "champion"}
+    assert steps == {
+        "dataset_split", "spira_model", "evaluation_report", "champion", "drift_reference"
+    }  # fmt: skip
     for asset in ("raw_audio", "validated_metadata", "audio_16k", "spectrogram_features"):
         materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
         assert materialized == {"demo-001", "demo-002"}, asset

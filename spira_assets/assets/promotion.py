@@ -4,6 +4,7 @@ the ``promotions`` audit table and the model card."""
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -119,6 +120,19 @@ def _audit_row(
         "candidate_sensitivity": _clean(metrics).get("sensitivity"),
         "code_version": code_version(),
     }
+
+
+def _card_beside_run(
+    context: dg.AssetExecutionContext, uri: str, run_id: str, paths: list[Path]
+) -> None:
+    """The model card beside the model's MLflow run. Where the tracking store cannot answer
+    (the gate has already recorded that as its reason) the card stays in the reports only."""
+    if not run_id:
+        return
+    try:
+        log_files(uri, run_id, paths, "model_card")
+    except Exception as error:  # MLflow raises its own and its store's (SQLAlchemy) errors
+        context.log.warning(f"model card not logged to MLflow run {run_id}: {error}")
 
 
 def _champion(
@@ -240,8 +254,7 @@ def _champion(
     )
     md, html = write_pair(reports, "model_card", card, f"Model card {version}")
     layout.publish(f"reports/{version}")
-    if candidate.lineage.get("mlflow_run_id"):  # the card beside the model's run
-        log_files(uri, str(candidate.lineage["mlflow_run_id"]), [md, html], "model_card")
+    _card_beside_run(context, uri, str(candidate.lineage.get("mlflow_run_id", "")), [md, html])
     history = lake.read_table(PROMOTIONS).sort("decided_at")
     write_reports_index(reports.parent, history, None if holder == "none" else holder)
     layout.publish("reports/index.html")

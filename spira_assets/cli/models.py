@@ -339,7 +339,7 @@ def _sweep(
             _instance(layout),
             {
                 "storage": {"data_dir": str(layout.root)},
-                "mlflow_tracking": {"tracking_uri": uri, "data_dir": str(layout.root)},
+                "mlflow_tracking": {"tracking_uri": uri},
             },
         )
     )
