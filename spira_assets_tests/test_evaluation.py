@@ -147,3 +147,47 @@ def test_a_paired_difference_on_two_people_has_no_interval() -> None:
     assert not paired.difference.has_interval  # it used to be [0, 0]
     assert 0.3 < paired.difference.defined < 0.7
     assert (paired.participants, paired.patients, paired.controls) == (2, 1, 1)
+
+
+@pytest.mark.parametrize("case", ["ties", "few people", "one class"])
+def test_each_bootstrap_draw_equals_scikit_learn_on_the_resampled_rows(case: str) -> None:
+    """The draws are weighted sums over all draws at once (``ml/bootstrap.py``); each must be
+    what scikit-learn (``all_metrics``) gives on that draw's rows, duplicates included: ties
+    counted half, draws without a patient or a control undefined, bins of the ECE."""
+    from spira_assets.ml.bootstrap import draw_rows, draw_weights, weighted_metrics
+    from spira_assets.ml.evaluation import METRICS
+
+    rng = np.random.default_rng({"ties": 1, "few people": 2, "one class": 3}[case])
+    people = {"ties": 40, "few people": 3, "one class": 12}[case]
+    rows = 4 * people
+    participants = np.array([f"p{i % people:02d}" for i in range(rows)])
+    labels = (np.arange(rows) % people) % 3 == 0 if case != "one class" else np.ones(rows, bool)
+    scores = np.clip(labels * 0.25 + rng.normal(0.4, 0.2, rows), 0, 1).round(1)  # many ties
+    weights = np.concatenate(list(draw_weights(participants, 60, seed=5)))
+    drawn = draw_rows(participants, 60, seed=5)
+    fast = weighted_metrics(labels, scores, 0.5, weights)
+    for index, chosen in enumerate(drawn):
+        assert weights[index].sum() == len(chosen)  # the same draw, as weights
+        slow = all_metrics(labels[chosen], scores[chosen], 0.5)
+        for name in METRICS:
+            expected, got = float(slow[name]), float(fast[name][index])
+            assert (np.isnan(expected) and np.isnan(got)) or got == pytest.approx(
+                expected, abs=1e-12
+            ), (name, index)
+
+
+def test_the_bootstrap_reads_its_draws_in_chunks_as_one() -> None:
+    from spira_assets.ml import bootstrap as module
+
+    frame = pl.DataFrame(
+        {"participant": [f"p{i % 30}" for i in range(90)], "label": LABELS[:90],
+         "score": SCORES[:90]}
+    )  # fmt: skip
+    whole = metric_table(frame, 0.5, resamples=50)
+    saved = module.CHUNK_CELLS
+    module.CHUNK_CELLS = 7 * 90  # 7 draws per chunk
+    try:
+        chunked = metric_table(frame, 0.5, resamples=50)
+    finally:
+        module.CHUNK_CELLS = saved
+    assert whole.equals(chunked)

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_curve
 
+from spira_assets.ml.bootstrap import draw_rows, draw_weights, weighted_auroc, weighted_metrics
 from spira_assets.ml.calibration import Calibration
 from spira_assets.ml.evaluation_config import EVALUATION
 from spira_assets.ml.gate import MIN_DEFINED_DRAWS
@@ -160,19 +161,8 @@ class Estimate:
 
 def _participant_draws(frame: pl.DataFrame, resamples: int, seed: int) -> list[np.ndarray]:
     """Row indices of ``resamples`` bootstrap samples of participants (with replacement), each
-    keeping every row of the drawn participants."""
-    participants = frame.get_column("participant").to_numpy()
-    unique, inverse = np.unique(participants, return_inverse=True)
-    rows_of = [np.flatnonzero(inverse == i) for i in range(len(unique))]
-    rng = np.random.default_rng(seed)
-    return (
-        [
-            np.concatenate([rows_of[i] for i in rng.integers(0, len(unique), len(unique))])
-            for _ in range(resamples)
-        ]
-        if len(unique)
-        else []
-    )
+    keeping every row of the drawn participants (``ml/bootstrap.py``)."""
+    return draw_rows(frame.get_column("participant").to_numpy(), resamples, seed)
 
 
 def _interval(
@@ -213,19 +203,24 @@ def bootstrap_metrics(
     level: float = 0.95,
     min_defined: float = MIN_DEFINED_DRAWS,
 ) -> dict[str, Estimate]:
-    """Every metric with its participant-bootstrap CI, all computed on the same draws (one
-    pass over the metrics per draw)."""
+    """Every metric with its participant-bootstrap CI, all computed on the same draws: the
+    point estimates by scikit-learn, the draws as weighted sums, all draws at once
+    (``ml/bootstrap.py``)."""
     labels = frame.get_column("label").to_numpy()
     scores = frame.get_column("score").to_numpy()
     point = all_metrics(labels, scores, threshold)
-    draws = [
-        all_metrics(labels[rows], scores[rows], threshold)
-        for rows in _participant_draws(frame, resamples, seed)
-    ]
+    draws: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
+    for weights in draw_weights(frame.get_column("participant").to_numpy(), resamples, seed):
+        for name, values in weighted_metrics(labels, scores, threshold, weights).items():
+            draws[name].append(values)
     return {
-        name: _interval(float(point[name]), [float(d[name]) for d in draws], level, min_defined)
+        name: _interval(float(point[name]), _joined(draws[name]), level, min_defined)
         for name in METRICS
     }
+
+
+def _joined(chunks: list[np.ndarray]) -> list[float]:
+    return np.concatenate(chunks).tolist() if chunks else []
 
 
 def metric_table(
@@ -278,13 +273,12 @@ def _people_per_class(frame: pl.DataFrame) -> tuple[int, int]:
 def paired_difference(
     candidate: pl.DataFrame,
     reference: pl.DataFrame,
-    metric: Callable[[np.ndarray, np.ndarray], float] = auroc,
     resamples: int = EVALUATION.bootstrap_resamples,
     seed: int = 0,
     level: float = 0.95,
     min_defined: float = MIN_DEFINED_DRAWS,
 ) -> PairedDifference:
-    """``metric`` of the candidate minus the reference's on the same recordings, with a
+    """AUROC of the candidate minus the reference's on the same recordings, with a
     participant-bootstrap CI in which both models see exactly the same draws (the pairing
     removes the variance of who happened to be sampled). Frames are per recording:
     participant, recording, label, score."""
@@ -299,14 +293,14 @@ def paired_difference(
     ours = joined.get_column("score").to_numpy()
     theirs = joined.get_column("reference").to_numpy()
     draws = [
-        metric(labels[r], ours[r]) - metric(labels[r], theirs[r])
-        for r in _participant_draws(joined, resamples, seed)
+        weighted_auroc(labels, ours, weights) - weighted_auroc(labels, theirs, weights)
+        for weights in draw_weights(joined.get_column("participant").to_numpy(), resamples, seed)
     ]
-    a, b = metric(labels, ours), metric(labels, theirs)
+    a, b = auroc(labels, ours), auroc(labels, theirs)
     return PairedDifference(
         a,
         b,
-        _interval(a - b, draws, level, min_defined),
+        _interval(a - b, _joined(draws), level, min_defined),
         joined.get_column("participant").n_unique(),
         joined.height,
         *_people_per_class(joined),
