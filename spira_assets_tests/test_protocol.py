@@ -103,7 +103,7 @@ def test_the_platform_profile_says_where_it_differs() -> None:
     platform = PROFILES[PLATFORM]
     assert platform.transform_unit == "recording" and SPIRA.transform_unit == "window"
     assert platform.window_rule == "platform" and SPIRA.window_rule == "spira"
-    assert platform.threshold_rule == "sensitivity" and platform.patience > 0
+    assert platform.threshold_rule == "sensitivity_margin" and platform.patience > 0
     assert SPIRA.threshold_rule == "fixed" and platform.target_sensitivity == 0.9
     assert (platform.input_scaling, SPIRA.input_scaling) == ("train_standardize", "none")
     assert (platform.calibration, SPIRA.calibration) == ("platt", "none")

@@ -92,7 +92,11 @@ def fit_platt(labels: np.ndarray, raw: np.ndarray, fitted_on: str) -> Calibratio
     return Calibration("platt", slope, intercept, fitted_on)
 
 
-ThresholdRule = Literal["sensitivity", "youden", "fixed"]
+# sensitivity_margin: the highest threshold reaching the target sensitivity on validation,
+# moved halfway down to the next control's score (sensitivity: without the move, as models
+# trained before 2026-12-05 recorded it)
+ThresholdRule = Literal["sensitivity_margin", "sensitivity", "youden", "fixed"]
+TARGET_RULES = ("sensitivity_margin", "sensitivity")
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ class OperatingPoint:
         )
         target = (
             f" for a target sensitivity of {self.target_sensitivity:.2f}"
-            if self.rule == "sensitivity" and self.target_sensitivity is not None
+            if self.rule in TARGET_RULES and self.target_sensitivity is not None
             else ""
         )
         return f"decision at calibrated probability >= {self.threshold:.3f}{target}{gave}"
@@ -154,6 +158,20 @@ def sensitivity_threshold(labels: np.ndarray, scores: np.ndarray, target: float)
     return float(patients[needed - 1])
 
 
+def with_margin(threshold: float, conditions: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
+    """``threshold`` moved halfway down to the highest control score below it (in any
+    condition): no control changes side, so validation specificity is the same, and patients
+    whose score is a little lower than on validation (the test's, a ward's) are still called.
+    On a small validation split that separates the classes, the highest threshold sits on the
+    lowest patient's score, and new patients fell under it (docs/MODELS.md)."""
+    below = [
+        scores[(~labels.astype(bool)) & (scores < threshold)]
+        for labels, scores in conditions.values()
+    ]
+    highest = max((float(b.max()) for b in below if b.size), default=None)
+    return threshold if highest is None else (threshold + highest) / 2
+
+
 def choose_operating_point(
     rule: ThresholdRule,
     conditions: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -183,11 +201,14 @@ def choose_operating_point(
             f"validation recordings ({names}), the highest threshold reaching sensitivity "
             f"{target_sensitivity:.2f} in each, when the model was trained"
         )
+        if rule == "sensitivity_margin":
+            threshold = with_margin(threshold, conditions)
+            chosen_on += ", moved halfway down to the next control's score"
     each = {name: rates(lab, s, threshold) for name, (lab, s) in conditions.items()}
     return OperatingPoint(
         threshold,
         rule,
-        target_sensitivity if rule == "sensitivity" else None,
+        target_sensitivity if rule in TARGET_RULES else None,
         _worst([r["sensitivity"] for r in each.values()]),
         _worst([r["specificity"] for r in each.values()]),
         each,

@@ -49,7 +49,7 @@ class TrainConfig:
     validate_every_steps: int = 0  # also validate every N optimizer steps; 0: per epoch only
     # the operating point: the highest threshold whose validation sensitivity (clean and
     # noisy validation pooled) reaches target_sensitivity (ml/calibration.py)
-    threshold_rule: ThresholdRule = "sensitivity"
+    threshold_rule: ThresholdRule = "sensitivity_margin"
     target_sensitivity: float = 0.90
     fixed_threshold: float = 0.5
     # inputs standardized per coefficient with statistics of the training split (stored in
