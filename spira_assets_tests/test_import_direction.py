@@ -1,7 +1,8 @@
-"""The layers point one way: the core (audio, features, ingest, importers, storage, ml, demo and
-the core modules at the package root) imports neither Dagster nor an adapter or application
-module (assets, sensors, definitions, resources, the CLI...). Every import statement is read,
-those inside functions too. A planted import in a copy of the package is caught."""
+"""The layers point one way: the core (audio, features, ingest, importers, storage, ml, demo,
+monitoring, privacy and the core modules at the package root) imports neither Dagster nor an
+adapter or application module (assets, sensors, definitions, resources, the CLI...). Every
+import statement is read, those inside functions too. A planted import in a copy of the
+package is caught."""
 
 from __future__ import annotations
 
@@ -12,8 +13,18 @@ from pathlib import Path
 import spira_assets
 
 PACKAGE = Path(spira_assets.__file__).parent
-CORE_PACKAGES = ("audio", "features", "ingest", "importers", "storage", "ml", "demo", "monitoring")
-CORE_MODULES = ("layout", "batches", "privacy", "workers", "plots")
+CORE_PACKAGES = (
+    "audio",
+    "features",
+    "ingest",
+    "importers",
+    "storage",
+    "ml",
+    "demo",
+    "monitoring",
+    "privacy",
+)
+CORE_MODULES = ("layout", "batches", "workers", "plots")
 # Dagster adapters and the application (docs/ARCHITECTURE.md, "Modules")
 UPPER = (
     "assets",

@@ -16,7 +16,6 @@ MAX_ADAPTER_FUNCTION_LINES = 80
 ADAPTER_FOLDERS = ("assets", "cli")
 # over the limit on 2026-12-05 (issue 27): path -> lines, "path:function" -> lines
 KNOWN_OVER = {
-    "privacy.py": 453,
     "cli/models.py": 481,
     "assets/evaluation.py:_evaluation_report": 215,  # grew during issue 31 (headline metadata)
     "assets/features.py:_features": 97,
