@@ -23,7 +23,6 @@ KNOWN_OVER = {
     # grew during issues 31 (headlines), 28 (operating point) and 29 (audit bundle): to split
     "assets/promotion.py:_champion": 184,
     "assets/raw_audio.py:raw_audio": 129,
-    "assets/split.py:dataset_split": 86,
     "assets/validated_metadata.py:validated_metadata": 144,
     "assets/waveforms.py:hospital_noise": 87,
     "cli/demo.py:demo": 89,

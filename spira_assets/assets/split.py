@@ -73,9 +73,6 @@ def dataset_split(
     lake.write_part(DATASET_SPLIT, UNPARTITIONED, assignments)
     storage.warehouse().ensure_views()
     stored = lake.read_part(DATASET_SPLIT, UNPARTITIONED)
-    two_splits = participants_in_two_splits(stored)
-    two_places = audio_in_two_places(stored)
-    keys = key_ids_by_batch(recordings)
     counts = (
         stored.group_by("split", "label")
         .agg(pl.col("participant").n_unique().alias("participants"), pl.len().alias("recordings"))
@@ -97,38 +94,7 @@ def dataset_split(
                 SPEAKER_WARNING.format(n=not_safe) if not_safe else "guaranteed by participant ids"
             ),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=PARTICIPANT_CHECK,
-                passed=not two_splits,
-                metadata={"participants": dg.MetadataValue.json(two_splits)},
-                description=f"{len(two_splits)} participants in two splits"
-                if two_splits
-                else "none",
-            ),
-            dg.AssetCheckResult(
-                check_name=AUDIO_CHECK,
-                passed=not two_places,
-                metadata={"audio": dg.MetadataValue.json(two_places)},
-                description=(
-                    f"{len(two_places)} audio files in two splits or under two ids; "
-                    "re-materialize raw_audio of the later batch so it quarantines the copy"
-                    if two_places
-                    else "none"
-                ),
-            ),
-            dg.AssetCheckResult(
-                check_name=KEY_CHECK,
-                passed=len(keys) <= 1,
-                metadata={"key_ids": dg.MetadataValue.json(keys)},
-                description=(
-                    f"batches were pseudonymized under {len(keys)} different keys {keys}: "
-                    "re-materialize the older batches with the current key"
-                    if len(keys) > 1
-                    else f"one key id {next(iter(keys), 'none')}"
-                ),
-            ),
-        ],
+        check_results=_stored_split_checks(stored, recordings),
         data_version=dg.DataVersion(
             fingerprint(
                 {
@@ -139,3 +105,43 @@ def dataset_split(
             )
         ),
     )
+
+
+def _stored_split_checks(
+    stored: pl.DataFrame, recordings: pl.DataFrame
+) -> list[dg.AssetCheckResult]:
+    """What assignment by pseudonym cannot rule out, read back from the stored split: a
+    participant in two splits, one audio in two places, batches under two pseudonym keys."""
+    two_splits = participants_in_two_splits(stored)
+    two_places = audio_in_two_places(stored)
+    keys = key_ids_by_batch(recordings)
+    return [
+        dg.AssetCheckResult(
+            check_name=PARTICIPANT_CHECK,
+            passed=not two_splits,
+            metadata={"participants": dg.MetadataValue.json(two_splits)},
+            description=f"{len(two_splits)} participants in two splits" if two_splits else "none",
+        ),
+        dg.AssetCheckResult(
+            check_name=AUDIO_CHECK,
+            passed=not two_places,
+            metadata={"audio": dg.MetadataValue.json(two_places)},
+            description=(
+                f"{len(two_places)} audio files in two splits or under two ids; "
+                "re-materialize raw_audio of the later batch so it quarantines the copy"
+                if two_places
+                else "none"
+            ),
+        ),
+        dg.AssetCheckResult(
+            check_name=KEY_CHECK,
+            passed=len(keys) <= 1,
+            metadata={"key_ids": dg.MetadataValue.json(keys)},
+            description=(
+                f"batches were pseudonymized under {len(keys)} different keys {keys}: "
+                "re-materialize the older batches with the current key"
+                if len(keys) > 1
+                else f"one key id {next(iter(keys), 'none')}"
+            ),
+        ),
+    ]
