@@ -23,8 +23,8 @@ from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
 from spira_assets.assets.tables import table_out, table_result
 from spira_assets.ml.champions import current_champion_in_audit
 from spira_assets.ml.drift import (
-    feature_drift,
-    metadata_drift,
+    compare_with_reference,
+    drifted_statements,
     not_comparable,
     reference_features,
     reference_recordings,
@@ -127,30 +127,19 @@ def _batch_drift(
         context.log.info(why)
         return _not_computed(batch_id, storage, why)
     current = lake.read_part(AUDIO_16K, batch_id)
-    thresholds = drift.thresholds()
-    parts = [metadata_drift(reference, current, thresholds)]
     features = lake.read_part(DRIFT_REFERENCE_FEATURES, UNPARTITIONED)
     config_hash = features["config_hash"][0] if features.height else None
-    if config_hash and lake.has_part(FEATURE_STATS, batch_id, config_hash):
-        parts.append(
-            feature_drift(
-                features,
-                lake.read_part(FEATURE_STATS, batch_id, config_hash),
-                thresholds,
-                current.height >= thresholds.min_rows,
-            )
-        )
-    result = pl.concat(parts).with_columns(
-        pl.lit(batch_id).alias("batch_id"), pl.lit(champion).alias("reference_model")
+    batch_stats = (
+        lake.read_part(FEATURE_STATS, batch_id, config_hash)
+        if config_hash and lake.has_part(FEATURE_STATS, batch_id, config_hash)
+        else None
     )
+    result = compare_with_reference(
+        reference, current, drift.thresholds(), features, batch_stats
+    ).with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(champion).alias("reference_model"))
     lake.write_part(BATCH_DRIFT, batch_id, BATCH_DRIFT.conform(result))
     storage.warehouse().ensure_views()
-    drifted = result.filter(pl.col("drifted"))
-    summary = [
-        f"{r['feature']} {r['statistic']}={r['value']:.3f} (threshold {r['threshold']:.3f})"
-        + (f"; {r['detail']}" if r["detail"] else "")
-        for r in drifted.iter_rows(named=True)
-    ]
+    summary = drifted_statements(result)
     if summary:
         context.log.warning(f"{batch_id} drifted from champion {champion}'s data: {summary}")
     figure = image(drift_figure(result), "drift against the champion's training data")
@@ -158,28 +147,8 @@ def _batch_drift(
         f"champion {champion}'s training batches {', '.join(reference_batches)} "
         f"({reference.height} recordings; {batch_id} is not among them)"
     )
-    metadata: dict[str, Any] = {
-        DRIFT_HEADLINE: f"{batch_id}: {len(summary)} statistic(s) drifted from {against}"
-        if summary
-        else f"{batch_id}: within thresholds of {against}",
-        "reference_model": champion,
-        "reference_batches": reference_batches,
-        "recordings": current.height,
-        "drifted": len(summary),
-        "metadata_drift": table_metadata(
-            result.filter(pl.col("kind") == "metadata").select(
-                "feature", "drifted", "value", "threshold", "statistic", "detail"
-            )
-        ),
-        "max_feature_shift_sd": round(
-            max(
-                result.filter(pl.col("kind") == "features")["value"].fill_null(0.0).to_list(),
-                default=0.0,
-            ),
-            3,
-        ),
-        PLOT_DRIFT: figure,
-    }
+    metadata = _drift_metadata(batch_id, champion, against, reference_batches, current, result)
+    metadata[PLOT_DRIFT] = figure
     return dg.MaterializeResult(
         asset_key="batch_drift",
         metadata=headline_first(metadata),
@@ -199,6 +168,40 @@ def _batch_drift(
             )
         ],
     )
+
+
+def _drift_metadata(
+    batch_id: str,
+    champion: str | None,
+    against: str,
+    reference_batches: list[str],
+    current: pl.DataFrame,
+    result: pl.DataFrame,
+) -> dict[str, Any]:
+    """What the UI shows of a batch's drift (the plot aside): the headline, then the metadata
+    statistics and the largest feature shift."""
+    drifted = int(result.get_column("drifted").sum())
+    return {
+        DRIFT_HEADLINE: f"{batch_id}: {drifted} statistic(s) drifted from {against}"
+        if drifted
+        else f"{batch_id}: within thresholds of {against}",
+        "reference_model": champion,
+        "reference_batches": reference_batches,
+        "recordings": current.height,
+        "drifted": drifted,
+        "metadata_drift": table_metadata(
+            result.filter(pl.col("kind") == "metadata").select(
+                "feature", "drifted", "value", "threshold", "statistic", "detail"
+            )
+        ),
+        "max_feature_shift_sd": round(
+            max(
+                result.filter(pl.col("kind") == "features")["value"].fill_null(0.0).to_list(),
+                default=0.0,
+            ),
+            3,
+        ),
+    }
 
 
 @dg.multi_asset(

@@ -165,6 +165,32 @@ def feature_drift(
     return _frame(rows, judgeable)
 
 
+def compare_with_reference(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    thresholds: DriftThresholds,
+    reference_stats: pl.DataFrame,
+    batch_stats: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """Every drift statistic of a batch against the champion's training data: metadata always,
+    features when the batch has statistics under the reference's feature configuration
+    (``batch_stats``; judged only when the batch has ``min_rows`` recordings)."""
+    parts = [metadata_drift(reference, current, thresholds)]
+    if batch_stats is not None:
+        judgeable = current.height >= thresholds.min_rows
+        parts.append(feature_drift(reference_stats, batch_stats, thresholds, judgeable))
+    return pl.concat(parts)
+
+
+def drifted_statements(result: pl.DataFrame) -> list[str]:
+    """One line per drifted statistic: its value against its threshold, and any detail."""
+    return [
+        f"{r['feature']} {r['statistic']}={r['value']:.3f} (threshold {r['threshold']:.3f})"
+        + (f"; {r['detail']}" if r["detail"] else "")
+        for r in result.filter(pl.col("drifted")).iter_rows(named=True)
+    ]
+
+
 def _frame(rows: list[tuple[str, str, str, float, float, str]], judgeable: bool) -> pl.DataFrame:
     frame = pl.DataFrame(
         rows,
