@@ -96,6 +96,66 @@ def spectrogram_features(
     yield from open_batch_outputs(context, storage.lake(), one)
 
 
+def _feature_index(
+    index: pl.DataFrame, config: FeatureConfig, placed: list[tuple[int, int]], shard: str
+) -> pl.DataFrame:
+    """The ``spectrogram_features`` rows of a batch: each recording's frames in the shard and
+    the number of 4 s windows they give."""
+    window_config = WindowConfig()
+    return index.select(
+        "batch_id", "audio_sha256", "participant", "label", "utterance"
+    ).with_columns(
+        pl.lit(config.config_hash()).alias("config_hash"),
+        pl.lit(config.kind).alias("feature_kind"),
+        pl.Series("frame_offset", [o for o, _ in placed], dtype=pl.Int64),
+        pl.Series("frames", [n for _, n in placed], dtype=pl.Int64),
+        pl.Series(
+            "windows", [len(instances(n, window_config, config)) for _, n in placed], dtype=pl.Int64
+        ),
+        pl.lit(shard).alias("shard"),
+    )
+
+
+def _features_metadata(
+    config: FeatureConfig,
+    device: str,
+    table: pl.DataFrame,
+    statistics: pl.DataFrame,
+    frames: int,
+    audio_s: float,
+    elapsed: float,
+    shard: str,
+    examples: dict[str, tuple[str, np.ndarray]],
+) -> dict[str, Any]:
+    """What the UI shows of a batch's features: sizes, speed, per-coefficient statistics and
+    an example plot per class."""
+    from spira_assets.plots import feature_examples
+
+    metadata: dict[str, Any] = {
+        "dagster/row_count": table.height,
+        "config_hash": config.config_hash(),
+        "feature_config": json.dumps(asdict(config)),
+        "device": device,
+        "frames": frames,
+        "windows_4s_1s": int(table.get_column("windows").sum() or 0),
+        "audio_minutes": round(audio_s / 60, 2),
+        "seconds": round(elapsed, 2),
+        "realtime_factor": round(audio_s / elapsed, 1) if elapsed else 0.0,
+        "shard": shard,
+        "coefficient_stats": table_metadata(
+            statistics.select("coefficient", "mean", "std", "min", "max").with_columns(
+                pl.col("mean", "std", "min", "max").round(3)
+            )
+        ),
+    }
+    if examples:
+        metadata[PLOT_EXAMPLES] = image(
+            feature_examples(examples, config.kind, config.hop_length / config.sample_rate),
+            "one recording per class",
+        )
+    return metadata
+
+
 def _features(
     context: dg.AssetExecutionContext,
     batch_id: str,
@@ -104,7 +164,6 @@ def _features(
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
     from spira_assets.features.extract import FeatureExtractor, FeatureStats
-    from spira_assets.plots import feature_examples
 
     started = time.perf_counter()
     config: FeatureConfig = features.config()
@@ -141,19 +200,7 @@ def _features(
 
         extractor.run(samples, spans, sink)
         writer.commit()
-    window_config = WindowConfig()
-    table = index.select(
-        "batch_id", "audio_sha256", "participant", "label", "utterance"
-    ).with_columns(
-        pl.lit(config_hash).alias("config_hash"),
-        pl.lit(config.kind).alias("feature_kind"),
-        pl.Series("frame_offset", [o for o, _ in placed], dtype=pl.Int64),
-        pl.Series("frames", [n for _, n in placed], dtype=pl.Int64),
-        pl.Series(
-            "windows", [len(instances(n, window_config, config)) for _, n in placed], dtype=pl.Int64
-        ),
-        pl.lit(shard).alias("shard"),
-    )
+    table = _feature_index(index, config, placed, shard)
     layout.publish(shard)  # before the index that points to it
     lake.write_part(SPECTROGRAM_FEATURES, batch_id, table, sub=config_hash)
     statistics = stats_frame(batch_id, config_hash, stats)
@@ -168,28 +215,9 @@ def _features(
         f"{batch_id}: {table.height} recordings -> {stats.frames} frames, {windows} windows on "
         f"{device} in {elapsed:.1f}s ({audio_s / max(elapsed, 1e-9):.0f}x realtime)"
     )
-    metadata: dict[str, Any] = {
-        "dagster/row_count": table.height,
-        "config_hash": config_hash,
-        "feature_config": json.dumps(asdict(config)),
-        "device": str(device),
-        "frames": stats.frames,
-        "windows_4s_1s": windows,
-        "audio_minutes": round(audio_s / 60, 2),
-        "seconds": round(elapsed, 2),
-        "realtime_factor": round(audio_s / elapsed, 1) if elapsed else 0.0,
-        "shard": shard,
-        "coefficient_stats": table_metadata(
-            statistics.select("coefficient", "mean", "std", "min", "max").with_columns(
-                pl.col("mean", "std", "min", "max").round(3)
-            )
-        ),
-    }
-    if examples:
-        metadata[PLOT_EXAMPLES] = image(
-            feature_examples(examples, config.kind, config.hop_length / config.sample_rate),
-            "one recording per class",
-        )
+    metadata = _features_metadata(
+        config, str(device), table, statistics, stats.frames, audio_s, elapsed, shard, examples
+    )
     return dg.MaterializeResult(
         metadata=headline_first(metadata), data_version=dg.DataVersion(token)
     )

@@ -17,18 +17,10 @@ from spira_assets.assets import versions
 from spira_assets.assets.presentation import column_schema, data_version, table_metadata
 from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
 from spira_assets.audio import TARGET_RATE
-from spira_assets.audio.decode import decode_16k
-from spira_assets.audio.quality import (
-    SUPPORTED_SUFFIXES,
-    AudioDecodeError,
-    AudioQualityRules,
-    judge,
-)
 from spira_assets.audio.resample import RESAMPLER_VERSION
-from spira_assets.batches import is_control_file
 from spira_assets.features.waveforms import Recording, assemble_waveform_shard
-from spira_assets.ingest.noise_folder import FINGERPRINT_KEY, noise_fingerprint
-from spira_assets.ingest.quarantine import Rejection, quarantine_frame
+from spira_assets.ingest.noise_folder import FINGERPRINT_KEY, noise_fingerprint, read_noise_folder
+from spira_assets.ingest.quarantine import quarantine_frame
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, StorageResource
@@ -182,39 +174,12 @@ def hospital_noise(
     layout, lake = storage.layout(), storage.lake()
     folder = layout.noise
     fingerprint = noise_fingerprint(folder)  # before reading: a later change is a new one
-    files = (
-        sorted(
-            (p for p in folder.iterdir() if p.is_file() and not is_control_file(p.name)),
-            key=lambda p: p.name,
-        )
-        if folder.exists()
-        else []
-    )
-    rules = AudioQualityRules(max_duration_s=24 * 3600.0)
-    accepted, rejections, hashes = [], [], []
-    waves: list[np.ndarray] = []
-    for path in files:
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            rejections.append(
-                Rejection(path.name, "unsupported_format", f"{path.suffix} is not audio")
-            )
-            continue
-        data = path.read_bytes()
-        try:
-            stats, samples = decode_16k(data, rules)  # one decode: judged and resampled
-            findings = [f for f in judge(stats, rules) if f.rule != "clipped"]
-        except AudioDecodeError as error:
-            findings = [error.finding]
-        if findings:
-            rejections += [Rejection(path.name, f.rule, f.detail) for f in findings]
-            continue
-        accepted.append(path)
-        hashes.append(hashlib.sha256(data).hexdigest())
-        waves.append(samples)
+    found = read_noise_folder(folder)
+    accepted, rejections, hashes = found.accepted, found.rejections, found.hashes
     token = data_version([RESAMPLER_VERSION, *hashes]).value[:12]
     shard = layout.noise_shard(token)
     with ShardWriter(layout.local(shard), np.int16) as writer:
-        spans = [writer.append(wave) for wave in waves]
+        spans = [writer.append(wave) for wave in found.waves]
         writer.commit()
     table = pl.DataFrame(
         {
@@ -243,9 +208,9 @@ def hospital_noise(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
-            "files_in": len(files),
+            "files_in": len(found.files),
             "files_accepted": len(accepted),
-            "files_quarantined": len(files) - len(accepted),
+            "files_quarantined": len(found.files) - len(accepted),
             "noise_minutes": round(minutes, 2),
             "quarantine": table_metadata(
                 pl.DataFrame(
