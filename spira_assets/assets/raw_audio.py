@@ -4,6 +4,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -24,17 +25,20 @@ from spira_assets.assets.presentation import (
     table_metadata,
 )
 from spira_assets.assets.tables import table_out, table_result
+from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.features.waveforms import LandedPcm
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import QUARANTINE_SHARE
+from spira_assets.ingest.listing import ListingLimits
 from spira_assets.ingest.provenance import IMPORT_STAGE
 from spira_assets.ingest.quarantine import Rejection, counts_by_rule, quarantine_frame
-from spira_assets.ingest.raw_audio import STAGE, FirstOccurrence, ingest_raw_audio
+from spira_assets.ingest.raw_audio import STAGE, FirstOccurrence, RawAudioResult, ingest_raw_audio
 from spira_assets.ingest.schemas import RawAudioTable
 from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import raw_audio_overview
+from spira_assets.privacy import Pseudonymizer
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.shards import remove_superseded_shards
@@ -150,32 +154,12 @@ def raw_audio(
         source = BatchSource.open(storage.layout(), batch_id)
     except BatchNotReadyError as error:
         raise dg.Failure(str(error)) from error
-    pseudonymizer = pseudonyms.pseudonymizer()
     rules = policy.audio_rules()
     limits = policy.listing_limits()
     layout, lake = storage.layout(), storage.lake()
-    landed = LandedPcm(layout.local(layout.landed_shard(batch_id, "pending")))
-    try:
-        result = ingest_raw_audio(
-            batch_id,
-            source.directory,
-            storage.raw_store(),
-            rules,
-            pseudonymizer,
-            source.redactor(pseudonymizer),
-            datetime.now(UTC),
-            workers=policy.decode_workers,
-            progress=lambda done, total: context.log.info(
-                f"{batch_id}: judged {done}/{total} files"
-            ),
-            elsewhere=first_occurrences(lake, batch_id),
-            pcm_sink=landed,
-            elsewhere_pcm=first_occurrences(lake, batch_id, by="pcm_sha256"),
-            limits=limits,
-        )
-        pcm_shard = commit_landed(layout, batch_id, landed)
-    finally:
-        landed.abort()
+    result, landed, pcm_shard = _judge_batch(
+        context, storage, policy, source, pseudonyms.pseudonymizer()
+    )
     now = datetime.now(UTC)
     imported = import_quarantine(batch_id, source, now)
     pcm_index = landed_index(batch_id, pcm_shard, landed)
@@ -186,36 +170,13 @@ def raw_audio(
     lake.write_part(QUARANTINE, batch_id, imported, sub=IMPORT_STAGE)
     storage.warehouse().ensure_views()
 
-    quarantined = result.files_in - result.accepted
-    share = quarantined / result.files_in if result.files_in else 1.0
-    by_rule = counts_by_rule(result.quarantine)
     elapsed = time.perf_counter() - started
-    accepted_table = result.table.filter(pl.col("accepted"))
-    formats = (
-        accepted_table.group_by("container", "codec", "sample_rate", "channels")
-        .len("files")
-        .sort("files", descending=True)
-    )
+    quarantined = result.files_in - result.accepted
     context.log.info(
         f"{batch_id}: {result.files_in} files, {result.accepted} accepted, {quarantined} "
-        f"quarantined {by_rule} in {elapsed:.1f}s"
+        f"quarantined {counts_by_rule(result.quarantine)} in {elapsed:.1f}s"
     )
-    check = dg.AssetCheckResult(
-        check_name=QUARANTINE_CHECK,
-        passed=result.files_in > 0 and share <= policy.max_quarantine_share,
-        metadata={
-            "batch": batch_id,
-            "quarantined_share": round(share, 4),
-            "limit": policy.max_quarantine_share,
-            "files_in": result.files_in,
-        },
-        description=(
-            f"batch {batch_id} has no audio files"
-            if result.files_in == 0
-            else f"batch {batch_id}: {quarantined} of {result.files_in} files quarantined "
-            f"({share:.1%}, limit {policy.max_quarantine_share:.0%})"
-        ),
-    )
+    check = _quarantine_share_check(batch_id, result.files_in, quarantined, policy)
     checks = [check, stored_schema_result(lake, RAW_AUDIO, RawAudioTable, batch_id)]
     record_checks(lake, batch_id, "raw_audio", checks, now)
     pcm = table_result(
@@ -228,30 +189,7 @@ def raw_audio(
     yield dg.MaterializeResult(
         asset_key="raw_audio",
         metadata=headline_first(
-            {
-                "dagster/row_count": result.table.height,
-                "files_in": result.files_in,
-                "files_accepted": result.accepted,
-                "files_quarantined": quarantined,
-                "quarantined_by_rule": by_rule,
-                "accepted_duration_s": round(result.total_duration_s, 2),
-                "seconds": round(elapsed, 2),
-                "realtime_factor": round(result.total_duration_s / elapsed, 1) if elapsed else 0.0,
-                "formats": table_metadata(formats),
-                "quarantine": table_metadata(quarantine_summary(result.quarantine)),
-                PLOT_RAW_AUDIO: image(raw_audio_overview(result.table), "raw audio overview"),
-                "quality_rules": asdict(rules),
-                "listing_limits": asdict(limits),
-                "import_rejections": imported.height,
-                # skipped as OS litter (.DS_Store...): counted, so no file vanishes unnoticed
-                "os_files_ignored": len(result.ignored),
-                "pcm_16k_shard": pcm_shard,
-                **(
-                    {"import_quarantine": table_metadata(quarantine_summary(imported))}
-                    if imported.height
-                    else {}
-                ),
-            }
+            _raw_audio_metadata(result, imported, rules, limits, elapsed, pcm_shard)
         ),
         check_results=checks,
         data_version=data_version(
@@ -262,3 +200,106 @@ def raw_audio(
         ),
     )
     yield pcm
+
+
+def _judge_batch(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    policy: IngestPolicy,
+    source: BatchSource,
+    pseudonymizer: Pseudonymizer,
+) -> tuple[RawAudioResult, LandedPcm, str]:
+    """Every file of the batch decoded and judged once (the core's ``ingest_raw_audio``, on
+    worker processes), audio seen in other batches named; the 16 kHz PCM of accepted files
+    committed to the batch's landed shard (its name returned)."""
+    batch_id = context.partition_key
+    layout, lake = storage.layout(), storage.lake()
+    landed = LandedPcm(layout.local(layout.landed_shard(batch_id, "pending")))
+    try:
+        result = ingest_raw_audio(
+            batch_id,
+            source.directory,
+            storage.raw_store(),
+            policy.audio_rules(),
+            pseudonymizer,
+            source.redactor(pseudonymizer),
+            datetime.now(UTC),
+            workers=policy.decode_workers,
+            progress=lambda done, total: context.log.info(
+                f"{batch_id}: judged {done}/{total} files"
+            ),
+            elsewhere=first_occurrences(lake, batch_id),
+            pcm_sink=landed,
+            elsewhere_pcm=first_occurrences(lake, batch_id, by="pcm_sha256"),
+            limits=policy.listing_limits(),
+        )
+        pcm_shard = commit_landed(layout, batch_id, landed)
+    finally:
+        landed.abort()
+    return result, landed, pcm_shard
+
+
+def _quarantine_share_check(
+    batch_id: str, files_in: int, quarantined: int, policy: IngestPolicy
+) -> dg.AssetCheckResult:
+    """The batch fails when it has no audio or quarantines more than the policy's share."""
+    share = quarantined / files_in if files_in else 1.0
+    return dg.AssetCheckResult(
+        check_name=QUARANTINE_CHECK,
+        passed=files_in > 0 and share <= policy.max_quarantine_share,
+        metadata={
+            "batch": batch_id,
+            "quarantined_share": round(share, 4),
+            "limit": policy.max_quarantine_share,
+            "files_in": files_in,
+        },
+        description=(
+            f"batch {batch_id} has no audio files"
+            if files_in == 0
+            else f"batch {batch_id}: {quarantined} of {files_in} files quarantined "
+            f"({share:.1%}, limit {policy.max_quarantine_share:.0%})"
+        ),
+    )
+
+
+def _raw_audio_metadata(
+    result: RawAudioResult,
+    imported: pl.DataFrame,
+    rules: AudioQualityRules,
+    limits: ListingLimits,
+    elapsed: float,
+    pcm_shard: str,
+) -> dict[str, Any]:
+    """What the UI shows of a batch's audio: counts, speed, formats, the quarantine by rule,
+    the overview plot and the rules it was judged by."""
+    quarantined = result.files_in - result.accepted
+    formats = (
+        result.table.filter(pl.col("accepted"))
+        .group_by("container", "codec", "sample_rate", "channels")
+        .len("files")
+        .sort("files", descending=True)
+    )
+    return {
+        "dagster/row_count": result.table.height,
+        "files_in": result.files_in,
+        "files_accepted": result.accepted,
+        "files_quarantined": quarantined,
+        "quarantined_by_rule": counts_by_rule(result.quarantine),
+        "accepted_duration_s": round(result.total_duration_s, 2),
+        "seconds": round(elapsed, 2),
+        "realtime_factor": round(result.total_duration_s / elapsed, 1) if elapsed else 0.0,
+        "formats": table_metadata(formats),
+        "quarantine": table_metadata(quarantine_summary(result.quarantine)),
+        PLOT_RAW_AUDIO: image(raw_audio_overview(result.table), "raw audio overview"),
+        "quality_rules": asdict(rules),
+        "listing_limits": asdict(limits),
+        "import_rejections": imported.height,
+        # skipped as OS litter (.DS_Store...): counted, so no file vanishes unnoticed
+        "os_files_ignored": len(result.ignored),
+        "pcm_16k_shard": pcm_shard,
+        **(
+            {"import_quarantine": table_metadata(quarantine_summary(imported))}
+            if imported.height
+            else {}
+        ),
+    }

@@ -27,12 +27,13 @@ from spira_assets.assets.presentation import (
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import BOTH_CLASSES, QUARANTINE_SHARE, UNAMBIGUOUS_IDS
 from spira_assets.ingest.identity import ALIAS_FILE, EarlierParticipants
-from spira_assets.ingest.metadata import STAGE, validate_metadata
+from spira_assets.ingest.metadata import STAGE, MetadataResult, validate_metadata
 from spira_assets.ingest.provenance import NOT_SPEAKER_SAFE, SPEAKER_WARNING
 from spira_assets.ingest.quarantine import counts_by_rule
 from spira_assets.ingest.schemas import VALIDATION_VERSION, ValidatedMetadataTable
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import class_balance
+from spira_assets.privacy import Pseudonymizer
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
 from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, VALIDATED_METADATA
 
@@ -117,12 +118,6 @@ def validated_metadata(
     storage.warehouse().ensure_views()
 
     table = result.table
-    by_rule = counts_by_rule(result.quarantine)
-    share = result.rows_quarantined / result.rows_in if result.rows_in else 1.0
-    participants = table.group_by("label").agg(pl.col("participant").n_unique())
-    per_class = {
-        ("patients" if label == 1 else "controls"): int(n) for label, n in participants.iter_rows()
-    }
     recordings = {
         ("patients" if label == 1 else "controls"): int(n)
         for label, n in table.group_by("label").len().iter_rows()
@@ -138,15 +133,71 @@ def validated_metadata(
         )
     context.log.info(
         f"{batch_id}: {result.rows_in} rows, {result.rows_accepted} accepted, "
-        f"{result.rows_quarantined} quarantined {by_rule}; {result.orphan_files} orphan files"
+        f"{result.rows_quarantined} quarantined {counts_by_rule(result.quarantine)}; "
+        f"{result.orphan_files} orphan files"
     )
+    seconds = time.perf_counter() - started
+    metadata = _validation_metadata(result, pseudonymizer, recordings, groupings, seconds)
+    checks = [
+        *_batch_checks(batch_id, result, recordings, policy),
+        stored_schema_result(lake, VALIDATED_METADATA, ValidatedMetadataTable, batch_id),
+    ]
+    record_checks(lake, batch_id, "validated_metadata", checks, now)
+    return dg.MaterializeResult(
+        metadata=headline_first(metadata),
+        check_results=checks,
+        data_version=_data_version(source, raw, pseudonymizer, policy, earlier),
+    )
+
+
+def _data_version(
+    source: BatchSource,
+    raw: pl.DataFrame,
+    pseudonymizer: Pseudonymizer,
+    policy: IngestPolicy,
+    earlier: EarlierParticipants,
+) -> dg.DataVersion:
+    """Everything the batch's validated rows depend on: its metadata file and alias map, the
+    key and id format, the rules' version and settings, its accepted audio and the other
+    batches' participants."""
+    metadata_hash = hashlib.sha256(source.metadata_bytes or b"").hexdigest()
+    return data_version(
+        [
+            metadata_hash,
+            pseudonymizer.key_id,
+            VALIDATION_VERSION,
+            source.provenance.to_json(),
+            sorted(raw.select("path_key", "audio_sha256", "accepted").iter_rows()),
+            hashlib.sha256(source.alias_bytes or b"").hexdigest(),
+            pseudonymizer.id_format,
+            policy.max_age_spread_years,
+            earlier.digest_input(),
+        ]
+    )
+
+
+def _validation_metadata(
+    result: MetadataResult,
+    pseudonymizer: Pseudonymizer,
+    recordings: dict[str, int],
+    groupings: dict[str, int],
+    seconds: float,
+) -> dict[str, Any]:
+    """What the UI shows of a batch's metadata: row counts, the quarantine by rule, classes,
+    the pseudonym key's id and kind, speaker grouping and the class-balance plot."""
+    table = result.table
+    not_safe = sum(n for g, n in groupings.items() if g in NOT_SPEAKER_SAFE)
+    participants = table.group_by("label").agg(pl.col("participant").n_unique())
+    per_class = {
+        ("patients" if label == 1 else "controls"): int(n) for label, n in participants.iter_rows()
+    }
     metadata: dict[str, Any] = {
         "dagster/row_count": table.height,
         "rows_in": result.rows_in,
         "rows_accepted": result.rows_accepted,
         "rows_quarantined": result.rows_quarantined,
         "orphan_audio_files": result.orphan_files,
-        "quarantined_by_rule": by_rule,
+        "quarantined_by_rule": counts_by_rule(result.quarantine),
         "unknown_columns_dropped": list(result.unknown_columns),
         "participant_ids_ambiguous": len(result.ambiguous_ids),
         "recordings_by_class": recordings,
@@ -158,14 +209,23 @@ def validated_metadata(
         "speaker_independence": (
             SPEAKER_WARNING.format(n=not_safe) if not_safe else "guaranteed by participant ids"
         ),
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(seconds, 2),
         "quarantine": table_metadata(quarantine_summary(result.quarantine)),
     }
     if result.file_error:
         metadata["metadata_file_error"] = result.file_error
     if not table.is_empty():
         metadata[PLOT_CLASS_BALANCE] = image(class_balance(table), "class balance")
-    checks = [
+    return metadata
+
+
+def _batch_checks(
+    batch_id: str, result: MetadataResult, recordings: dict[str, int], policy: IngestPolicy
+) -> list[dg.AssetCheckResult]:
+    """The batch's own checks: its quarantined share, both classes present, every participant
+    id spelled one way."""
+    share = result.rows_quarantined / result.rows_in if result.rows_in else 1.0
+    return [
         dg.AssetCheckResult(
             check_name=QUARANTINE_CHECK,
             passed=result.rows_in > 0 and share <= policy.max_quarantine_share,
@@ -198,23 +258,4 @@ def validated_metadata(
                 else f"batch {batch_id}: every participant id has one spelling"
             ),
         ),
-        stored_schema_result(lake, VALIDATED_METADATA, ValidatedMetadataTable, batch_id),
     ]
-    record_checks(lake, batch_id, "validated_metadata", checks, now)
-    metadata_hash = hashlib.sha256(source.metadata_bytes or b"").hexdigest()
-    version_inputs = [
-        metadata_hash,
-        pseudonymizer.key_id,
-        VALIDATION_VERSION,
-        source.provenance.to_json(),
-        sorted(raw.select("path_key", "audio_sha256", "accepted").iter_rows()),
-        hashlib.sha256(source.alias_bytes or b"").hexdigest(),
-        pseudonymizer.id_format,
-        policy.max_age_spread_years,
-        earlier.digest_input(),
-    ]
-    return dg.MaterializeResult(
-        metadata=headline_first(metadata),
-        check_results=checks,
-        data_version=data_version(version_inputs),
-    )
