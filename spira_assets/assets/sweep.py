@@ -3,6 +3,8 @@ combination of training parameters with one seed), so every trial is a Dagster r
 UI lists, the run queue and the ``gpu`` pool admit, and the deployment's training executor runs
 (a pod with a GPU on Kubernetes). ``spira sweep`` plans the trials and launches the runs."""
 
+from typing import TYPE_CHECKING, Any
+
 import dagster as dg
 
 from spira_assets.assets import versions
@@ -10,6 +12,9 @@ from spira_assets.assets.training import GPU_TAGS
 from spira_assets.jobs import DEPLOYMENT
 from spira_assets.partitions import sweep_trial_partitions
 from spira_assets.resources import ComputeResource, FeatureSettings, MlflowTracking, StorageResource
+
+if TYPE_CHECKING:
+    from spira_assets.ml.sweep import Trial, TrialResult
 
 ALL_BATCHES = dg.AllPartitionMapping()  # a trial reads every batch of the split
 
@@ -97,20 +102,25 @@ def sweep_trial(
     result.mlflow_run_id = mlflow_run
     result.dagster_run_id = context.run.run_id
     store.save_result(key, result)
-    return dg.MaterializeResult(
-        metadata={
-            "sweep": sweep.name,
-            "combination": label(trial.combination),
-            "seed": trial.seed,
-            "val_auroc": dg.MetadataValue.float(float(result.best_val_auroc)),
-            "val_loss": dg.MetadataValue.float(float(result.best_val_loss)),
-            "best_epoch": result.best_epoch,
-            "seconds": round(result.seconds, 1),
-            "device": result.device,
-            "error": result.error or "",
-            "mlflow_run_id": mlflow_run,
-        }
-    )
+    return dg.MaterializeResult(metadata=_trial_metadata(sweep.name, trial, result))
+
+
+def _trial_metadata(sweep: str, trial: "Trial", result: "TrialResult") -> dict[str, Any]:
+    """What the UI shows of a trial: its combination and seed, best epoch and scores."""
+    from spira_assets.ml.sweep import label
+
+    return {
+        "sweep": sweep,
+        "combination": label(trial.combination),
+        "seed": trial.seed,
+        "val_auroc": dg.MetadataValue.float(float(result.best_val_auroc)),
+        "val_loss": dg.MetadataValue.float(float(result.best_val_loss)),
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 1),
+        "device": result.device,
+        "error": result.error or "",
+        "mlflow_run_id": result.mlflow_run_id,
+    }
 
 
 sweep_trials_job = dg.define_asset_job(

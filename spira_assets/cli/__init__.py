@@ -4,7 +4,7 @@
 of one concern on it (imports point one way: commands -> app).
 """
 
-from spira_assets.cli import audit, data, demo, models, registry  # noqa: F401  (register the commands)
+from spira_assets.cli import audit, data, demo, models, registry, sweep  # noqa: F401  (register the commands)
 from spira_assets.cli.app import main
 
 __all__ = ["main"]

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import click
 
 from spira_assets.batches import scan_landing
-from spira_assets.layout import DataLayout
-
-if TYPE_CHECKING:
-    pass
 from spira_assets.cli.app import (
     DAGSTER_URL_OPTION,
     DATA_DIR_OPTION,
@@ -24,6 +19,7 @@ from spira_assets.cli.app import (
     _run_shared,
     main,
 )
+from spira_assets.layout import DataLayout
 
 
 def demo_training(
@@ -80,22 +76,8 @@ def demo(
 ) -> None:
     """The main job: generate the demo corpus if absent, materialize the whole graph for every
     batch, print a summary."""
-    from spira_assets.demo.corpus import DemoSpec, generate_corpus
-    from spira_assets.privacy import write_demo_key
-    from spira_assets.summary import summarize
-
     layout = _layout(data_dir)
-    landing = _local_root(layout) / "landing"
-    scan = scan_landing(layout.landing)
-    if not scan.complete:
-        click.echo(f"generating demo corpus in {landing} ...")
-        generate_corpus(DemoSpec(landing, batches, participants, seed, effect_size, defect_rate))
-        # the corpus brings its own public key: the same pseudonyms, split and metrics on
-        # every machine (a root that already holds batches keeps the key it has)
-        click.echo(f"demo pseudonym key: {write_demo_key(_local_root(layout), seed)}")
-        scan = scan_landing(layout.landing)
-    else:
-        click.echo(f"using the {len(scan.complete)} complete batches already in {landing}")
+    complete = _landed_corpus(layout, batches, participants, seed, effect_size, defect_rate)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError as error:
@@ -103,7 +85,7 @@ def demo(
     if dagster_url:
         click.echo(f"launching the runs through {dagster_url}")
     failed = _run_shared(layout, ("hospital_noise",), dagster_url=dagster_url)
-    failed += _run_batches(layout, list(scan.complete), dagster_url=dagster_url)
+    failed += _run_batches(layout, complete, dagster_url=dagster_url)
     click.echo(
         f"training SpiraConv ({profile} profile), seeds {seed_list}, up to {epochs} epochs each ..."
     )
@@ -118,11 +100,49 @@ def demo(
     )
     # each batch's drift was judged before there was a champion: judge it against this one
     # (a batch in its training data says so); the daemon's stale_batches does the same later
-    failed += _run_batches(layout, list(scan.complete), ("batch_drift",), dagster_url=dagster_url)
+    failed += _run_batches(layout, complete, ("batch_drift",), dagster_url=dagster_url)
+    all_ok = _print_batches(layout, complete)
+    _print_model(layout)
+    click.echo("UI: make ui  ->  http://127.0.0.1:3000")
+    if failed or not all_ok:
+        raise CliError(f"demo finished with problems in {failed or 'defect verification'}")
+
+
+def _landed_corpus(
+    layout: DataLayout,
+    batches: int,
+    participants: int,
+    seed: int,
+    effect_size: float,
+    defect_rate: float,
+) -> list[str]:
+    """The complete batches of the landing zone, after generating the demo corpus (and its
+    public pseudonym key) when there are none."""
+    from spira_assets.demo.corpus import DemoSpec, generate_corpus
+    from spira_assets.privacy import write_demo_key
+
+    landing = _local_root(layout) / "landing"
+    scan = scan_landing(layout.landing)
+    if not scan.complete:
+        click.echo(f"generating demo corpus in {landing} ...")
+        generate_corpus(DemoSpec(landing, batches, participants, seed, effect_size, defect_rate))
+        # the corpus brings its own public key: the same pseudonyms, split and metrics on
+        # every machine (a root that already holds batches keeps the key it has)
+        click.echo(f"demo pseudonym key: {write_demo_key(_local_root(layout), seed)}")
+        scan = scan_landing(layout.landing)
+    else:
+        click.echo(f"using the {len(scan.complete)} complete batches already in {landing}")
+    return list(scan.complete)
+
+
+def _print_batches(layout: DataLayout, complete: list[str]) -> bool:
+    """The per-batch summary table and the quarantine by rule; False when a demo batch's
+    planted defects were not all caught."""
     from spira_assets.resources import FeatureSettings
+    from spira_assets.summary import summarize
 
     config_hash = FeatureSettings().config().config_hash()
-    summaries, by_rule = summarize(layout, list(scan.complete), config_hash)
+    summaries, by_rule = summarize(layout, complete, config_hash)
     click.echo("")
     click.echo(
         f"{'batch':<12}{'files':>7}{'acc':>6}{'rows':>7}{'acc':>6}{'quar':>6}"
@@ -150,10 +170,7 @@ def demo(
     )
     click.echo(f"features: {layout.root / 'features' / config_hash} (config {config_hash})")
     click.echo(f"warehouse: {layout.warehouse}")
-    _print_model(layout)
-    click.echo("UI: make ui  ->  http://127.0.0.1:3000")
-    if failed or not all_ok:
-        raise CliError(f"demo finished with problems in {failed or 'defect verification'}")
+    return all_ok
 
 
 def _score(value: float | None) -> str:
