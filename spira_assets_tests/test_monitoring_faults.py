@@ -232,3 +232,23 @@ def test_a_new_outcome_file_is_picked_up_once_and_its_week_recomputed(root: Path
     assert materialize(root, predictions, TODAY).success
     assert materialize(root, outcomes).success
     assert weeks_answered(storage) == [WEEK]  # live_after_outcomes asks for this week
+
+
+def test_the_live_plot_draws_an_interval_that_excludes_its_point() -> None:
+    """A percentile interval need not contain the point estimate (here the estimate sits a
+    rounding below a degenerate [1, 1] interval, and above a skewed one): the figure draws it
+    instead of failing the asset (matplotlib refuses negative error bars)."""
+    from spira_assets.monitoring.plots import live_figure
+
+    history = pl.DataFrame(
+        {
+            "batch_id": ["2026-W48", "2026-W49"] * 4,
+            "model_version": ["v1"] * 8,
+            "metric": ["sensitivity"] * 2 + ["specificity"] * 2 + ["auroc"] * 2 + ["ece"] * 2,
+            "value": [1.0 - 1e-16, 0.5, 0.9, 0.8, 0.7, 0.6, 0.1, 0.2],
+            "ci_low": [1.0, 0.55, 0.8, 0.7, 0.6, 0.5, 0.05, 0.1],
+            "ci_high": [1.0, 0.9, 0.95, 0.9, 0.8, 0.7, 0.2, 0.3],
+            "test_value": [0.9] * 8,
+        }
+    )
+    assert live_figure(history, 0.8).startswith(b"\x89PNG")

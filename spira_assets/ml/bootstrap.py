@@ -104,7 +104,8 @@ def weighted_average_precision(
     called = true_pos + false_pos
     precision = np.zeros_like(true_pos)
     np.divide(true_pos, called, out=precision, where=called > 0)
-    return _ratio((patients * precision).sum(axis=1), patients.sum(axis=1))
+    # a sum of shares of 1: rounding must not take it past 1 (scikit-learn gives exactly 1.0)
+    return np.minimum(_ratio((patients * precision).sum(axis=1), patients.sum(axis=1)), 1.0)
 
 
 def weighted_metrics(

@@ -27,7 +27,9 @@ def live_figure(history: pl.DataFrame, floor: float) -> bytes:
             value = mine.get_column("value").fill_null(np.nan).to_numpy()
             low = mine.get_column("ci_low").fill_null(np.nan).to_numpy()
             high = mine.get_column("ci_high").fill_null(np.nan).to_numpy()
-            errors = np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0)
+            # a percentile interval need not contain the point estimate (a skewed bootstrap,
+            # or a rounding apart on a degenerate one): no bar on that side, not a crash
+            errors = np.maximum(np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0), 0)
             line = ax.errorbar(x, value, yerr=errors, marker="o", capsize=3, label=version[:8])
             test = mine.get_column("test_value").drop_nulls()
             if test.len():
