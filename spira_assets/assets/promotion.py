@@ -26,13 +26,11 @@ from spira_assets.assets.presentation import table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ingest.gates import without_blocked
 from spira_assets.ml.champions import resolve_champion
-from spira_assets.ml.gate import comparison_shortfall, decide
-from spira_assets.ml.lineage import code_version
-from spira_assets.ml.model_card import criteria_table, figures_and_links, model_card
+from spira_assets.ml.model_card import compose_model_card, criteria_table
+from spira_assets.ml.promotion import GateOutcome, audit_row, clean_metrics, judge_candidate
 from spira_assets.ml.promotion_history import promotion_record
 from spira_assets.ml.report import write_pair
 from spira_assets.ml.reports_index import write_reports_index
-from spira_assets.ml.split import test_set_leaks
 from spira_assets.ml.tracking import log_files, mark_promoted
 from spira_assets.resources import (
     ComputeResource,
@@ -49,40 +47,15 @@ from spira_assets.storage.tables import (
 )
 
 if TYPE_CHECKING:
+    import torch
+
+    from spira_assets.ingest.gates import LeftOut
     from spira_assets.ml.comparison import Comparison
-    from spira_assets.ml.gate import GateConfig, GateDecision
+    from spira_assets.ml.gate import GateConfig
+    from spira_assets.ml.scoring import ModelUnderTest
     from spira_assets.storage.lake import Lake
 
 GATE_CHECK = "promotion_gate"
-
-
-def _clean(metrics: pl.DataFrame) -> dict[str, float]:
-    rows = metrics.filter(
-        (pl.col("role") == "candidate")
-        & (pl.col("condition") == "clean")
-        & (pl.col("level") == "recording")
-    )
-    return dict(rows.select("metric", "value").rows())
-
-
-def _compared_with(comparisons: "list[Comparison]", gate: "GateConfig") -> str:
-    return json.dumps(
-        [
-            {
-                "reference": c.reference_version,
-                "role": c.role,
-                "participants": c.participants,
-                "difference": c.difference,
-                "ci_low": c.ci_low,
-                "ci_high": c.ci_high,
-                "patients": c.patients,
-                "controls": c.controls,
-                "draws_defined": c.draws_defined,
-                "error": c.error or comparison_shortfall(c, gate),
-            }
-            for c in comparisons
-        ]
-    )
 
 
 def version_to_gate(context: dg.AssetExecutionContext, lake: "Lake") -> str:
@@ -98,28 +71,6 @@ def version_to_gate(context: dg.AssetExecutionContext, lake: "Lake") -> str:
             "materialize evaluation_report (with champion) for it"
         )
     return evaluated
-
-
-def _audit_row(
-    decision_id: str,
-    now: datetime,
-    version: str,
-    registered: str,
-    champion: str | None,
-    decision: "GateDecision",
-    metrics: pl.DataFrame,
-) -> dict[str, Any]:
-    return {
-        "batch_id": decision_id,
-        "decided_at": now,
-        "candidate_version": version,
-        "candidate_registered": registered,
-        "champion_version": champion,
-        "passed": decision.passed,
-        "candidate_auroc": _clean(metrics).get("auroc"),
-        "candidate_sensitivity": _clean(metrics).get("sensitivity"),
-        "code_version": code_version(),
-    }
 
 
 def _card_beside_run(
@@ -148,10 +99,8 @@ def _champion(
     ``champion`` alias moves; every decision is appended to ``promotions``; a model card with
     the paired differences and every criterion is written."""
     from spira_assets.ml.artifacts import SUMMARY
-    from spira_assets.ml.comparison import compare, comparisons_frame
-    from spira_assets.ml.inputs import local_shards, recordings_with_split, with_split
+    from spira_assets.ml.comparison import comparisons_frame
     from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
-    from spira_assets.ml.trust_report import operating_point, trust_markdown
 
     layout, lake = storage.layout(), storage.lake()
     version = version_to_gate(context, lake)
@@ -166,13 +115,112 @@ def _champion(
     subgroups = lake.read_part(EVALUATION_SUBGROUPS, version)
     uri = mlflow_tracking.resolved_uri()
     state = resolve_champion(lake, uri, mlflow_tracking.registered_model)
+    comparisons, left_out = _compare_with_title_holders(
+        context, storage, candidate, state.references(version), device, evaluation
+    )
+    gate = evaluation.gate()
+    outcome = judge_candidate(
+        version, metrics, subgroups, comparisons, gate, state.current, state.error, candidate.split
+    )
+    summary = json.loads((candidate.directory / SUMMARY).read_text())
+    registered = str(summary.get("registered_version", ""))
+    test, _ = without_blocked(lake, candidate.test_recordings(lake.read_table(AUDIO_16K)))
+    lake.write_part(EVALUATION_COMPARISONS, version, comparisons_frame(version, comparisons, gate))
+    row = audit_row(outcome, datetime.now(UTC), registered, metrics, gate, test.height)
+    lake.write_part(PROMOTIONS, row["batch_id"], pl.DataFrame([row], schema=PROMOTIONS.schema))
+    storage.warehouse().ensure_views()
+    # the audit row first: if tagging or moving the alias fails, the next gate sees the
+    # disagreement; the tag is the registry's own record of the promotion (restorable history)
+    if outcome.decision.passed and not outcome.already:
+        mark_promoted(uri, registered, promotion_record(row), mlflow_tracking.registered_model)
+
+    run_id = str(candidate.lineage.get("mlflow_run_id", ""))
+    links = model_links(uri, run_id, mlflow_tracking.registered_model, registered)
+    card = _write_model_card(
+        context, storage, candidate, outcome, metrics, subgroups, gate, uri, links
+    )
+    history = lake.read_table(PROMOTIONS).sort("decided_at")
+    holder = None if outcome.holder == "none" else outcome.holder
+    write_reports_index(layout.local_root / "reports", history, holder)
+    layout.publish("reports/index.html")
+    verdict = gate_verdict(version, outcome.decision, comparisons, state.current, gate)
+    return dg.MaterializeResult(
+        metadata=_gate_metadata(
+            outcome,
+            verdict,
+            metrics,
+            row["batch_id"],
+            left_out,
+            links,
+            candidate.directory,
+            card,
+            history,
+        ),
+        check_results=[_gate_check(outcome, verdict, metrics)],
+        data_version=dg.DataVersion(outcome.holder),
+    )
+
+
+def _write_model_card(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    candidate: "ModelUnderTest",
+    outcome: GateOutcome,
+    metrics: pl.DataFrame,
+    subgroups: pl.DataFrame,
+    gate: "GateConfig",
+    uri: str,
+    links: dict[str, Any],
+) -> tuple[Path, Path]:
+    """The model card (composed by the core) written beside the evaluation report, published,
+    and logged to the model's MLflow run where the store answers: its Markdown and HTML."""
+    from spira_assets.ml.inputs import with_split
+    from spira_assets.ml.trust_report import trust_markdown
+
+    layout, lake = storage.layout(), storage.lake()
+    version = outcome.version
+    reports = layout.local_root / "reports" / version
+    card = compose_model_card(
+        version,
+        candidate.lineage,
+        metrics,
+        subgroups,
+        with_split(lake.read_table(AUDIO_16K), candidate.split),
+        outcome.decision,
+        outcome.comparisons,
+        outcome.champion or "none (first model)",
+        gate,
+        trust_markdown(candidate.directory, None),
+        reports,
+        {key.replace("_", " "): str(getattr(value, "url", value)) for key, value in links.items()},
+    )
+    md, html = write_pair(reports, "model_card", card, f"Model card {version}")
+    layout.publish(f"reports/{version}")
+    _card_beside_run(context, uri, str(candidate.lineage.get("mlflow_run_id", "")), [md, html])
+    return md, html
+
+
+def _compare_with_title_holders(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    candidate: "ModelUnderTest",
+    references: list[tuple[str, str]],
+    device: "torch.device",
+    evaluation: EvaluationSettings,
+) -> "tuple[list[Comparison], LeftOut]":
+    """The candidate against every model that held the title (``references``: version, role),
+    each scored now on the recordings of open batches whose participants neither saw."""
+    from spira_assets.ml.comparison import compare
+    from spira_assets.ml.inputs import local_shards, recordings_with_split
+
+    layout, lake = storage.layout(), storage.lake()
     pool, left_out = without_blocked(lake, recordings_with_split(lake))
     if left_out:
         context.log.warning(f"left out of the comparisons: {left_out.describe()}")
     root = local_shards(layout, pool)
     comparisons = []
-    for reference, role in state.references(version):
-        context.log.info(f"comparing {version} with {role} {reference}")
+    for reference, role in references:
+        context.log.info(f"comparing {candidate.version} with {role} {reference}")
         comparisons.append(
             compare(
                 candidate,
@@ -187,92 +235,40 @@ def _champion(
                 evaluation.min_defined_draws,
             )
         )
-    gate = evaluation.gate()
-    decision = decide(_clean(metrics), comparisons, subgroups, gate, state.error)
-    leaks = test_set_leaks(candidate.split)
-    if leaks:  # evaluation_report's check blocks its own run; this blocks every other
-        decision.passed = False
-        decision.reasons.append(f"the model's test set overlaps its training data: {leaks[:5]}")
-    summary = json.loads((candidate.directory / SUMMARY).read_text())
-    registered = str(summary.get("registered_version", ""))
-    now = datetime.now(UTC)
-    already = state.current == version
-    head = next((c for c in comparisons if c.role == "champion"), None)
-    decision_id = f"{now:%Y%m%dT%H%M%S%fZ}-{version[:8]}"
-    test, _ = without_blocked(lake, candidate.test_recordings(lake.read_table(AUDIO_16K)))
-    lake.write_part(EVALUATION_COMPARISONS, version, comparisons_frame(version, comparisons, gate))
-    row = _audit_row(decision_id, now, version, registered, state.current, decision, metrics)
-    row |= {
-        "reasons": json.dumps(decision.reasons or (["already champion"] if already else [])),
-        "champion_auroc": head.reference_auroc if head and not head.error else None,
-        "auroc_difference": head.difference if head and not head.error else None,
-        "difference_ci_low": head.ci_low if head and not head.error else None,
-        "difference_ci_high": head.ci_high if head and not head.error else None,
-        "compared_with": _compared_with(comparisons, gate),
-        "test_recordings": test.height,
-    }
-    lake.write_part(PROMOTIONS, decision_id, pl.DataFrame([row], schema=PROMOTIONS.schema))
-    storage.warehouse().ensure_views()
-    # the audit row first: if tagging or moving the alias fails, the next gate sees the
-    # disagreement; the tag is the registry's own record of the promotion (restorable history)
-    if decision.passed and not already:
-        mark_promoted(uri, registered, promotion_record(row), mlflow_tracking.registered_model)
-    holder = version if decision.passed else (state.current or "none")
+    return comparisons, left_out
 
-    recordings = with_split(lake.read_table(AUDIO_16K), candidate.split)
-    composition = (
-        recordings.group_by("split", "label")
-        .agg(
-            pl.col("participant").n_unique().alias("participants"),
-            pl.len().alias("recordings"),
-        )
-        .sort("split", "label")
-    )
-    by_batch = recordings.group_by("batch_id", "split").len("recordings").sort("batch_id", "split")
-    card = model_card(
-        version,
-        candidate.lineage,
-        metrics,
-        subgroups,
-        composition,
-        by_batch,
-        decision,
-        comparisons,
-        state.current or "none (first model)",
-        gate,
-        trust_markdown(candidate.directory, None),
-    )
-    reports = layout.local_root / "reports" / version
-    run_id = str(candidate.lineage.get("mlflow_run_id", ""))
-    links = model_links(uri, run_id, mlflow_tracking.registered_model, registered)
-    card += figures_and_links(
-        reports,
-        {"evaluation report": "evaluation.html", "every report (champion marked)": "../index.html"}
-        | {
-            key.replace("_", " "): str(getattr(value, "url", value)) for key, value in links.items()
-        },
-    )
-    md, html = write_pair(reports, "model_card", card, f"Model card {version}")
-    layout.publish(f"reports/{version}")
-    _card_beside_run(context, uri, str(candidate.lineage.get("mlflow_run_id", "")), [md, html])
-    history = lake.read_table(PROMOTIONS).sort("decided_at")
-    write_reports_index(reports.parent, history, None if holder == "none" else holder)
-    layout.publish("reports/index.html")
-    verdict = gate_verdict(version, decision, comparisons, state.current, gate)
-    metadata: dict[str, Any] = {
+
+def _gate_metadata(
+    outcome: GateOutcome,
+    verdict: str,
+    metrics: pl.DataFrame,
+    decision_id: str,
+    left_out: "LeftOut",
+    links: dict[str, Any],
+    model_directory: Path,
+    card: tuple[Path, Path],
+    history: pl.DataFrame,
+) -> dict[str, Any]:
+    """What the UI shows of a decision: the verdict and headline figures, then links to the
+    reports and the model, the criteria and the promotion history."""
+    from spira_assets.ml.trust_report import operating_point
+
+    version, decision = outcome.version, outcome.decision
+    md, html = card
+    return {
         HEADLINE: f"{verdict.split(':')[0]} {version}: {metrics_headline(metrics)}",
         GATE_VERDICT: verdict,
         "candidate_version": version,
         "decision_id": decision_id,
         "decision": "passed" if decision.passed else "failed",
         "reasons": "; ".join(decision.reasons) or "none: every criterion met",
-        "champion_version": holder,
-        "compared_with": f"{len(comparisons)} model(s) that held the title"
-        if comparisons
+        "champion_version": outcome.holder,
+        "compared_with": f"{len(outcome.comparisons)} model(s) that held the title"
+        if outcome.comparisons
         else "none: first champion, non-inferiority did not apply",
         "evaluation_report": report_url(version, "evaluation.html"),
         **links,
-        "operating_point": operating_point(candidate.directory)["statement"],
+        "operating_point": operating_point(model_directory)["statement"],
         "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
         "model_card": report_url(version, html.name),
         "model_card_file": dg.MetadataValue.path(str(html)),
@@ -293,10 +289,17 @@ def _champion(
             )
         ),
     }
-    check_metadata: dict[str, Any] = {"candidate_version": version}
-    if _clean(metrics).get("auroc") is not None:
-        check_metadata["candidate_auroc"] = round(float(_clean(metrics)["auroc"]), 4)
-    if head is not None and not head.error:  # no champion: no value at all, not a sentinel
+
+
+def _gate_check(outcome: GateOutcome, verdict: str, metrics: pl.DataFrame) -> dg.AssetCheckResult:
+    """The blocking ``promotion_gate`` check, with the figures it was decided on (no champion:
+    no difference at all, not a sentinel)."""
+    check_metadata: dict[str, Any] = {"candidate_version": outcome.version}
+    clean = clean_metrics(metrics)
+    if clean.get("auroc") is not None:
+        check_metadata["candidate_auroc"] = round(float(clean["auroc"]), 4)
+    head = outcome.head
+    if head is not None and not head.error:
         check_metadata |= {
             name: round(float(value), 4)
             for name, value in (
@@ -306,17 +309,11 @@ def _champion(
             )
             if value is not None
         }
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=GATE_CHECK,
-                passed=decision.passed,
-                description=verdict,
-                metadata=check_metadata,
-            )
-        ],
-        data_version=dg.DataVersion(holder),
+    return dg.AssetCheckResult(
+        check_name=GATE_CHECK,
+        passed=outcome.decision.passed,
+        description=verdict,
+        metadata=check_metadata,
     )
 
 

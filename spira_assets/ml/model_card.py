@@ -146,3 +146,51 @@ def figures_and_links(reports: Path, links: dict[str, str]) -> str:
     shown = "".join(f"![{name.removesuffix('.png')}]({name})\n\n" for name in figures)
     listed = "".join(f"- [{label}]({url})\n" for label, url in links.items())
     return "\n## Figures\n\n" + (shown or "No figure was written.\n\n") + "## Links\n\n" + listed
+
+
+CARD_REPORT_LINKS = {
+    "evaluation report": "evaluation.html",
+    "every report (champion marked)": "../index.html",
+}
+
+
+def compose_model_card(
+    version: str,
+    lineage: dict[str, Any],
+    metrics: pl.DataFrame,
+    subgroups: pl.DataFrame,
+    recordings: pl.DataFrame,
+    decision: GateDecision,
+    comparisons: list[Comparison],
+    champion: str,
+    gate: GateConfig,
+    trust: str,
+    reports: Path,
+    links: dict[str, str],
+) -> str:
+    """The whole card of a gated model: ``model_card`` with the data composition of
+    ``recordings`` (every recording with the model's own ``split``), then its figures and links
+    (the evaluation report, the reports index, and ``links``: where the model lives)."""
+    composition = (
+        recordings.group_by("split", "label")
+        .agg(
+            pl.col("participant").n_unique().alias("participants"),
+            pl.len().alias("recordings"),
+        )
+        .sort("split", "label")
+    )
+    by_batch = recordings.group_by("batch_id", "split").len("recordings").sort("batch_id", "split")
+    card = model_card(
+        version,
+        lineage,
+        metrics,
+        subgroups,
+        composition,
+        by_batch,
+        decision,
+        comparisons,
+        champion,
+        gate,
+        trust,
+    )
+    return card + figures_and_links(reports, CARD_REPORT_LINKS | links)
