@@ -14,10 +14,9 @@ PACKAGE = Path(spira_assets.__file__).parent
 MAX_MODULE_LINES = 400
 MAX_ADAPTER_FUNCTION_LINES = 80
 ADAPTER_FOLDERS = ("assets", "cli")
-# over the limit on 2026-12-05 (issue 27): path -> lines, "path:function" -> lines
-KNOWN_OVER = {
-    "assets/evaluation.py:_evaluation_report": 215,  # grew during issue 31 (headline metadata)
-}
+# those over the limit, at their size (path -> lines, "path:function" -> lines): they may only
+# shrink. Those listed when the limits were set (2026-12-05, issue 27) have all been split.
+KNOWN_OVER: dict[str, int] = {}
 
 
 def oversized(package: Path) -> dict[str, int]:

@@ -6,24 +6,17 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
 
 from spira_assets.assets import versions
-from spira_assets.assets.headlines import (
-    HEADLINE,
-    KEY_METRICS,
-    key_columns_first,
-    metrics_headline,
-    model_links,
-)
-from spira_assets.assets.links import report_url
-from spira_assets.assets.presentation import PLOT, image, plot_evaluation, table_metadata
+from spira_assets.assets.evaluation_metadata import report_metadata, trust_section
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
 from spira_assets.ingest.gates import LeftOut, without_blocked
-from spira_assets.ml.report import pivot_metrics, subgroup_summary, table, with_ci, write_pair
+from spira_assets.ml.evaluation_report import TestSetAccount, evaluation_markdown, write_figures
+from spira_assets.ml.report import write_pair
 from spira_assets.ml.split import test_set_leaks
 from spira_assets.resources import (
     ComputeResource,
@@ -38,6 +31,12 @@ from spira_assets.storage.tables import (
     EVALUATION_SUBGROUPS,
     MODEL_VERSIONS,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from spira_assets.ml.assessment import Assessment
+    from spira_assets.ml.scoring import ModelUnderTest
 
 LEAK_CHECK = "test_set_unseen_in_training"
 
@@ -65,15 +64,6 @@ def model_version_of_run(
     return version
 
 
-def _blocked_sentence(left_out: LeftOut) -> str:
-    if not left_out:
-        return ""
-    return (
-        "Left out, because their batch is blocked now (a blocking ingest check failed after "
-        f"the model was trained): {left_out.describe()}. "
-    )
-
-
 def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
     """The model's MLflow run, resumed (or already active when training ran in this process)."""
     import mlflow
@@ -99,13 +89,7 @@ def _evaluation_report(
     participant-bootstrap 95% CIs per recording and per participant at the threshold chosen
     on validation, subgroup metrics, figures, a Markdown/HTML report. Comparison with the
     champions is the gate's (``champion``)."""
-    import mlflow
-
-    from spira_assets.ml.assessment import PUBLISHED, assess
-    from spira_assets.ml.evaluation import subgroup_table
-    from spira_assets.ml.inputs import local_shards
-    from spira_assets.ml.scoring import SUBGROUPS, ModelNotEvaluable, ModelUnderTest
-    from spira_assets.plots import evaluation_figure
+    from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
 
     layout, lake = storage.layout(), storage.lake()
     version = model_version_of_run(context, "spira_model", lake)
@@ -117,27 +101,88 @@ def _evaluation_report(
     leaks = test_set_leaks(candidate.split)
     if leaks:
         context.log.error(f"model {version} would be tested on what it trained on: {leaks}")
-        return dg.MaterializeResult(
-            metadata={"model_version": version, "leaks": dg.MetadataValue.json(leaks)},
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=LEAK_CHECK,
-                    passed=False,
-                    metadata={"leaks": dg.MetadataValue.json(leaks)},
-                    description=f"{len(leaks)} test recordings of {version} were seen in training",
-                )
-            ],
-            data_version=dg.DataVersion(f"{version}-leaking"),
-        )
+        return _leaking(version, leaks)
+    test, left_out = _test_set(context, storage, candidate)
+    assessed, subgroups = _assess(candidate, test, storage, device, evaluation)
+    metrics, frames = assessed.metrics, assessed.frames
+    clean = frames["clean/recording"]
+    lake.write_part(EVALUATION_METRICS, version, metrics)
+    lake.write_part(EVALUATION_SUBGROUPS, version, EVALUATION_SUBGROUPS.conform(subgroups))
+    storage.warehouse().ensure_views()
+
+    reports = layout.local_root / "reports" / version
+    figures = write_figures(frames, candidate.threshold, reports)
+    trust_text, trust_metadata = trust_section(candidate, assessed, evaluation, reports)
+    account = TestSetAccount(
+        candidate.split.filter(pl.col("split") == "test").height,
+        test.height,
+        left_out,
+        assessed.excluded,
+        clean.height,
+        clean.get_column("participant").n_unique(),
+    )
+    md, html = _write_report(
+        candidate, assessed, subgroups, account, evaluation, reports, list(figures), trust_text
+    )
+    layout.publish(f"reports/{version}")
+    _log_to_model_run(mlflow_tracking, str(candidate.lineage["mlflow_run_id"]), reports, metrics)
+    metadata = report_metadata(
+        candidate,
+        mlflow_tracking,
+        metrics,
+        subgroups,
+        assessed,
+        account,
+        (md, html),
+        figures,
+        trust_metadata,
+    )
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=LEAK_CHECK,
+                passed=True,
+                description=f"{account.scored_participants} test participants of {version}, "
+                "none seen in training",
+            )
+        ],
+        data_version=dg.DataVersion(version),
+    )
+
+
+def _test_set(
+    context: dg.AssetExecutionContext, storage: StorageResource, candidate: "ModelUnderTest"
+) -> tuple[pl.DataFrame, LeftOut]:
+    """The model's recorded test recordings still in the store, without those of batches
+    blocked now (named, and logged); a model with none left fails."""
+    lake, version = storage.lake(), candidate.version
     test, left_out = without_blocked(lake, candidate.test_recordings(lake.read_table(AUDIO_16K)))
     if left_out:
         context.log.warning(f"left out of the evaluation of {version}: {left_out.describe()}")
-    recorded = candidate.split.filter(pl.col("split") == "test").height
     if test.is_empty():
         raise dg.Failure(
             f"model {version} has no test recordings left: add batches or raise test_share"
             + (f" ({left_out.describe()})" if left_out else "")
         )
+    return test, left_out
+
+
+def _assess(
+    candidate: "ModelUnderTest",
+    test: pl.DataFrame,
+    storage: StorageResource,
+    device: "torch.device",
+    evaluation: EvaluationSettings,
+) -> tuple["Assessment", pl.DataFrame]:
+    """The core's assessment of the test set (clean, noisy, SPIRA's published noisy test, per
+    seed) and its subgroup rows, with the evaluation's settings."""
+    from spira_assets.ml.assessment import assess
+    from spira_assets.ml.evaluation import subgroup_table
+    from spira_assets.ml.inputs import local_shards
+    from spira_assets.ml.scoring import SUBGROUPS
+
+    layout, lake, version = storage.layout(), storage.lake(), candidate.version
     root = local_shards(layout, test)
     assessed = assess(
         candidate,
@@ -150,69 +195,55 @@ def _evaluation_report(
         evaluation.noisy_seed,
         evaluation.min_defined_draws,
     )
-    metrics, frames = assessed.metrics, assessed.frames
-    clean = frames["clean/recording"]
     subgroups = subgroup_table(
-        clean,
+        assessed.frames["clean/recording"],
         SUBGROUPS,
         candidate.threshold,
         evaluation.min_subgroup_participants,
         evaluation.min_subgroup_per_class,
     ).with_columns(pl.lit(version).alias("batch_id"), pl.lit(version).alias("model_version"))
-    lake.write_part(EVALUATION_METRICS, version, metrics)
-    lake.write_part(EVALUATION_SUBGROUPS, version, EVALUATION_SUBGROUPS.conform(subgroups))
-    storage.warehouse().ensure_views()
+    return assessed, subgroups
 
-    reports = layout.local_root / "reports" / version
-    reports.mkdir(parents=True, exist_ok=True)
-    figures = {}
-    for key, frame in frames.items():
-        if key.endswith("/recording"):
-            png = evaluation_figure(
-                frame.get_column("label").to_numpy(),
-                frame.get_column("score").to_numpy(),
-                candidate.threshold,
-                key,
-            )
-            (reports / (key.replace("/", "_") + ".png")).write_bytes(png)
-            figures[key] = png
-    trust_text, trust_metadata = _trust(candidate, assessed, evaluation, reports)
-    noise_note = assessed.noise_note
-    profile = candidate.train_config.profile
-    people = clean.get_column("participant").n_unique()
-    speaker = candidate.lineage.get("speaker_independence", "guaranteed")
-    markdown = (
-        f"# Evaluation of model {version}\n\n"
-        f"Training protocol: **{profile}**. Test set: the model's own recorded test split, "
-        f"{clean.height} recordings of {people} participants ({recorded} recorded; "
-        f"{recorded - test.height - sum(left_out.recordings.values())} no longer in the store; "
-        f"{sum(left_out.recordings.values())} of batches blocked now, left out; "
-        f"{assessed.excluded} without a window under the model's window rule), none of them in "
-        f"its training or validation data (checked). Clean, and {noise_note}. "
-        f"{_blocked_sentence(left_out)}Decision threshold {candidate.threshold:.3f} "
-        f"({json.loads((candidate.directory / 'threshold.json').read_text())['chosen_on']}); the "
-        "published noisy test decides at 0.5, as SPIRA does. 95% CIs resample participants "
-        f"({evaluation.bootstrap_resamples} draws); a CI defined in fewer than "
-        f"{evaluation.min_defined_draws:.0%} of the draws is marked undefined, with the share. "
-        f"Speaker independence: {speaker}.\n\n"
-        + trust_text
-        + "The comparison with the champion and with every past champion (paired differences on "
-        "participants unseen by both) is in the model card written by the promotion gate.\n\n"
-        "## SPIRA's published test, per seed\n\nAccuracy per recording at 0.5 (mean of window "
-        "probabilities), clean and with SPIRA's noisy-test protocol (1 noise slice on controls, "
-        "none on patients, seed 42 x index), for every kept seed and their mean, as Casanova et "
-        "al. (2021) report them.\n\n"
-        + table(assessed.per_seed)
-        + "\n## Metrics\n\n"
-        + table(with_ci(metrics.filter(pl.col("role") == "candidate")))
-        + "\n## Subgroups (clean, per recording)\n\n"
-        + table(subgroup_summary(subgroups))
-        + "\n## Figures\n\n"
-        + "".join(f"![{k}]({k.replace('/', '_')}.png)\n\n" for k in figures)
+
+def _write_report(
+    candidate: "ModelUnderTest",
+    assessed: "Assessment",
+    subgroups: pl.DataFrame,
+    account: TestSetAccount,
+    evaluation: EvaluationSettings,
+    reports: Path,
+    figures: list[str],
+    trust_text: str,
+) -> tuple[Path, Path]:
+    """The report (composed by the core) written as Markdown and HTML beside its figures."""
+    version = candidate.version
+    markdown = evaluation_markdown(
+        version,
+        candidate.train_config.profile,
+        account,
+        assessed.noise_note,
+        candidate.threshold,
+        json.loads((candidate.directory / "threshold.json").read_text())["chosen_on"],
+        evaluation.bootstrap_resamples,
+        evaluation.min_defined_draws,
+        candidate.lineage.get("speaker_independence", "guaranteed"),
+        trust_text,
+        assessed.per_seed,
+        assessed.metrics,
+        subgroups,
+        figures,
     )
-    md, html = write_pair(reports, "evaluation", markdown, f"Evaluation {version}")
-    layout.publish(f"reports/{version}")
-    with _model_run(mlflow_tracking, str(candidate.lineage["mlflow_run_id"])):
+    return write_pair(reports, "evaluation", markdown, f"Evaluation {version}")
+
+
+def _log_to_model_run(
+    mlflow_tracking: MlflowTracking, run_id: str, reports: Path, metrics: pl.DataFrame
+) -> None:
+    """The report folder and every candidate metric (with its interval) logged to the model's
+    MLflow run, which is then finished."""
+    import mlflow
+
+    with _model_run(mlflow_tracking, run_id):
         mlflow.log_artifacts(str(reports), artifact_path="evaluation")
         for row in metrics.filter(pl.col("role") == "candidate").iter_rows(named=True):
             # per recording as before (test_clean_auroc), per participant with its level;
@@ -226,101 +257,22 @@ def _evaluation_report(
     # promotion gate (a failed blocking check downstream) does not mark training as FAILED.
     if mlflow.active_run() is not None:
         mlflow.end_run()
-    value = {
-        (r["condition"], r["metric"]): r["value"]
-        for r in metrics.filter(
-            (pl.col("level") == "recording") & (pl.col("role") == "candidate")
-        ).iter_rows(named=True)
-    }
-    metadata: dict[str, Any] = {
-        HEADLINE: f"{version}: {metrics_headline(metrics)}",
-        "model_version": version,
-        **model_links(
-            mlflow_tracking.resolved_uri(),
-            str(candidate.lineage["mlflow_run_id"]),
-            mlflow_tracking.registered_model,
-            str(
-                json.loads((candidate.directory / "summary.json").read_text()).get(
-                    "registered_version", ""
-                )
-            ),
-        ),
-        "threshold": round(candidate.threshold, 4),
-        "test_recordings": clean.height,
-        "test_participants": people,
-        "speaker_independence": speaker,
-        "test_auroc_clean": round(value[("clean", "auroc")], 4),
-        "test_accuracy_clean": round(value[("clean", "accuracy")], 4),
-        "test_sensitivity_clean": round(value[("clean", "sensitivity")], 4),
-        "report": report_url(version, html.name),
-        "report_file": dg.MetadataValue.path(str(html)),
-        "report_markdown": dg.MetadataValue.path(str(md)),
-        "metrics": table_metadata(
-            key_columns_first(
-                pivot_metrics(metrics.filter(pl.col("role") == "candidate")),
-                ("condition", "level", *KEY_METRICS),
-            )
-        ),
-        "subgroups": table_metadata(subgroup_summary(subgroups)),
-        "profile": profile,
-        "published_test_per_seed": table_metadata(assessed.per_seed),
-        **trust_metadata,
-        "recordings_without_window": assessed.excluded,
-        "blocked_batches_left_out": dg.MetadataValue.json(left_out.recordings),
-    }
-    if ("noisy", "auroc") in value:
-        metadata["test_auroc_noisy"] = round(value[("noisy", "auroc")], 4)
-        metadata["test_accuracy_noisy"] = round(value[("noisy", "accuracy")], 4)
-    if (PUBLISHED, "accuracy") in value:
-        metadata["test_accuracy_published_noisy"] = round(value[(PUBLISHED, "accuracy")], 4)
-    for key, png in figures.items():
-        metadata[plot_evaluation(key.split("/")[0])] = image(png, key)
+
+
+def _leaking(version: str, leaks: list[str]) -> dg.MaterializeResult:
+    """A model whose test set overlaps its training data: not evaluated, its check failed."""
     return dg.MaterializeResult(
-        metadata=metadata,
+        metadata={"model_version": version, "leaks": dg.MetadataValue.json(leaks)},
         check_results=[
             dg.AssetCheckResult(
                 check_name=LEAK_CHECK,
-                passed=True,
-                description=f"{people} test participants of {version}, none seen in training",
+                passed=False,
+                metadata={"leaks": dg.MetadataValue.json(leaks)},
+                description=f"{len(leaks)} test recordings of {version} were seen in training",
             )
         ],
-        data_version=dg.DataVersion(version),
+        data_version=dg.DataVersion(f"{version}-leaking"),
     )
-
-
-def _trust(
-    candidate: Any, assessed: Any, evaluation: EvaluationSettings, reports: Path
-) -> tuple[str, dict[str, Any]]:
-    """The operating point, calibration (ECE and Brier before and after, with intervals; the
-    reliability diagram, written to ``reports``) and seed spread: report text and metadata."""
-    from spira_assets.ml.trust_report import (
-        calibration_effect,
-        operating_point,
-        seed_spread,
-        trust_markdown,
-    )
-    from spira_assets.plots import reliability_figure
-
-    clean = assessed.frames["clean/recording"]
-    effect = calibration_effect(
-        assessed.raw_clean,
-        clean,
-        evaluation.bootstrap_resamples,
-        min_defined=evaluation.min_defined_draws,
-    )
-    reliability = reliability_figure(
-        clean.get_column("label").to_numpy(),
-        assessed.raw_clean.get_column("score").to_numpy(),
-        clean.get_column("score").to_numpy(),
-    )
-    (reports / "reliability.png").write_bytes(reliability)
-    summary = json.loads((candidate.directory / "summary.json").read_text())
-    return trust_markdown(candidate.directory, effect), {
-        "operating_point": operating_point(candidate.directory)["statement"],
-        "seed_spread": seed_spread(summary),
-        "calibration": table_metadata(effect),
-        PLOT + "reliability (raw and calibrated, clean test)": image(reliability, "reliability"),
-    }
 
 
 @dg.multi_asset(
