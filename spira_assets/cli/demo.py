@@ -103,9 +103,24 @@ def demo(
     failed += _run_batches(layout, complete, ("batch_drift",), dagster_url=dagster_url)
     all_ok = _print_batches(layout, complete)
     _print_model(layout)
-    click.echo("UI: make ui  ->  http://127.0.0.1:3000")
+    _print_where_runs_are(dagster_url)
     if failed or not all_ok:
         raise CliError(f"demo finished with problems in {failed or 'defect verification'}")
+
+
+def _print_where_runs_are(dagster_url: str | None) -> None:
+    """Where the UI shows these runs: runs executed in this process are listed under Runs but
+    carry no code-location origin, so Overview's timeline (which draws a code location's
+    jobs) leaves them out; runs launched through the webserver are on it."""
+    if dagster_url:
+        click.echo(f"UI: {dagster_url}  (these runs are on Overview's timeline and under Runs)")
+        return
+    click.echo("UI: make ui  ->  http://127.0.0.1:3000")
+    click.echo(
+        "  these runs ran in this process: the UI lists them under Runs, not on Overview's "
+        "timeline, which shows runs launched through the webserver (with `make ui` running: "
+        "spira demo --dagster-url http://127.0.0.1:3000)"
+    )
 
 
 def _landed_corpus(
