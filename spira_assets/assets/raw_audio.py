@@ -158,7 +158,7 @@ def raw_audio(
     limits = policy.listing_limits()
     layout, lake = storage.layout(), storage.lake()
     result, landed, pcm_shard = _judge_batch(
-        context, storage, policy, source, pseudonyms.pseudonymizer()
+        context, storage, source, pseudonyms.pseudonymizer(), rules, limits, policy.decode_workers
     )
     now = datetime.now(UTC)
     imported = import_quarantine(batch_id, source, now)
@@ -205,9 +205,11 @@ def raw_audio(
 def _judge_batch(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    policy: IngestPolicy,
     source: BatchSource,
     pseudonymizer: Pseudonymizer,
+    rules: AudioQualityRules,
+    limits: ListingLimits,
+    workers: int,
 ) -> tuple[RawAudioResult, LandedPcm, str]:
     """Every file of the batch decoded and judged once (the core's ``ingest_raw_audio``, on
     worker processes), audio seen in other batches named; the 16 kHz PCM of accepted files
@@ -220,18 +222,18 @@ def _judge_batch(
             batch_id,
             source.directory,
             storage.raw_store(),
-            policy.audio_rules(),
+            rules,
             pseudonymizer,
             source.redactor(pseudonymizer),
             datetime.now(UTC),
-            workers=policy.decode_workers,
+            workers=workers,
             progress=lambda done, total: context.log.info(
                 f"{batch_id}: judged {done}/{total} files"
             ),
             elsewhere=first_occurrences(lake, batch_id),
             pcm_sink=landed,
             elsewhere_pcm=first_occurrences(lake, batch_id, by="pcm_sha256"),
-            limits=policy.listing_limits(),
+            limits=limits,
         )
         pcm_shard = commit_landed(layout, batch_id, landed)
     finally:
