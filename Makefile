@@ -56,8 +56,8 @@ format: setup
 	$(VENV)/bin/ruff check --fix spira_assets spira_assets_tests benchmarks deploy
 
 ui: setup  ## Dagster UI (webserver + daemon) on :3000, MLflow UI on :5000, reports on :8001
-	@$(PY) -m spira_assets.instance >/dev/null  # DAGSTER_HOME with spira_assets/instance.yaml
-	$(PY) -m spira_assets.ui
+	@$(PY) -m spira_assets.app.instance >/dev/null  # DAGSTER_HOME with spira_assets/app/instance.yaml
+	$(PY) -m spira_assets.app.ui
 
 serve: setup  ## the champion model over REST (MLflow scoring server) on :5001, predictions logged
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$${SPIRA_DATA_DIR:-$(CURDIR)/data}/mlflow.db}" \

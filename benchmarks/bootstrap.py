@@ -4,7 +4,7 @@
 
 Baseline, measured in the same run on the same frame and the same draws: scikit-learn called
 per draw (``all_metrics`` on each draw's rows, what ``metric_table`` did before
-``ml/bootstrap.py``). Ours: ``metric_table`` (scikit-learn point estimates, all draws as
+``evaluation/bootstrap.py``). Ours: ``metric_table`` (scikit-learn point estimates, all draws as
 weighted sums). Also the paired AUROC difference of the gate's comparisons. Last line:
 ``metric_table_s=<ours> per_draw_s=<baseline> speedup=<x> paired_s=<y>``.
 """
@@ -17,7 +17,7 @@ import time
 import numpy as np
 import polars as pl
 
-from spira_assets.ml.evaluation import (
+from spira_assets.evaluation.metrics import (
     _participant_draws,
     all_metrics,
     metric_table,

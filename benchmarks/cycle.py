@@ -1,5 +1,5 @@
 """Cycle benchmark (not a test): from a batch's ``_READY`` marker to its last check, under the
-running platform, as ``make ui`` starts it (``python -m spira_assets.ui``: ``dagster dev`` with
+running platform, as ``make ui`` starts it (``python -m spira_assets.app.ui``: ``dagster dev`` with
 its webserver, daemon and code server, the MLflow UI, the reports server).
 
     .venv/bin/python benchmarks/cycle.py [--participants 6] [--interval S] [--deployment D]
@@ -87,12 +87,12 @@ def main() -> None:
         (data / "landing").mkdir(parents=True)
         port = free_port()
         python = sys.executable
-        subprocess.run([python, "-m", "spira_assets.instance"], env=env, check=True, cwd=ROOT)
+        subprocess.run([python, "-m", "spira_assets.app.instance"], env=env, check=True, cwd=ROOT)
         started = time.perf_counter()
         ports = ["--port", str(port), "--mlflow-port", str(free_port())]
         log = (Path(tmp) / "ui.log").open("wb")
         ui = subprocess.Popen(
-            [python, "-m", "spira_assets.ui", *ports, "--reports-port", str(free_port())],
+            [python, "-m", "spira_assets.app.ui", *ports, "--reports-port", str(free_port())],
             env=env,
             cwd=ROOT,
             start_new_session=True,

@@ -37,8 +37,8 @@ START_METHODS = {
 
 
 def _job(start_method: str) -> dg.JobDefinition:
+    from spira_assets.automation.jobs import BATCH_ASSETS
     from spira_assets.definitions import RESOURCES, defs
-    from spira_assets.jobs import BATCH_ASSETS
     from spira_assets.partitions import collection_batch
 
     executor = dg.multiprocess_executor.configured(
@@ -65,8 +65,8 @@ def forkserver_job() -> dg.JobDefinition:
 
 
 def run_mode(mode: str, landing: Path, batches: list[str], work: Path) -> float:
-    from spira_assets.layout import DataLayout
-    from spira_assets.runner import materialize_batch, register_batch
+    from spira_assets.app.runner import materialize_batch, register_batch
+    from spira_assets.storage.layout import DataLayout
 
     root = work / mode / "data"
     shutil.copytree(landing, root / "landing")

@@ -58,8 +58,8 @@ def child_memory(root: str, batch: str) -> None:
     import scipy.stats  # noqa: F401  (the drift step's)
 
     import spira_assets.features.extract  # noqa: F401  (torch: the feature step's)
-    from spira_assets.layout import DataLayout
-    from spira_assets.runner import materialize_batch
+    from spira_assets.app.runner import materialize_batch
+    from spira_assets.storage.layout import DataLayout
     from spira_assets.workers import shutdown_pools, worker_pids
 
     os.environ["SPIRA_DATA_DIR"] = root
@@ -127,22 +127,22 @@ def main() -> None:
     import torchaudio
     from upath import UPath
 
+    from spira_assets.app.runner import materialize_batch
     from spira_assets.assets.raw_audio import first_occurrences
     from spira_assets.audio.quality import AudioQualityRules
     from spira_assets.audio.resample import RESAMPLER_VERSION, MonoResampler, from_int16, to_int16
+    from spira_assets.audio.store import LandedPcm, Recording, assemble_waveform_shard
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
     from spira_assets.features.config import FeatureConfig, WindowConfig
     from spira_assets.features.dataset import StoredFeatureWindows
     from spira_assets.features.extract import FeatureExtractor, FeatureStats
-    from spira_assets.features.waveforms import LandedPcm, Recording, assemble_waveform_shard
     from spira_assets.features.windows import cut
     from spira_assets.ingest.batch_source import BatchSource
     from spira_assets.ingest.metadata import validate_metadata
     from spira_assets.ingest.raw_audio import ingest_raw_audio
-    from spira_assets.layout import DataLayout
     from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
-    from spira_assets.runner import materialize_batch
     from spira_assets.storage.lake import Lake
+    from spira_assets.storage.layout import DataLayout
     from spira_assets.storage.raw_store import RawStore
     from spira_assets.storage.shards import ShardWriter, open_shard
     from spira_assets.storage.tables import (

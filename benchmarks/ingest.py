@@ -47,15 +47,15 @@ def main() -> None:
 
     import dagster as dg
 
+    from spira_assets.app.runner import materialize_batch
     from spira_assets.audio.quality import AudioQualityRules
+    from spira_assets.audio.store import LandedPcm
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
-    from spira_assets.features.waveforms import LandedPcm
     from spira_assets.ingest.batch_source import BatchSource
     from spira_assets.ingest.metadata import validate_metadata
     from spira_assets.ingest.raw_audio import ingest_raw_audio
-    from spira_assets.layout import DataLayout
     from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
-    from spira_assets.runner import materialize_batch
+    from spira_assets.storage.layout import DataLayout
     from spira_assets.storage.raw_store import RawStore
     from spira_assets.workers import shutdown_pools
 

@@ -50,7 +50,7 @@ def run_key(
         "SPIRA_PSEUDONYM_KEY": key_for(index),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
     }
-    subprocess.run([sys.executable, "-m", "spira_assets.instance"], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "spira_assets.app.instance"], env=env, check=True,
                    capture_output=True)  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(

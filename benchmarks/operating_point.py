@@ -22,15 +22,15 @@ import numpy as np
 import polars as pl
 import torch
 
-from spira_assets.layout import DataLayout
+from spira_assets.evaluation.config import EVALUATION
+from spira_assets.evaluation.metrics import aggregate
 from spira_assets.ml.calibration import choose_operating_point, rates
-from spira_assets.ml.evaluation import aggregate
-from spira_assets.ml.evaluation_config import EVALUATION
 from spira_assets.ml.inputs import with_split
 from spira_assets.ml.scoring import ModelUnderTest, per_recording_noise
 from spira_assets.ml.train import Noise
 from spira_assets.ml.validation_fit import VALIDATION_NOISE_SALT
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import AUDIO_16K
 
 RULES = {"baseline": "sensitivity", "margin": "sensitivity_margin"}

@@ -58,17 +58,17 @@ def main() -> None:
     import spira_v1  # benchmarks/, beside this script
     import torch
 
+    from spira_assets.app.runner import materialize_batch, materialize_shared
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
     from spira_assets.features.augment import NoiseBank
     from spira_assets.features.config import FeatureConfig
-    from spira_assets.layout import DataLayout
     from spira_assets.ml.data import build_recordings
     from spira_assets.ml.model import SpiraConv
     from spira_assets.ml.protocol import PLATFORM, PROFILES
     from spira_assets.ml.speed import TrainingSpeed, training_speed
     from spira_assets.ml.train import Noise, recording_windows
-    from spira_assets.runner import materialize_batch, materialize_shared
     from spira_assets.storage.lake import Lake
+    from spira_assets.storage.layout import DataLayout
     from spira_assets.storage.shards import open_shard
     from spira_assets.storage.tables import AUDIO_16K, HOSPITAL_NOISE, VALIDATED_METADATA
 

@@ -7,15 +7,6 @@ from spira_assets.assets.features import spectrogram_features
 from spira_assets.assets.ingest_tables import batch_checks, quarantine
 from spira_assets.assets.landing import landing_batch, landing_noise
 from spira_assets.assets.live import live_performance, prediction_drift
-from spira_assets.assets.live_automation import (
-    daily_predictions_job,
-    daily_predictions_schedule,
-    live_after_outcomes,
-    outcomes_sensor,
-    record_outcomes_job,
-    weekly_live_job,
-    weekly_live_schedule,
-)
 from spira_assets.assets.monitoring import batch_drift, drift_reference
 from spira_assets.assets.predictions import (
     MonitoringSettings,
@@ -31,8 +22,29 @@ from spira_assets.assets.sweep import sweep_trial, sweep_trials_job
 from spira_assets.assets.training import spira_model
 from spira_assets.assets.validated_metadata import validated_metadata
 from spira_assets.assets.waveforms import audio_16k, hospital_noise
-from spira_assets.automation import nightly_reconcile, retraining_sensor, weekly_retraining
-from spira_assets.jobs import DEPLOYMENT, prepare_noise_job, process_batch_job, train_model_job
+from spira_assets.automation.conditions import stale_batches_sensor, with_conditions
+from spira_assets.automation.jobs import (
+    DEPLOYMENT,
+    daily_predictions_job,
+    prepare_noise_job,
+    process_batch_job,
+    record_outcomes_job,
+    train_model_job,
+    weekly_live_job,
+)
+from spira_assets.automation.schedules import (
+    daily_predictions_schedule,
+    nightly_reconcile,
+    weekly_live_schedule,
+    weekly_retraining,
+)
+from spira_assets.automation.sensors import (
+    landing_zone_sensor,
+    live_after_outcomes,
+    noise_folder_sensor,
+    outcomes_sensor,
+    retraining_sensor,
+)
 from spira_assets.privacy import refuse_unusable_environment_key
 from spira_assets.resources import (
     ComputeResource,
@@ -46,8 +58,6 @@ from spira_assets.resources import (
     StorageResource,
     TrainingSettings,
 )
-from spira_assets.sensors import landing_zone_sensor, noise_folder_sensor
-from spira_assets.stale import stale_batches_sensor, with_conditions
 
 # a deployment's key (an example's placeholder, a short one) stops the code location here,
 # before a sensor or a run can pseudonymize anything with it

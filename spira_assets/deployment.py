@@ -62,8 +62,8 @@ BATCH_PRELOAD = ["spira_assets.definitions", "spira_assets.features.extract", "s
 TRAINING_PRELOAD = [
     "spira_assets.definitions",
     "spira_assets.ml.train",
-    "spira_assets.ml.assessment",
-    "spira_assets.ml.comparison",
+    "spira_assets.evaluation.assessment",
+    "spira_assets.evaluation.comparison",
     "spira_assets.ml.serving",
     "mlflow",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spira_assets.layout import DataLayout
+from spira_assets.storage.layout import DataLayout
 
 DATA_DIR_ENV = "SPIRA_DATA_DIR"
 DEFAULT_DATA_DIR = "data"

@@ -21,14 +21,13 @@ from pydantic import Field
 
 from spira_assets import environment
 from spira_assets.audio.quality import AudioQualityRules
+from spira_assets.evaluation.config import EvaluationConfig
+from spira_assets.evaluation.drift import DriftThresholds
+from spira_assets.evaluation.gate import GateConfig
 from spira_assets.features.augment_config import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.identity import ParticipantRules
 from spira_assets.ingest.listing import ListingLimits
-from spira_assets.layout import DataLayout
-from spira_assets.ml.drift import DriftThresholds
-from spira_assets.ml.evaluation_config import EvaluationConfig
-from spira_assets.ml.gate import GateConfig
 from spira_assets.ml.protocol import PLATFORM, PROFILE_SEEDS, PROFILES, profile_config
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import EXPERIMENT, REGISTERED_MODEL, ensure_experiment
@@ -48,6 +47,7 @@ from spira_assets.resource_fields import (
     plain,
 )
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.warehouse import Warehouse
 

@@ -33,7 +33,7 @@ R = TypeVar("R")
 
 # What each worker imports when it starts: the per-file work of raw_audio and audio_16k (no
 # polars, torch or Dagster).
-PRELOAD = ["spira_assets.ingest.inspect", "spira_assets.features.waveforms"]
+PRELOAD = ["spira_assets.ingest.inspect", "spira_assets.audio.store"]
 
 _POOLS: dict[tuple[int, str], ProcessPoolExecutor] = {}
 

@@ -20,8 +20,8 @@ from spira_assets.demo.defects import DEFECT_KINDS
 from spira_assets.ingest.batch_source import BatchSource
 from spira_assets.ingest.metadata import MetadataResult, validate_metadata
 from spira_assets.ingest.raw_audio import RawAudioResult, ingest_raw_audio
-from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.raw_store import RawStore
 from spira_assets_tests.hygiene import current_defs_state_storage, leaked_defs_state_storage
 from spira_assets_tests.settings import LENIENT_GATE, SMALL_TRAINING
@@ -210,7 +210,7 @@ def materialized_root(tmp_path_factory: pytest.TempPathFactory, clean_corpus: Pa
     for tests: copy it before writing)."""
     import dagster as dg
 
-    from spira_assets.runner import materialize_batch, materialize_shared
+    from spira_assets.app.runner import materialize_batch, materialize_shared
 
     layout = data_root_with(tmp_path_factory.mktemp("materialized"), clean_corpus)
     with fixture_environment(tmp_path_factory, SPIRA_DATA_DIR=str(layout.root)):
@@ -227,7 +227,7 @@ def evaluation_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     split (the 8-participant corpus cannot give a test set with both classes)."""
     import dagster as dg
 
-    from spira_assets.runner import materialize_batch, materialize_shared
+    from spira_assets.app.runner import materialize_batch, materialize_shared
 
     out = tmp_path_factory.mktemp("evaluation") / "data" / "landing"
     generate_corpus(
@@ -256,8 +256,8 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, evaluation_root: Pat
     3 epochs); copy it before changing anything."""
     import dagster as dg
 
-    from spira_assets.jobs import TRAINING_ASSETS
-    from spira_assets.runner import materialize_shared
+    from spira_assets.app.runner import materialize_shared
+    from spira_assets.automation.jobs import TRAINING_ASSETS
 
     root = copy_data_root(evaluation_root, tmp_path_factory.mktemp("champion") / "data")
     with fixture_environment(tmp_path_factory, SPIRA_DATA_DIR=str(root), MLFLOW_TRACKING_URI=None):

@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 
-from spira_assets.layout import DataLayout
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.warehouse import Warehouse
 
 HEADER = (

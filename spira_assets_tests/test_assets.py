@@ -7,13 +7,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from spira_assets.app.runner import materialize_batch
 from spira_assets.assets.raw_audio import raw_audio
 from spira_assets.assets.validated_metadata import validated_metadata
-from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
-from spira_assets.runner import materialize_batch
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.warehouse import Warehouse
 from spira_assets_tests.conftest import data_root_with
 

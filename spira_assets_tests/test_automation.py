@@ -14,16 +14,17 @@ import polars as pl
 import pytest
 from upath import UPath
 
+from spira_assets.app.instance import INSTANCE_YAML, ensure_dagster_home
+from spira_assets.app.runner import materialize_batch
 from spira_assets.assets.monitoring import DRIFT_CHECK
 from spira_assets.assets.predictions import MonitoringSettings
-from spira_assets.automation import batches_to_reconcile, nightly_reconcile, retraining_sensor
+from spira_assets.automation.schedules import batches_to_reconcile, nightly_reconcile
+from spira_assets.automation.sensors import retraining_sensor
 from spira_assets.demo.corpus import DemoSpec, generate_corpus
-from spira_assets.instance import INSTANCE_YAML, ensure_dagster_home
-from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.resources import RetrainingPolicy, StorageResource
-from spira_assets.runner import materialize_batch
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import BATCH_DRIFT, FEATURE_STATS, MODEL_VERSIONS
 from spira_assets_tests.conftest import copy_data_root
 

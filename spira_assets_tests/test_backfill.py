@@ -18,9 +18,9 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 
 from spira_assets.assets.ranges import combine
 from spira_assets.definitions import defs
-from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import AUDIO_16K, FEATURE_STATS, SPECTROGRAM_FEATURES
 from spira_assets_tests.conftest import copy_data_root
 from spira_assets_tests.test_gate_journeys import block

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
-from spira_assets.batches import (
+from spira_assets.storage.batches import (
     InvalidBatchIdError,
     is_valid_batch_id,
     require_valid_batch_id,

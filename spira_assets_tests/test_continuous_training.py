@@ -15,7 +15,7 @@ One session, in the order things happen in real life:
    batches processed before any champion show their drift check skipped, not passed.
 
 The MLflow UI and the report server are started the way ``make ui`` starts them
-(``spira_assets.ui.commands``).
+(``spira_assets.app.ui.commands``).
 
 The code location is the product's with test-sized training and a lenient gate
 (``e2e_definitions.py``), deployed ``single-process`` (steps in the run's process); sensors,
@@ -36,6 +36,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from spira_assets.app.ui import commands as ui_commands
 from spira_assets.assets.monitoring import DRIFT_CHECK
 from spira_assets.assets.presentation import (
     PLOT_CLASS_BALANCE,
@@ -46,11 +47,10 @@ from spira_assets.assets.presentation import (
     plot_evaluation,
 )
 from spira_assets.demo.corpus import DemoSpec, generate_corpus
-from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.warehouse import Warehouse
-from spira_assets.ui import commands as ui_commands
 from spira_assets_tests.servers import free_port, graphql, server
 from spira_assets_tests.ui_walkthrough import (
     ARTIFACTS,

@@ -21,6 +21,7 @@ import torch
 import torchaudio
 from upath import UPath
 
+from spira_assets.app.runner import materialize_batch
 from spira_assets.audio.decode import decode_16k
 from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.audio.resample import (
@@ -34,14 +35,13 @@ from spira_assets.audio.resample import (
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.batch_source import BatchSource
 from spira_assets.ingest.raw_audio import FirstOccurrence, ingest_raw_audio
-from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import model_config, save_model_version
 from spira_assets.ml.inference import Scorer
 from spira_assets.ml.model import SpiraConv
 from spira_assets.ml.train_config import TrainConfig
 from spira_assets.privacy import Pseudonymizer
-from spira_assets.runner import materialize_batch
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.shards import open_shard
 from spira_assets.storage.tables import AUDIO_16K, RAW_AUDIO_16K

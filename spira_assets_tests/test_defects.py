@@ -13,8 +13,8 @@ from spira_assets.demo.defects import DEFECT_KINDS, EXPECTED
 from spira_assets.demo.verify import verify_batch
 from spira_assets.ingest.metadata import MetadataResult
 from spira_assets.ingest.raw_audio import RawAudioResult
-from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, Redactor
+from spira_assets.storage.layout import DataLayout
 from spira_assets_tests.conftest import TEST_KEY, all_quarantine
 
 Results = tuple[RawAudioResult, MetadataResult, DataLayout]

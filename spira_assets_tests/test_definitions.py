@@ -159,7 +159,10 @@ def test_the_code_location_loads_without_torch_mlflow_or_scikit_learn() -> None:
     assert heavy_libraries_loaded_by("spira_assets_tests.e2e_definitions") == []
     # the check sees an import when there is one: modules that compute do load them
     assert heavy_libraries_loaded_by("spira_assets.features.extract") == ["torch", "torchaudio"]
-    assert set(heavy_libraries_loaded_by("spira_assets.ml.assessment")) >= {"torch", "sklearn"}
+    assert set(heavy_libraries_loaded_by("spira_assets.evaluation.assessment")) >= {
+        "torch",
+        "sklearn",
+    }
 
 
 def test_each_jobs_forkserver_preloads_what_its_steps_import() -> None:

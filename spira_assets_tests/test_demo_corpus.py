@@ -96,8 +96,8 @@ def test_every_defect_is_caught_exactly_across_seeds_and_effect_sizes(tmp_path: 
     from spira_assets.audio.quality import AudioQualityRules
     from spira_assets.demo.defects import DEFECT_KINDS
     from spira_assets.demo.verify import load_manifest, verify_batch
-    from spira_assets.layout import DataLayout
     from spira_assets.privacy import Pseudonymizer
+    from spira_assets.storage.layout import DataLayout
     from spira_assets_tests.conftest import TEST_KEY, all_quarantine, run_core_stages
 
     _ = AudioQualityRules

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from spira_assets.ml.drift import (
+from spira_assets.evaluation.drift import (
     DriftThresholds,
     categorical_drift,
     feature_drift,

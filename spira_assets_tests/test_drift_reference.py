@@ -23,10 +23,10 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from upath import UPath
 
 from spira_assets.assets.monitoring import DRIFT_CHECK, DRIFT_HEADLINE
-from spira_assets.automation import drift_of_new_batches
+from spira_assets.automation.sensors import drift_of_new_batches
 from spira_assets.definitions import defs
-from spira_assets.ml.champions import current_champion_in_audit
-from spira_assets.ml.drift import not_comparable
+from spira_assets.evaluation.champions import current_champion_in_audit
+from spira_assets.evaluation.drift import not_comparable
 from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import (

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from sklearn import metrics as sk
 
-from spira_assets.ml.evaluation import (
+from spira_assets.evaluation.metrics import (
     aggregate,
     all_metrics,
     auprc,
@@ -151,11 +151,11 @@ def test_a_paired_difference_on_two_people_has_no_interval() -> None:
 
 @pytest.mark.parametrize("case", ["ties", "few people", "one class"])
 def test_each_bootstrap_draw_equals_scikit_learn_on_the_resampled_rows(case: str) -> None:
-    """The draws are weighted sums over all draws at once (``ml/bootstrap.py``); each must be
-    what scikit-learn (``all_metrics``) gives on that draw's rows, duplicates included: ties
+    """The draws are weighted sums over all draws at once (``evaluation/bootstrap.py``); each
+    must be what scikit-learn (``all_metrics``) gives on that draw's rows, duplicates included: ties
     counted half, draws without a patient or a control undefined, bins of the ECE."""
-    from spira_assets.ml.bootstrap import draw_rows, draw_weights, weighted_metrics
-    from spira_assets.ml.evaluation import METRICS
+    from spira_assets.evaluation.bootstrap import draw_rows, draw_weights, weighted_metrics
+    from spira_assets.evaluation.metrics import METRICS
 
     rng = np.random.default_rng({"ties": 1, "few people": 2, "one class": 3}[case])
     people = {"ties": 40, "few people": 3, "one class": 12}[case]
@@ -177,7 +177,7 @@ def test_each_bootstrap_draw_equals_scikit_learn_on_the_resampled_rows(case: str
 
 
 def test_the_bootstrap_reads_its_draws_in_chunks_as_one() -> None:
-    from spira_assets.ml import bootstrap as module
+    from spira_assets.evaluation import bootstrap as module
 
     frame = pl.DataFrame(
         {"participant": [f"p{i % 30}" for i in range(90)], "label": LABELS[:90],

@@ -16,10 +16,10 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 from upath import UPath
 
+from spira_assets.app.runner import materialize_shared
+from spira_assets.automation.jobs import TRAINING_ASSETS
 from spira_assets.cli import main
-from spira_assets.jobs import TRAINING_ASSETS
 from spira_assets.ml.tracking import REGISTERED_MODEL
-from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.warehouse import Warehouse
 from spira_assets_tests.conftest import LENIENT_GATE, SMALL_TRAINING, copy_data_root

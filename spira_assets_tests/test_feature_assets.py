@@ -10,14 +10,14 @@ import polars as pl
 import pytest
 import torch
 
+from spira_assets.app.runner import materialize_batch, materialize_shared
 from spira_assets.assets.features import spectrogram_features
 from spira_assets.audio.resample import from_int16
 from spira_assets.features.config import FeatureConfig, WindowConfig
 from spira_assets.features.dataset import StoredFeatureWindows
-from spira_assets.layout import DataLayout
 from spira_assets.resources import ComputeResource, FeatureSettings, StorageResource
-from spira_assets.runner import materialize_batch, materialize_shared
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.shards import open_shard
 from spira_assets.storage.tables import AUDIO_16K, SPECTROGRAM_FEATURES
 from spira_assets.storage.warehouse import Warehouse

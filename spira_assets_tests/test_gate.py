@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from spira_assets.ml.champions import ChampionState
-from spira_assets.ml.comparison import Comparison
-from spira_assets.ml.gate import GateConfig, decide
+from spira_assets.evaluation.champions import ChampionState
+from spira_assets.evaluation.comparison import Comparison
+from spira_assets.evaluation.gate import GateConfig, decide
 from spira_assets.resources import EvaluationSettings
 
 GOOD = {"auroc": 0.92, "sensitivity": 0.88}

@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from upath import UPath
 
+from spira_assets.app.runner import materialize_shared
+from spira_assets.automation.jobs import TRAINING_ASSETS
 from spira_assets.cli import main
 from spira_assets.ingest.gates import BOTH_CLASSES, CheckOutcome, record_outcomes
-from spira_assets.jobs import TRAINING_ASSETS
-from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import AUDIO_16K, BATCH_CHECKS, PROMOTIONS
 from spira_assets.storage.warehouse import Warehouse

@@ -18,12 +18,12 @@ from mlflow.tracking import MlflowClient
 from polars.testing import assert_frame_equal
 from upath import UPath
 
+from spira_assets.app.runner import RunOutcome, materialize_batch, materialize_shared
 from spira_assets.assets.evaluation import model_version_of_run
-from spira_assets.jobs import TRAINING_ASSETS
-from spira_assets.layout import DataLayout
+from spira_assets.automation.jobs import TRAINING_ASSETS
 from spira_assets.ml.tracking import REGISTERED_MODEL
-from spira_assets.runner import RunOutcome, materialize_batch, materialize_shared
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import (
     AUDIO_16K,
     DATASET_SPLIT,

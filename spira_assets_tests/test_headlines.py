@@ -15,8 +15,8 @@ from spira_assets.assets.headlines import (
     metrics_headline,
     rejection_summary,
 )
-from spira_assets.ml.comparison import Comparison
-from spira_assets.ml.gate import GateConfig, GateDecision
+from spira_assets.evaluation.comparison import Comparison
+from spira_assets.evaluation.gate import GateConfig, GateDecision
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import EVALUATION_METRICS, MODEL_VERSIONS
 
@@ -92,7 +92,7 @@ def test_rejections_are_counted_by_file_not_by_the_rows_that_echo_them() -> None
 def test_the_reports_index_marks_the_champion_and_links_each_report() -> None:
     from datetime import UTC, datetime
 
-    from spira_assets.ml.reports_index import reports_index
+    from spira_assets.evaluation.reports_index import reports_index
 
     decisions = pl.DataFrame(
         {

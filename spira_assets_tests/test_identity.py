@@ -11,14 +11,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from spira_assets.app.runner import materialize_batch, register_batch
 from spira_assets.definitions import defs
 from spira_assets.ingest.gates import blocked_batches
 from spira_assets.ingest.identity import EarlierParticipants, ParticipantRules, parse_aliases
-from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, separator_free
 from spira_assets.resources import IngestPolicy
-from spira_assets.runner import materialize_batch, register_batch
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import QUARANTINE, VALIDATED_METADATA
 from spira_assets_tests.conftest import TEST_KEY
 from spira_assets_tests.small_batches import GOOD, INGEST, Row, land, latest_metadata

@@ -20,10 +20,10 @@ from spira_assets.cli import main
 from spira_assets.demo.voice import Speaker, breathing_for, synthesize
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.provenance import PER_FILE, PROVENANCE_FILE, BatchProvenance
-from spira_assets.layout import DataLayout
 from spira_assets.ml.metrics import auroc
 from spira_assets.ml.split import SplitConfig, assign_splits
 from spira_assets.privacy import Pseudonymizer, local_key_file
+from spira_assets.storage.layout import DataLayout
 from spira_assets_tests.conftest import TEST_KEY, run_core_stages
 
 

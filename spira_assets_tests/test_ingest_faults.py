@@ -247,7 +247,7 @@ def test_file_names_are_withheld_when_the_identifiers_cannot_be_known(
     tmp_path: Path, pseudonymizer: Pseudonymizer
 ) -> None:
     from spira_assets.ingest.batch_source import BatchSource
-    from spira_assets.layout import DataLayout
+    from spira_assets.storage.layout import DataLayout
 
     batch = tmp_path / "data" / "landing" / "b1"
     wav(batch / "SP0001_frase.wav")

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 from upath import UPath
 
+from spira_assets.app.runner import materialize_batch
 from spira_assets.assets.raw_audio import first_occurrences
 from spira_assets.audio.decode import decode_16k
 from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules
@@ -24,7 +25,6 @@ from spira_assets.ingest.raw_audio import RawAudioResult, ingest_raw_audio
 from spira_assets.ml.split import audio_in_two_places, unseen_by
 from spira_assets.ml.split import test_set_leaks as leaks_of
 from spira_assets.privacy import Pseudonymizer, Redactor
-from spira_assets.runner import materialize_batch
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.raw_store import RawStore
 from spira_assets.storage.tables import AUDIO_16K, DATASET_SPLIT, QUARANTINE, RAW_AUDIO

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from spira_assets.app.ui import commands
 from spira_assets.assets.links import mlflow_links, report_url
-from spira_assets.ui import commands
 from spira_assets_tests.servers import free_port, wait_until_answers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_stopping_the_ui_launcher_stops_everything_it_started(tmp_path: Path) ->
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"),
            "SPIRA_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "spira_assets.ui", "--port", str(ports["port"]),
+        [sys.executable, "-m", "spira_assets.app.ui", "--port", str(ports["port"]),
          "--mlflow-port", str(ports["mlflow"]), "--reports-port", str(ports["reports"])],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from upath import UPath
 
 from spira_assets.cli import main
+from spira_assets.evaluation.metrics import aggregate, brier, expected_calibration_error
 from spira_assets.ml.calibration import (
     Calibration,
     choose_operating_point,
@@ -27,7 +28,6 @@ from spira_assets.ml.calibration import (
     load_calibration,
     sensitivity_threshold,
 )
-from spira_assets.ml.evaluation import aggregate, brier, expected_calibration_error
 from spira_assets.ml.inference import FileScore, participant_score
 from spira_assets.ml.metrics import auroc
 from spira_assets.privacy import (
@@ -275,10 +275,10 @@ def test_two_fresh_demos_on_two_machines_give_the_same_split_and_metrics(
 def test_evaluation_scores_a_file_as_spira_predict_does(champion_root: Path) -> None:
     """The calibrated probability and decision evaluation gives a test recording are the ones
     `spira predict` (and so the served model, above) gives its file."""
-    from spira_assets.layout import DataLayout
-    from spira_assets.ml.assessment import assess
+    from spira_assets.evaluation.assessment import assess
     from spira_assets.ml.inference import Scorer
     from spira_assets.ml.scoring import ModelUnderTest
+    from spira_assets.storage.layout import DataLayout
     from spira_assets.storage.tables import AUDIO_16K
 
     layout = DataLayout.from_location(str(champion_root))

@@ -22,15 +22,14 @@ from spira_assets.assets.live import (
     live_performance,
     prediction_drift,
 )
-from spira_assets.assets.live_automation import outcomes_sensor, weeks_answered
 from spira_assets.assets.predictions import (
     PREDICTIONS_CHECK,
     MonitoringSettings,
     outcomes,
     predictions,
 )
-from spira_assets.automation import retraining_sensor
-from spira_assets.ml.champions import current_champion_in_audit
+from spira_assets.automation.sensors import outcomes_sensor, retraining_sensor, weeks_answered
+from spira_assets.evaluation.champions import current_champion_in_audit
 from spira_assets.monitoring.prediction_log import (
     LOG_FOLDER,
     PredictionLog,

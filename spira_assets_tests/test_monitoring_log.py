@@ -73,7 +73,7 @@ def test_the_log_is_on_where_the_data_root_is_known_and_can_be_switched_off() ->
 
 
 def test_the_outcomes_folder_of_the_landing_zone_is_no_batch(tmp_path: Path) -> None:
-    from spira_assets.batches import scan_landing
+    from spira_assets.storage.batches import scan_landing
 
     (tmp_path / "outcomes").mkdir()
     (tmp_path / "outcomes" / "ward.csv").write_text("prediction_id,spo2,measured_at\n")

@@ -11,10 +11,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from spira_assets.layout import DataLayout
+from spira_assets.app.runner import materialize_batch
 from spira_assets.privacy import Pseudonymizer
-from spira_assets.runner import materialize_batch
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO
 from spira_assets.storage.warehouse import Warehouse
 from spira_assets_tests.conftest import TEST_KEY

@@ -16,9 +16,9 @@ import dagster as dg
 import pytest
 import s3fs
 
+from spira_assets.app.runner import materialize_batch, materialize_shared
 from spira_assets.demo.corpus import DemoSpec, generate_corpus
 from spira_assets.environment import data_layout
-from spira_assets.runner import materialize_batch, materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import AUDIO_16K, SPECTROGRAM_FEATURES, TableSpec
 from spira_assets.storage.warehouse import Warehouse

@@ -17,11 +17,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from spira_assets.app.runner import materialize_batch, materialize_shared
+from spira_assets.automation.jobs import TRAINING_ASSETS
 from spira_assets.demo.corpus import DemoSpec, generate_corpus
-from spira_assets.jobs import TRAINING_ASSETS
-from spira_assets.layout import DataLayout
 from spira_assets.partitions import COLLECTION_BATCH
-from spira_assets.runner import materialize_batch, materialize_shared
+from spira_assets.storage.layout import DataLayout
 from spira_assets_tests.conftest import LENIENT_GATE, SMALL_TRAINING
 from spira_assets_tests.postgres import PostgresServer, postgres_server
 

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from spira_assets.assets.presentation import PLOT_TRAINING, headline_first, table_metadata
-from spira_assets.ml.report import pivot_metrics
+from spira_assets.evaluation.report import pivot_metrics
 
 
 def test_metrics_are_pivoted_one_row_per_condition_and_level() -> None:

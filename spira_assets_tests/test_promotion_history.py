@@ -16,8 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from upath import UPath
 
-from spira_assets.ml.champions import resolve_champion
-from spira_assets.ml.promotion_history import promotion_record, restore_promotions
+from spira_assets.evaluation.champions import resolve_champion
+from spira_assets.evaluation.promotion_history import promotion_record, restore_promotions
 from spira_assets.ml.tracking import CHAMPION_ALIAS, REGISTERED_MODEL, mark_promoted
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import PROMOTIONS

@@ -10,9 +10,9 @@ import numpy as np
 import soundfile as sf
 
 from spira_assets.assets.waveforms import hospital_noise
+from spira_assets.automation.sensors import landing_zone_sensor, noise_folder_sensor
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, StorageResource
-from spira_assets.sensors import landing_zone_sensor, noise_folder_sensor
 
 
 def evaluate(

@@ -17,13 +17,13 @@ import pytest
 from pydantic import Field
 
 from spira_assets.audio.quality import AudioQualityRules
+from spira_assets.evaluation.config import EvaluationConfig
+from spira_assets.evaluation.drift import DriftThresholds
+from spira_assets.evaluation.gate import GateConfig
 from spira_assets.features.augment_config import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.identity import ParticipantRules
 from spira_assets.ingest.listing import ListingLimits
-from spira_assets.ml.drift import DriftThresholds
-from spira_assets.ml.evaluation_config import EvaluationConfig
-from spira_assets.ml.gate import GateConfig
 from spira_assets.ml.protocol import PLATFORM, PROFILES, SPIRA_ACL2021
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.train_config import TrainConfig

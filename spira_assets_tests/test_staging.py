@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spira_assets.layout import as_upath
 from spira_assets.storage import staging
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import as_upath
 from spira_assets.storage.shards import ShardWriter
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 from spira_assets.storage.tables import RAW_AUDIO

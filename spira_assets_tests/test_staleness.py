@@ -19,9 +19,9 @@ import pytest
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 
+from spira_assets.app.runner import materialize_batch, materialize_shared
+from spira_assets.automation.jobs import BATCH_ASSETS
 from spira_assets.definitions import defs
-from spira_assets.jobs import BATCH_ASSETS
-from spira_assets.runner import materialize_batch, materialize_shared
 from spira_assets_tests.conftest import TEST_KEY, data_root_with, environment
 
 BATCHES = ("demo-001", "demo-002")

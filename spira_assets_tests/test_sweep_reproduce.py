@@ -19,8 +19,10 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from upath import UPath
 
+from spira_assets.app.instance import local_instance
+from spira_assets.app.runner import materialize_shared
+from spira_assets.app.sweep_runs import SWEEP_TAG, LocalTrials, TrialRun
 from spira_assets.cli import main
-from spira_assets.instance import local_instance
 from spira_assets.ml.sweep import (
     SweepPlan,
     SweepSpecError,
@@ -31,10 +33,8 @@ from spira_assets.ml.sweep import (
     sweep_name,
 )
 from spira_assets.ml.train_config import TrainConfig
-from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import MODEL_VERSIONS
-from spira_assets.sweep_runs import SWEEP_TAG, LocalTrials, TrialRun
 from spira_assets_tests.conftest import SMALL_TRAINING, copy_data_root
 from spira_assets_tests.small_batches import step_failures
 
@@ -287,7 +287,7 @@ def test_a_killed_local_sweep_releases_its_run_and_gpu_slot(tmp_path: Path) -> N
     slot, and a run whose step process died can end FAILED still holding it (no daemon frees
     either): the sweep must release both, or the next trial waits for ever. A run of a live
     process is left alone."""
-    from spira_assets.sweep_runs import HOST_TAG, PID_TAG, sweep_trials_job_def
+    from spira_assets.app.sweep_runs import HOST_TAG, PID_TAG, sweep_trials_job_def
 
     instance = local_instance()
     finished = subprocess.Popen(["true"])

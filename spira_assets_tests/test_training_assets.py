@@ -13,9 +13,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from upath import UPath
 
+from spira_assets.app.runner import materialize_shared
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.ml.tracking import REGISTERED_MODEL
-from spira_assets.runner import materialize_shared
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.warehouse import Warehouse
 from spira_assets_tests.small_batches import step_failures

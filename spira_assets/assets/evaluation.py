@@ -14,9 +14,13 @@ import polars as pl
 from spira_assets.assets import versions
 from spira_assets.assets.evaluation_metadata import report_metadata, trust_section
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
+from spira_assets.evaluation.evaluation_report import (
+    TestSetAccount,
+    evaluation_markdown,
+    write_figures,
+)
+from spira_assets.evaluation.report import write_pair
 from spira_assets.ingest.gates import LeftOut, without_blocked
-from spira_assets.ml.evaluation_report import TestSetAccount, evaluation_markdown, write_figures
-from spira_assets.ml.report import write_pair
 from spira_assets.ml.split import test_set_leaks
 from spira_assets.resources import (
     ComputeResource,
@@ -35,7 +39,7 @@ from spira_assets.storage.tables import (
 if TYPE_CHECKING:
     import torch
 
-    from spira_assets.ml.assessment import Assessment
+    from spira_assets.evaluation.assessment import Assessment
     from spira_assets.ml.scoring import ModelUnderTest
 
 LEAK_CHECK = "test_set_unseen_in_training"
@@ -177,8 +181,8 @@ def _assess(
 ) -> tuple["Assessment", pl.DataFrame]:
     """The core's assessment of the test set (clean, noisy, SPIRA's published noisy test, per
     seed) and its subgroup rows, with the evaluation's settings."""
-    from spira_assets.ml.assessment import assess
-    from spira_assets.ml.evaluation import subgroup_table
+    from spira_assets.evaluation.assessment import assess
+    from spira_assets.evaluation.metrics import subgroup_table
     from spira_assets.ml.inputs import local_shards
     from spira_assets.ml.scoring import SUBGROUPS
 

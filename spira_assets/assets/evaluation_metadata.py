@@ -18,12 +18,12 @@ from spira_assets.assets.headlines import (
 )
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import PLOT, image, plot_evaluation, table_metadata
-from spira_assets.ml.evaluation_report import TestSetAccount
-from spira_assets.ml.report import pivot_metrics, subgroup_summary
+from spira_assets.evaluation.evaluation_report import TestSetAccount
+from spira_assets.evaluation.report import pivot_metrics, subgroup_summary
 from spira_assets.resources import EvaluationSettings, MlflowTracking
 
 if TYPE_CHECKING:
-    from spira_assets.ml.assessment import Assessment
+    from spira_assets.evaluation.assessment import Assessment
     from spira_assets.ml.scoring import ModelUnderTest
 
 
@@ -41,7 +41,7 @@ def report_metadata(
     """What the UI shows of an evaluation: the headline, links to the model and its report,
     the clean (and noisy) test figures, the metric, subgroup and per-seed tables, the trust
     section's entries and the figures."""
-    from spira_assets.ml.assessment import PUBLISHED
+    from spira_assets.evaluation.assessment import PUBLISHED
 
     version, (md, html) = candidate.version, report
     value = {
@@ -101,7 +101,7 @@ def trust_section(
 ) -> tuple[str, dict[str, Any]]:
     """The operating point, calibration (ECE and Brier before and after, with intervals; the
     reliability diagram, written to ``reports``) and seed spread: report text and metadata."""
-    from spira_assets.ml.trust_report import (
+    from spira_assets.evaluation.trust_report import (
         calibration_effect,
         operating_point,
         seed_spread,

@@ -17,8 +17,8 @@ import polars as pl
 from spira_assets.assets.links import mlflow_links
 
 if TYPE_CHECKING:
-    from spira_assets.ml.comparison import Comparison
-    from spira_assets.ml.gate import GateConfig, GateDecision
+    from spira_assets.evaluation.comparison import Comparison
+    from spira_assets.evaluation.gate import GateConfig, GateDecision
 
 HEADLINE = "headline"
 GATE_VERDICT = "gate_verdict"

@@ -1,5 +1,5 @@
 """Links shown on assets: the MLflow UI (run, experiment, registered model version) and the
-HTML reports, served over HTTP by ``make ui`` (``spira_assets/ui.py``).
+HTML reports, served over HTTP by ``make ui`` (``spira_assets/app/ui.py``).
 
 Base addresses come from ``SPIRA_MLFLOW_UI_URL`` (default ``http://127.0.0.1:5000``),
 ``SPIRA_DAGSTER_URL`` (default ``http://127.0.0.1:3000``) and ``SPIRA_REPORTS_URL`` (default

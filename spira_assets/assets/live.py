@@ -27,7 +27,7 @@ from spira_assets.assets.presentation import (
     image,
     table_metadata,
 )
-from spira_assets.ml.champions import current_champion_in_audit
+from spira_assets.evaluation.champions import current_champion_in_audit
 from spira_assets.ml.tracking import REGISTERED_MODEL
 from spira_assets.monitoring.live import sensitivity_verdict, week_days
 from spira_assets.monitoring.tables import LIVE_PERFORMANCE, PREDICTION_DRIFT, PREDICTIONS

@@ -21,8 +21,8 @@ from spira_assets.assets.presentation import (
 )
 from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
 from spira_assets.assets.tables import table_out, table_result
-from spira_assets.ml.champions import current_champion_in_audit
-from spira_assets.ml.drift import (
+from spira_assets.evaluation.champions import current_champion_in_audit
+from spira_assets.evaluation.drift import (
     compare_with_reference,
     drifted_statements,
     not_comparable,

@@ -24,13 +24,13 @@ from spira_assets.assets.headlines import (
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import table_metadata
 from spira_assets.assets.tables import metadata_text, table_out, with_tables
+from spira_assets.evaluation.champions import resolve_champion
+from spira_assets.evaluation.model_card import compose_model_card, criteria_table
+from spira_assets.evaluation.promotion import GateOutcome, audit_row, clean_metrics, judge_candidate
+from spira_assets.evaluation.promotion_history import promotion_record
+from spira_assets.evaluation.report import write_pair
+from spira_assets.evaluation.reports_index import write_reports_index
 from spira_assets.ingest.gates import without_blocked
-from spira_assets.ml.champions import resolve_champion
-from spira_assets.ml.model_card import compose_model_card, criteria_table
-from spira_assets.ml.promotion import GateOutcome, audit_row, clean_metrics, judge_candidate
-from spira_assets.ml.promotion_history import promotion_record
-from spira_assets.ml.report import write_pair
-from spira_assets.ml.reports_index import write_reports_index
 from spira_assets.ml.tracking import log_files, mark_promoted
 from spira_assets.resources import (
     ComputeResource,
@@ -49,9 +49,9 @@ from spira_assets.storage.tables import (
 if TYPE_CHECKING:
     import torch
 
+    from spira_assets.evaluation.comparison import Comparison
+    from spira_assets.evaluation.gate import GateConfig
     from spira_assets.ingest.gates import LeftOut
-    from spira_assets.ml.comparison import Comparison
-    from spira_assets.ml.gate import GateConfig
     from spira_assets.ml.scoring import ModelUnderTest
     from spira_assets.storage.lake import Lake
 
@@ -98,8 +98,8 @@ def _champion(
     participants neither saw), subgroup floors and gaps. On pass the registered model's
     ``champion`` alias moves; every decision is appended to ``promotions``; a model card with
     the paired differences and every criterion is written."""
+    from spira_assets.evaluation.comparison import comparisons_frame
     from spira_assets.ml.artifacts import SUMMARY
-    from spira_assets.ml.comparison import comparisons_frame
     from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
 
     layout, lake = storage.layout(), storage.lake()
@@ -174,8 +174,8 @@ def _write_model_card(
 ) -> tuple[Path, Path]:
     """The model card (composed by the core) written beside the evaluation report, published,
     and logged to the model's MLflow run where the store answers: its Markdown and HTML."""
+    from spira_assets.evaluation.trust_report import trust_markdown
     from spira_assets.ml.inputs import with_split
-    from spira_assets.ml.trust_report import trust_markdown
 
     layout, lake = storage.layout(), storage.lake()
     version = outcome.version
@@ -210,7 +210,7 @@ def _compare_with_title_holders(
 ) -> "tuple[list[Comparison], LeftOut]":
     """The candidate against every model that held the title (``references``: version, role),
     each scored now on the recordings of open batches whose participants neither saw."""
-    from spira_assets.ml.comparison import compare
+    from spira_assets.evaluation.comparison import compare
     from spira_assets.ml.inputs import local_shards, recordings_with_split
 
     layout, lake = storage.layout(), storage.lake()
@@ -251,7 +251,7 @@ def _gate_metadata(
 ) -> dict[str, Any]:
     """What the UI shows of a decision: the verdict and headline figures, then links to the
     reports and the model, the criteria and the promotion history."""
-    from spira_assets.ml.trust_report import operating_point
+    from spira_assets.evaluation.trust_report import operating_point
 
     version, decision = outcome.version, outcome.decision
     md, html = card

@@ -27,7 +27,7 @@ from spira_assets.assets.presentation import (
 from spira_assets.assets.tables import table_out, table_result
 from spira_assets.audio.quality import AudioQualityRules
 from spira_assets.audio.resample import RESAMPLER_VERSION
-from spira_assets.features.waveforms import LandedPcm
+from spira_assets.audio.store import LandedPcm
 from spira_assets.ingest.batch_source import BatchNotReadyError, BatchSource
 from spira_assets.ingest.gates import QUARANTINE_SHARE
 from spira_assets.ingest.listing import ListingLimits
@@ -35,12 +35,12 @@ from spira_assets.ingest.provenance import IMPORT_STAGE
 from spira_assets.ingest.quarantine import Rejection, counts_by_rule, quarantine_frame
 from spira_assets.ingest.raw_audio import STAGE, FirstOccurrence, RawAudioResult, ingest_raw_audio
 from spira_assets.ingest.schemas import RawAudioTable
-from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.plots import raw_audio_overview
 from spira_assets.privacy import Pseudonymizer
 from spira_assets.resources import IngestPolicy, PseudonymResource, StorageResource
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.shards import remove_superseded_shards
 from spira_assets.storage.tables import QUARANTINE, RAW_AUDIO, RAW_AUDIO_16K
 

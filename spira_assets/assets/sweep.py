@@ -9,7 +9,7 @@ import dagster as dg
 
 from spira_assets.assets import versions
 from spira_assets.assets.training import GPU_TAGS
-from spira_assets.jobs import DEPLOYMENT
+from spira_assets.automation.jobs import DEPLOYMENT
 from spira_assets.partitions import sweep_trial_partitions
 from spira_assets.resources import ComputeResource, FeatureSettings, MlflowTracking, StorageResource
 

@@ -18,13 +18,13 @@ from spira_assets.assets.presentation import column_schema, data_version, table_
 from spira_assets.assets.ranges import SINGLE_RUN, RangeEvent, open_batches
 from spira_assets.audio import TARGET_RATE
 from spira_assets.audio.resample import RESAMPLER_VERSION
-from spira_assets.features.waveforms import Recording, assemble_waveform_shard
+from spira_assets.audio.store import Recording, assemble_waveform_shard
 from spira_assets.ingest.noise_folder import FINGERPRINT_KEY, noise_fingerprint, read_noise_folder
 from spira_assets.ingest.quarantine import quarantine_frame
-from spira_assets.layout import DataLayout
 from spira_assets.partitions import collection_batch
 from spira_assets.resources import IngestPolicy, StorageResource
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.shards import ShardWriter, open_shard, remove_superseded_shards
 from spira_assets.storage.tables import (
     AUDIO_16K,

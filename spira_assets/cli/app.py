@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 import click
 
 from spira_assets import environment
-from spira_assets.batches import InvalidBatchIdError
 from spira_assets.deployment import Executor
-from spira_assets.layout import DataLayout
+from spira_assets.storage.batches import InvalidBatchIdError
+from spira_assets.storage.layout import DataLayout
 
 if TYPE_CHECKING:
     import dagster as dg
 
-    from spira_assets.runner import RunOutcome
+    from spira_assets.app.runner import RunOutcome
 
 
 class CliError(click.ClickException):
@@ -95,7 +95,7 @@ def _demo_options(func: click.decorators.FC) -> click.decorators.FC:
 
 def _instance(layout: DataLayout) -> dg.DagsterInstance:
     os.environ["SPIRA_DATA_DIR"] = str(layout.root)
-    from spira_assets.instance import local_instance
+    from spira_assets.app.instance import local_instance
 
     return local_instance()
 
@@ -137,8 +137,12 @@ def _run_shared(
     executor: Executor = "in_process",
     dagster_url: str | None = None,
 ) -> list[str]:
-    from spira_assets.runner import MaterializeError, materialize_shared, materialize_shared_through
-    from spira_assets.webserver import DagsterApiError
+    from spira_assets.app.runner import (
+        MaterializeError,
+        materialize_shared,
+        materialize_shared_through,
+    )
+    from spira_assets.app.webserver import DagsterApiError
 
     try:
         run = (
@@ -158,8 +162,12 @@ def _run_batches(
     executor: Executor = "in_process",
     dagster_url: str | None = None,
 ) -> list[str]:
-    from spira_assets.runner import MaterializeError, materialize_batch, materialize_batch_through
-    from spira_assets.webserver import DagsterApiError
+    from spira_assets.app.runner import (
+        MaterializeError,
+        materialize_batch,
+        materialize_batch_through,
+    )
+    from spira_assets.app.webserver import DagsterApiError
 
     def one(batch_id: str) -> RunOutcome:
         if dagster_url:

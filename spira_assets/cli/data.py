@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from spira_assets.batches import InvalidBatchIdError, scan_landing
 from spira_assets.deployment import EXECUTORS, Executor
 from spira_assets.importers.grouping import MAX_PARTICIPANT_SHARE, MIN_FILES_FOR_SHARE
-from spira_assets.layout import as_upath
+from spira_assets.storage.batches import InvalidBatchIdError, scan_landing
+from spira_assets.storage.layout import as_upath
 
 if TYPE_CHECKING:
     pass
@@ -242,7 +242,7 @@ def materialize(
     """Register the batch partition if new and materialize its per-batch assets."""
     layout = _layout(data_dir)
     names = tuple(s.strip() for s in select.split(",") if s.strip())
-    from spira_assets.runner import MaterializeError, split_selection
+    from spira_assets.app.runner import MaterializeError, split_selection
 
     try:
         per_batch, shared = split_selection(names)

@@ -6,7 +6,6 @@ import json
 
 import click
 
-from spira_assets.batches import scan_landing
 from spira_assets.cli.app import (
     DAGSTER_URL_OPTION,
     DATA_DIR_OPTION,
@@ -19,7 +18,8 @@ from spira_assets.cli.app import (
     _run_shared,
     main,
 )
-from spira_assets.layout import DataLayout
+from spira_assets.storage.batches import scan_landing
+from spira_assets.storage.layout import DataLayout
 
 
 def demo_training(
@@ -153,8 +153,8 @@ def _landed_corpus(
 def _print_batches(layout: DataLayout, complete: list[str]) -> bool:
     """The per-batch summary table and the quarantine by rule; False when a demo batch's
     planted defects were not all caught."""
+    from spira_assets.app.summary import summarize
     from spira_assets.resources import FeatureSettings
-    from spira_assets.summary import summarize
 
     config_hash = FeatureSettings().config().config_hash()
     summaries, by_rule = summarize(layout, complete, config_hash)

@@ -144,7 +144,7 @@ def reproduce(
 ) -> None:
     """Retrain MODEL_VERSION from its lineage record (data versions, configuration, seed) and
     report whether weights and test metrics match the original."""
-    from spira_assets.ml.reproduce import reproduce as run
+    from spira_assets.evaluation.reproduce import reproduce as run
     from spira_assets.ml.training_inputs import ReproductionInputsMissing, TrainingInputsRefused
     from spira_assets.resources import EvaluationSettings
 

@@ -15,8 +15,8 @@ def restore_promotions_command(data_dir: str | None) -> None:
     that the audit and the registry agree again. The gate fails until they do."""
     from datetime import UTC, datetime
 
-    from spira_assets.ml.champions import resolve_champion
-    from spira_assets.ml.promotion_history import restore_promotions
+    from spira_assets.evaluation.champions import resolve_champion
+    from spira_assets.evaluation.promotion_history import restore_promotions
     from spira_assets.ml.tracking import REGISTERED_MODEL, RegistryError
     from spira_assets.resources import MlflowTracking, StorageResource
     from spira_assets.storage.lake import Lake

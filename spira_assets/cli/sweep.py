@@ -26,9 +26,9 @@ from spira_assets.cli.app import (
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from spira_assets.layout import DataLayout
+    from spira_assets.app.sweep_runs import LocalTrials, QueuedTrials
     from spira_assets.ml.sweep import SweepPlan, SweepStore, TrialResult
-    from spira_assets.sweep_runs import LocalTrials, QueuedTrials
+    from spira_assets.storage.layout import DataLayout
 
 
 @main.command()
@@ -230,8 +230,8 @@ def _train_trials(
     """Run the trials not trained yet (at most ``max_trials``), through the webserver's run
     queue or in this process, printing each outcome. Every trial's result, or None (with the
     parent run closed and a message) while some are not trained yet."""
+    from spira_assets.app.sweep_runs import DagsterApiError, TrialRun
     from spira_assets.ml.sweep import label
-    from spira_assets.sweep_runs import DagsterApiError, TrialRun
 
     parent_id = planned.mlflow_parent_run_id
     client.update_run(parent_id, status="RUNNING")
@@ -294,7 +294,7 @@ def _train_trials(
 def _launcher(layout: DataLayout, dagster_url: str | None, uri: str) -> LocalTrials | QueuedTrials:
     """Trials go through the webserver's run queue when one is named, else run in this
     process against the local instance."""
-    from spira_assets.sweep_runs import LocalTrials, QueuedTrials
+    from spira_assets.app.sweep_runs import LocalTrials, QueuedTrials
 
     if dagster_url:
         return QueuedTrials(dagster_url)

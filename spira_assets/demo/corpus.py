@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
 from spira_assets.demo.defects import DEFECT_KINDS, EXPECTED
 from spira_assets.demo.formats import DEVICE_FORMATS, LOSSLESS_WAV, AudioFormat, encode
 from spira_assets.demo.noise import hospital_ambience
 from spira_assets.demo.voice import RATE, breathing_for, random_speaker, synthesize
+from spira_assets.storage.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
 
 MANIFEST_FILE = "_demo_manifest.json"
 UTTERANCES = ("aceite", "sustentada", "parlenda", "frase")

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from spira_assets.batches import METADATA_FILE, NOISE_FOLDER, READY_MARKER, require_valid_batch_id
 from spira_assets.importers.grouping import Grouper, GroupingError, GroupingRules
 from spira_assets.importers.lists import ListRow, confined, read_list, sex_of, utterance_of
 from spira_assets.ingest.provenance import (
@@ -49,6 +48,12 @@ from spira_assets.ingest.provenance import (
     imported_noise_name,
 )
 from spira_assets.ingest.schemas import SPO2_RI_THRESHOLD, UTTERANCES
+from spira_assets.storage.batches import (
+    METADATA_FILE,
+    NOISE_FOLDER,
+    READY_MARKER,
+    require_valid_batch_id,
+)
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 LISTS = (("patients.csv", 1), ("controls.csv", 0))  # v3: the label is the list's

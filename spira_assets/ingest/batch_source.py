@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from upath import UPath
 
-from spira_assets.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
 from spira_assets.ingest.identity import ALIAS_FILE, AliasMap, parse_aliases
 from spira_assets.ingest.metadata_csv import identifier_values, normalize_audio_path
 from spira_assets.ingest.provenance import (
@@ -15,8 +14,9 @@ from spira_assets.ingest.provenance import (
     PROVENANCE_FILE,
     BatchProvenance,
 )
-from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, Redactor
+from spira_assets.storage.batches import METADATA_FILE, READY_MARKER, require_valid_batch_id
+from spira_assets.storage.layout import DataLayout
 
 
 class BatchNotReadyError(RuntimeError):

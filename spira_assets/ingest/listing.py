@@ -19,9 +19,9 @@ from pathlib import Path, PurePosixPath
 from upath import UPath
 
 from spira_assets.audio.quality import Finding
-from spira_assets.batches import CONTROL_FILES, METADATA_FILE
 from spira_assets.ingest.inspect import BatchFile
-from spira_assets.layout import is_local
+from spira_assets.storage.batches import CONTROL_FILES, METADATA_FILE
+from spira_assets.storage.layout import is_local
 
 MAX_DEPTH = 16  # folders below the batch folder
 MAX_ENTRIES = 100_000  # files, folders and OS litter listed in one batch

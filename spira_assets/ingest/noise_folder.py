@@ -19,8 +19,8 @@ from spira_assets.audio.quality import (
     AudioQualityRules,
     judge,
 )
-from spira_assets.batches import is_control_file
 from spira_assets.ingest.quarantine import Rejection
+from spira_assets.storage.batches import is_control_file
 
 FINGERPRINT_KEY = "landing_fingerprint"  # hospital_noise's metadata entry
 

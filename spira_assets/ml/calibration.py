@@ -187,7 +187,7 @@ def choose_operating_point(
         threshold = fixed_threshold
         chosen_on = "fixed by the training protocol (SPIRA rounds the mean probability: 0.5)"
     elif rule == "youden":
-        from spira_assets.ml.evaluation import youden_threshold
+        from spira_assets.evaluation.metrics import youden_threshold
 
         threshold = youden_threshold(labels, scores)
         chosen_on = f"validation recordings ({names}), Youden's J, when the model was trained"

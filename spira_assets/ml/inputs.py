@@ -11,10 +11,10 @@ import torch
 
 from spira_assets.audio.resample import RESAMPLER_VERSION
 from spira_assets.features.augment import NoiseBank
-from spira_assets.layout import DataLayout
 from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_frames
 from spira_assets.ml.split import SPLITS
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.shards import open_shard
 from spira_assets.storage.tables import (
     AUDIO_16K,

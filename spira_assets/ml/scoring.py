@@ -22,7 +22,6 @@ from spira_assets.features.augment import NoiseBank
 from spira_assets.features.augment_config import AugmentConfig
 from spira_assets.features.config import FeatureConfig
 from spira_assets.features.featurizer import Featurizer
-from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import CONFIG, LINEAGE, SPLIT, load_model
 from spira_assets.ml.calibration import Calibration, load_calibration
 from spira_assets.ml.data import RecordingSet, build_recordings, with_stored_frames
@@ -32,6 +31,7 @@ from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST
 from spira_assets.ml.train import Noise, window_scores
 from spira_assets.ml.train_config import TrainConfig, train_config_from
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 
 SUBGROUPS = ("sex", "age_band", "device", "utterance", "batch_id")
 

@@ -27,13 +27,13 @@ from mlflow.tracking import MlflowClient
 from upath import UPath
 
 from spira_assets.features.config import FeatureConfig
-from spira_assets.layout import DataLayout
 from spira_assets.ml.lineage import fingerprint
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.train import EpochLog, train
 from spira_assets.ml.train_config import TrainConfig, train_config_from
 from spira_assets.ml.training_inputs import load_training_data, plan_training
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 
 ALIASES = {
     "lr": "learning_rate",

@@ -26,7 +26,6 @@ from spira_assets.ingest.provenance import (
     SPEAKER_WARNING,
     is_noise_list_header,
 )
-from spira_assets.layout import DataLayout
 from spira_assets.ml.data import RecordingSet
 from spira_assets.ml.inputs import (
     local_shards,
@@ -40,6 +39,7 @@ from spira_assets.ml.lineage import code_version, fingerprint
 from spira_assets.ml.split import SplitConfig, key_ids_by_batch, split_problems
 from spira_assets.ml.train_config import TrainConfig
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import AUDIO_16K, DATASET_SPLIT, UNPARTITIONED
 
 SPLIT_ROW_COLUMNS = ("source_batch", "audio_sha256", "participant", "split")

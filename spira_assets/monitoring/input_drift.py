@@ -1,5 +1,6 @@
 """Drift of a day's predictions from the champion's training data, with ``batch_drift``'s
-statistics and thresholds (``ml/drift.py``) against the same reference (``drift_reference``):
+statistics and thresholds (``evaluation/drift.py``) against the same reference
+(``drift_reference``):
 
 - scores: the share of positive decisions against the training data's class balance (PSI and
   a chi-square test), reported but never flagged: a hospital's prevalence is not the training
@@ -16,7 +17,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from spira_assets.ml.drift import ALPHA, DriftThresholds, categorical_drift, feature_drift, ks_drift
+from spira_assets.evaluation.drift import (
+    ALPHA,
+    DriftThresholds,
+    categorical_drift,
+    feature_drift,
+    ks_drift,
+)
 from spira_assets.monitoring.live import day_input_frame
 
 COLUMNS = {

@@ -1,7 +1,7 @@
 """Live performance: the week's predictions joined with their clinical outcomes, per model
 version, with the evaluation's own metrics and participant-bootstrap intervals
-(``ml/evaluation.py``, scikit-learn underneath), and the input drift of a day's predictions
-against the champion's training data with ``batch_drift``'s statistics (``ml/drift.py``).
+(``evaluation/metrics.py``, scikit-learn underneath), and the input drift of a day's predictions
+against the champion's training data with ``batch_drift``'s statistics (``evaluation/drift.py``).
 
 The unit is the recording: one outcome is about one recording, and a recording scored twice by
 one model version (through the CLI and the REST server) has one score, so it counts once. The
@@ -57,7 +57,7 @@ def live_performance(
 ) -> pl.DataFrame:
     """Rows of ``LIVE_PERFORMANCE`` for every model version that scored recordings with
     outcomes this week (``test_figures``: version -> metric -> its test value)."""
-    from spira_assets.ml.evaluation import metric_table
+    from spira_assets.evaluation.metrics import metric_table
 
     parts = []
     for version in sorted(set(joined.get_column("model_version").to_list())):

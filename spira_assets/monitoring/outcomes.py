@@ -28,10 +28,10 @@ import polars as pl
 from pandera.api.polars.model_config import BaseConfig
 from upath import UPath
 
-from spira_assets.batches import OUTCOMES_FOLDER
 from spira_assets.ingest.quarantine import Rejection
 from spira_assets.ingest.schemas import SPO2_BOUNDS
 from spira_assets.monitoring.tables import OUTCOMES
+from spira_assets.storage.batches import OUTCOMES_FOLDER
 from spira_assets.storage.tables import UNPARTITIONED, UTC_TIME
 
 STAGE = "outcomes"  # the quarantine stage

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from upath import UPath
 
-from spira_assets.layout import is_local
+from spira_assets.storage.layout import is_local
 
 LOG_FOLDER = "predictions/log"  # under the data root
 RECORD_SUFFIX = ".json"

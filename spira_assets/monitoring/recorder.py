@@ -31,7 +31,6 @@ import torch
 from spira_assets.audio.decode import decode_16k
 from spira_assets.audio.quality import AudioDecodeError, AudioQualityRules
 from spira_assets.audio.resample import from_int16
-from spira_assets.layout import as_upath, is_local
 from spira_assets.monitoring.prediction_log import (
     LOG_FOLDER,
     InputSummary,
@@ -40,6 +39,7 @@ from spira_assets.monitoring.prediction_log import (
     new_prediction_id,
 )
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
+from spira_assets.storage.layout import as_upath, is_local
 
 if TYPE_CHECKING:
     from spira_assets.features.extract import FeatureExtractor

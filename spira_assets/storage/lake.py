@@ -11,8 +11,8 @@ from __future__ import annotations
 import polars as pl
 from upath import UPath
 
-from spira_assets.batches import is_valid_batch_id, require_valid_batch_id
-from spira_assets.layout import is_local
+from spira_assets.storage.batches import is_valid_batch_id, require_valid_batch_id
+from spira_assets.storage.layout import is_local
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 from spira_assets.storage.tables import TableSpec
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from upath import UPath
 
-from spira_assets.layout import is_local
+from spira_assets.storage.layout import is_local
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 

@@ -16,7 +16,7 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
-from spira_assets.layout import DataLayout
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.staging import remove_stale_staging, staging_path
 
 

@@ -21,8 +21,8 @@ import duckdb
 import polars as pl
 from upath import UPath
 
-from spira_assets.layout import is_local
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import is_local
 from spira_assets.storage.tables import ALL_TABLES, TableSpec
 
 CATALOG_VERSION = 5

@@ -17,14 +17,13 @@ import numpy as np
 import polars as pl
 import torch
 
+from spira_assets.evaluation.config import EVALUATION
+from spira_assets.evaluation.metrics import all_metrics
 from spira_assets.features.config import FeatureConfig
 from spira_assets.features.featurizer import Featurizer
-from spira_assets.layout import DataLayout
 from spira_assets.ml.artifacts import CONFIG, LINEAGE, build_model, load_model
 from spira_assets.ml.calibration import Calibration, load_calibration
 from spira_assets.ml.data import RecordingSet
-from spira_assets.ml.evaluation import all_metrics
-from spira_assets.ml.evaluation_config import EVALUATION
 from spira_assets.ml.inference import THRESHOLD_FILE
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.metrics import mean_by_group
@@ -45,6 +44,7 @@ from spira_assets.ml.training_inputs import (
     recorded_plan,
 )
 from spira_assets.ml.validation_fit import fit_scoring
+from spira_assets.storage.layout import DataLayout
 
 REPORTED = ("auroc", "accuracy", "sensitivity", "specificity", "brier")
 

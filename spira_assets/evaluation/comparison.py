@@ -18,12 +18,12 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from spira_assets.layout import DataLayout
-from spira_assets.ml.evaluation import aggregate, paired_difference
-from spira_assets.ml.gate import MIN_DEFINED_DRAWS, GateConfig, comparison_shortfall
+from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS, GateConfig, comparison_shortfall
+from spira_assets.evaluation.metrics import aggregate, paired_difference
 from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
 from spira_assets.ml.split import unseen_by
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import EVALUATION_COMPARISONS
 
 NAN = float("nan")

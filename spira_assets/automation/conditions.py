@@ -17,7 +17,7 @@ Two conditions, evaluated by the ``stale_batches`` automation sensor:
   materialized in one of their own, where nothing blocks them).
 
 The training assets are not automated here: retraining follows ``RetrainingPolicy``
-(``automation.py``), so a re-materialized batch does not retrain on its own.
+(``sensors.py``), so a re-materialized batch does not retrain on its own.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ MANAGED = ("# spira_assets local instance", "# Local instance for the demo and d
 
 
 def project_root() -> Path:
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
@@ -37,5 +37,5 @@ def local_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-if __name__ == "__main__":  # `python -m spira_assets.instance`: prepare DAGSTER_HOME (make ui)
+if __name__ == "__main__":  # `python -m spira_assets.app.instance`: prepare DAGSTER_HOME (make ui)
     print(ensure_dagster_home())

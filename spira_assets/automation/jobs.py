@@ -1,8 +1,28 @@
-"""Jobs: what the sensors, the CLI and backfills run."""
+"""Every job of the code location: what the sensors, the schedules, the CLI and backfills run."""
+
+from __future__ import annotations
 
 import dagster as dg
 
+from spira_assets.assets.live import live_performance, prediction_drift
+from spira_assets.assets.predictions import outcomes, predictions
 from spira_assets.deployment import current_deployment
+
+record_outcomes_job = dg.define_asset_job(
+    "record_outcomes",
+    selection=dg.AssetSelection.assets(outcomes),
+    description="Validate and store the clinical outcomes in landing/outcomes/.",
+)
+daily_predictions_job = dg.define_asset_job(
+    "daily_predictions",
+    selection=dg.AssetSelection.assets(predictions, prediction_drift),
+    description="A day's predictions from the log and their drift from the champion's data.",
+)
+weekly_live_job = dg.define_asset_job(
+    "weekly_live_performance",
+    selection=dg.AssetSelection.assets(live_performance),
+    description="A week's live performance (predictions joined with outcomes).",
+)
 
 DEPLOYMENT = current_deployment()  # SPIRA_DEPLOYMENT: local (default) or k8s
 

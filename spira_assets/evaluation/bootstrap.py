@@ -7,13 +7,13 @@ All draws are computed together as matrix products, one chunk of draws at a time
 one scikit-learn call per metric per draw (about 5 ms a draw: 5 s per table at the default
 1,000 resamples, docs/PERFORMANCE.md "Bootstrap").
 
-scikit-learn still computes every point estimate (``ml/evaluation.py``); the weighted forms
+scikit-learn still computes every point estimate (``evaluation/metrics.py``); the weighted forms
 here give the same value as scikit-learn on the explicitly resampled rows, draw for draw
 (``test_evaluation.py`` checks them against each other, ties included):
 - AUROC: the Mann-Whitney form of the area under the ROC curve, ties counted half;
 - average precision: the sum over distinct scores, from the highest, of the recall gained
   times the precision there (scikit-learn's definition, no interpolation);
-- Brier score, and ECE over 10 equal-width bins, as ``ml/evaluation.py`` defines them.
+- Brier score, and ECE over 10 equal-width bins, as ``evaluation/metrics.py`` defines them.
 """
 
 from __future__ import annotations

@@ -20,10 +20,15 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_curve
 
-from spira_assets.ml.bootstrap import draw_rows, draw_weights, weighted_auroc, weighted_metrics
+from spira_assets.evaluation.bootstrap import (
+    draw_rows,
+    draw_weights,
+    weighted_auroc,
+    weighted_metrics,
+)
+from spira_assets.evaluation.config import EVALUATION
+from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS
 from spira_assets.ml.calibration import Calibration
-from spira_assets.ml.evaluation_config import EVALUATION
-from spira_assets.ml.gate import MIN_DEFINED_DRAWS
 from spira_assets.ml.metrics import auroc
 
 METRICS = (
@@ -161,7 +166,7 @@ class Estimate:
 
 def _participant_draws(frame: pl.DataFrame, resamples: int, seed: int) -> list[np.ndarray]:
     """Row indices of ``resamples`` bootstrap samples of participants (with replacement), each
-    keeping every row of the drawn participants (``ml/bootstrap.py``)."""
+    keeping every row of the drawn participants (``evaluation/bootstrap.py``)."""
     return draw_rows(frame.get_column("participant").to_numpy(), resamples, seed)
 
 
@@ -205,7 +210,7 @@ def bootstrap_metrics(
 ) -> dict[str, Estimate]:
     """Every metric with its participant-bootstrap CI, all computed on the same draws: the
     point estimates by scikit-learn, the draws as weighted sums, all draws at once
-    (``ml/bootstrap.py``)."""
+    (``evaluation/bootstrap.py``)."""
     labels = frame.get_column("label").to_numpy()
     scores = frame.get_column("score").to_numpy()
     point = all_metrics(labels, scores, threshold)

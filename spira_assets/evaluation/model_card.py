@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from spira_assets.ml.gate import GateConfig, GateDecision
-from spira_assets.ml.report import LIMITATIONS, subgroup_summary, table, with_ci
+from spira_assets.evaluation.gate import GateConfig, GateDecision
+from spira_assets.evaluation.report import LIMITATIONS, subgroup_summary, table, with_ci
 
 if TYPE_CHECKING:
-    from spira_assets.ml.comparison import Comparison
+    from spira_assets.evaluation.comparison import Comparison
 
 
 def _difference(c: Comparison) -> str:

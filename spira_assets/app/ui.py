@@ -1,7 +1,7 @@
 """``make ui``: the Dagster UI with the MLflow UI and the HTML reports beside it, so the links
 on the assets (``assets/links.py``) answer. All three stop together.
 
-    python -m spira_assets.ui [--port 3000] [--mlflow-port 5000] [--reports-port 8001]
+    python -m spira_assets.app.ui [--port 3000] [--mlflow-port 5000] [--reports-port 8001]
 
 The MLflow UI is started only for a local (SQLite) store; a tracking server given as
 ``MLFLOW_TRACKING_URI=http(s)://...`` is its own UI.
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from spira_assets import environment
-from spira_assets.instance import ensure_dagster_home
+from spira_assets.app.instance import ensure_dagster_home
 
 
 def commands(args: argparse.Namespace, root: Path) -> list[list[str]]:

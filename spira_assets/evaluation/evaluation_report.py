@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
+from spira_assets.evaluation.report import subgroup_summary, table, with_ci
 from spira_assets.ingest.gates import LeftOut
-from spira_assets.ml.report import subgroup_summary, table, with_ci
 
 
 def blocked_sentence(left_out: LeftOut) -> str:

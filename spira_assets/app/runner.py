@@ -8,10 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from spira_assets.batches import READY_MARKER, require_valid_batch_id
-from spira_assets.definitions import defs
-from spira_assets.deployment import EXECUTORS, Executor
-from spira_assets.jobs import (
+from spira_assets.automation.jobs import (
     BATCH_ASSETS,
     SHARED_ASSETS,
     TRAINING_ASSETS,
@@ -19,11 +16,14 @@ from spira_assets.jobs import (
     process_batch_job,
     train_model_job,
 )
-from spira_assets.layout import DataLayout
+from spira_assets.definitions import defs
+from spira_assets.deployment import EXECUTORS, Executor
 from spira_assets.partitions import COLLECTION_BATCH
+from spira_assets.storage.batches import READY_MARKER, require_valid_batch_id
+from spira_assets.storage.layout import DataLayout
 
 if TYPE_CHECKING:
-    from spira_assets.webserver import DagsterWebserver
+    from spira_assets.app.webserver import DagsterWebserver
 
 RunResult = dg.ExecuteInProcessResult | dg.JobExecutionResult
 
@@ -258,7 +258,7 @@ def materialize_batch_through(
     """``materialize_batch`` launched through the Dagster webserver at ``url`` (the UI's own
     API): the run belongs to the webserver's code location, so it is on the Overview timeline
     and re-executes from the UI; the daemon behind it launches it. Waits for its end."""
-    from spira_assets.webserver import DagsterWebserver
+    from spira_assets.app.webserver import DagsterWebserver
 
     selection = _batch_selection(layout, batch_id, select)
     server = DagsterWebserver(url)
@@ -275,7 +275,7 @@ def materialize_shared_through(
     resources: dict[str, object] | None = None,
 ) -> RunOutcome:
     """``materialize_shared`` launched through the Dagster webserver at ``url``."""
-    from spira_assets.webserver import DagsterWebserver
+    from spira_assets.app.webserver import DagsterWebserver
 
     server = DagsterWebserver(url)
     return _in_order(

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from spira_assets.demo.verify import Verification, load_manifest, verify_batch
-from spira_assets.layout import DataLayout
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.warehouse import Warehouse
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:
-    from spira_assets.ml.comparison import Comparison
+    from spira_assets.evaluation.comparison import Comparison
 
 
 # Share of bootstrap draws that must be defined for an interval (evaluation and the gate).

@@ -1,5 +1,5 @@
 """How a model is evaluated, as a value without numpy or torch (the Dagster resource
-``EvaluationSettings`` takes its defaults from here, and ``ml/evaluation.py`` its own)."""
+``EvaluationSettings`` takes its defaults from here, and ``evaluation/metrics.py`` its own)."""
 
 from __future__ import annotations
 

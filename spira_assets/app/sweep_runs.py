@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from spira_assets.app.webserver import TERMINAL, DagsterApiError, DagsterWebserver
 from spira_assets.assets.sweep import sweep_trials_job
 from spira_assets.definitions import defs
 from spira_assets.deployment import EXECUTORS, Executor
 from spira_assets.partitions import SWEEP_TRIAL
-from spira_assets.webserver import TERMINAL, DagsterApiError, DagsterWebserver
 
 __all__ = ["DagsterApiError", "LocalTrials", "QueuedTrials", "TrialRun"]
 

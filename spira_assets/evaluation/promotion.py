@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from spira_assets.ml.gate import GateConfig, GateDecision, comparison_shortfall, decide
+from spira_assets.evaluation.gate import GateConfig, GateDecision, comparison_shortfall, decide
 from spira_assets.ml.lineage import code_version
 from spira_assets.ml.split import test_set_leaks
 
 if TYPE_CHECKING:
-    from spira_assets.ml.comparison import Comparison
+    from spira_assets.evaluation.comparison import Comparison
 
 
 def clean_metrics(metrics: pl.DataFrame) -> dict[str, float]:

@@ -19,14 +19,14 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from spira_assets.layout import DataLayout
+from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS
+from spira_assets.evaluation.metrics import aggregate, metric_table, threshold_metrics
 from spira_assets.ml.artifacts import kept_seeds
-from spira_assets.ml.evaluation import aggregate, metric_table, threshold_metrics
-from spira_assets.ml.gate import MIN_DEFINED_DRAWS
 from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST
 from spira_assets.ml.scoring import ModelUnderTest, per_recording_noise, published_noise
 from spira_assets.ml.train import Noise
 from spira_assets.storage.lake import Lake
+from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import EVALUATION_METRICS
 
 PUBLISHED = "published_noisy"

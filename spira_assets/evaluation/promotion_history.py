@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from spira_assets.ml.champions import champion_history
+from spira_assets.evaluation.champions import champion_history
 from spira_assets.ml.tracking import (
     CHAMPION_ALIAS,
     PROMOTION_TAG,

@@ -158,14 +158,14 @@ class DataLayout:
     def waveform_shard(self, batch_id: str, token: str) -> str:
         """Relative path of a batch's 16 kHz shard; ``token`` names its content version
         (``@`` cannot occur in a batch id, so one batch's files never match another's)."""
-        from spira_assets.batches import require_valid_batch_id
+        from spira_assets.storage.batches import require_valid_batch_id
 
         return f"waveforms/16k/{require_valid_batch_id(batch_id)}@{token}.int16"
 
     def landed_shard(self, batch_id: str, token: str) -> str:
         """Relative path of the 16 kHz PCM that ``raw_audio`` made of a batch's accepted files
         (``audio_16k`` copies from it)."""
-        from spira_assets.batches import require_valid_batch_id
+        from spira_assets.storage.batches import require_valid_batch_id
 
         return f"waveforms/landed/{require_valid_batch_id(batch_id)}@{token}.int16"
 
@@ -173,7 +173,7 @@ class DataLayout:
         return f"waveforms/noise/hospital_noise@{token}.int16"
 
     def feature_shard(self, config_hash: str, batch_id: str, token: str) -> str:
-        from spira_assets.batches import require_valid_batch_id
+        from spira_assets.storage.batches import require_valid_batch_id
 
         return f"features/{config_hash}/{require_valid_batch_id(batch_id)}@{token}.f32"
 
@@ -194,6 +194,6 @@ class DataLayout:
         return self.root / "reports"
 
     def batch_dir(self, batch_id: str) -> UPath:
-        from spira_assets.batches import require_valid_batch_id
+        from spira_assets.storage.batches import require_valid_batch_id
 
         return self.landing / require_valid_batch_id(batch_id)

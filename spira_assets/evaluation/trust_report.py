@@ -11,9 +11,9 @@ from typing import Any
 
 import polars as pl
 
+from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS
+from spira_assets.evaluation.metrics import bootstrap, brier, expected_calibration_error
 from spira_assets.ml.calibration import CALIBRATION_FILE, load_calibration
-from spira_assets.ml.evaluation import bootstrap, brier, expected_calibration_error
-from spira_assets.ml.gate import MIN_DEFINED_DRAWS
 
 CALIBRATION_METRICS = {"ece": expected_calibration_error, "brier": brier}
 
@@ -115,7 +115,7 @@ def trust_markdown(directory: Path, effect: pl.DataFrame | None) -> str:
                 pl.col("ci_high").round(3),
             ).alias("value [95% CI]"),
         )
-        from spira_assets.ml.report import table
+        from spira_assets.evaluation.report import table
 
         text += (
             "Calibration on the clean test recordings, before (raw) and after (calibrated):\n\n"
