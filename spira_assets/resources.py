@@ -32,6 +32,7 @@ from spira_assets.ml.protocol import PLATFORM, PROFILE_SEEDS, PROFILES, profile_
 from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import EXPERIMENT, REGISTERED_MODEL, ensure_experiment
 from spira_assets.ml.train_config import TrainConfig
+from spira_assets.mlflow_session import open_run
 from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
 from spira_assets.resource_fields import (
     CalibrationChoice,
@@ -301,27 +302,16 @@ class MlflowTracking(dg.ConfigurableResource):
         return environment.tracking_uri(self._root())
 
     def start(self, dagster_run_id: str) -> str:
-        """Start (or resume) the MLflow run of this Dagster run; returns its id."""
-        import mlflow
+        """Start (or resume) the MLflow run of this Dagster run through dagster-mlflow."""
+        from mlflow.tracking import MlflowClient
 
         uri = self.resolved_uri()
         artifacts = self._root() / "mlartifacts" if uri.startswith("sqlite") else None
         experiment_id = ensure_experiment(uri, self.experiment, artifacts)
-        mlflow.set_experiment(experiment_id=experiment_id)  # nested runs follow it
-        runs = mlflow.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'",
-            output_format="list",
-        )
-        if mlflow.active_run() is not None:
-            mlflow.end_run()
-        if runs:
-            return mlflow.start_run(run_id=runs[0].info.run_id).info.run_id
-        run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=dagster_run_id[:8],
-            tags={"dagster.run_id": dagster_run_id},
-        )
+        client, tag = MlflowClient(uri), {"dagster.run_id": dagster_run_id}
+        found = client.search_runs([experiment_id], f"tags.`dagster.run_id` = '{dagster_run_id}'")
+        run = found[0] if found else client.create_run(experiment_id, None, tag, dagster_run_id[:8])
+        open_run(uri, self.experiment, run.info.run_id)
         return run.info.run_id
 
     @contextmanager

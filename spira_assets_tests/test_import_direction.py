@@ -38,6 +38,7 @@ UPPER = (
     "partitions",
     "resources",
     "resource_fields",
+    "mlflow_session",
 )
 FORBIDDEN_LIBRARIES = ("dagster", "dagster_")
 

@@ -22,6 +22,7 @@ from spira_assets.evaluation.evaluation_report import (
 from spira_assets.evaluation.report import write_pair
 from spira_assets.ingest.gates import LeftOut, without_blocked
 from spira_assets.ml.split import test_set_leaks
+from spira_assets.mlflow_session import open_run
 from spira_assets.resources import (
     ComputeResource,
     EvaluationSettings,
@@ -69,16 +70,11 @@ def model_version_of_run(
 
 
 def _model_run(tracking: MlflowTracking, run_id: str) -> Any:
-    """The model's MLflow run, resumed (or already active when training ran in this process)."""
+    """The model's MLflow run, made active by dagster-mlflow (``open_run``); ended on exit."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.resolved_uri())
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        return active
-    if active is not None:
-        mlflow.end_run()
-    return mlflow.start_run(run_id=run_id)
+    open_run(tracking.resolved_uri(), tracking.experiment, run_id)
+    return mlflow.active_run()
 
 
 def _evaluation_report(
