@@ -133,6 +133,7 @@ def main() -> None:
     from spira_assets.audio.resample import RESAMPLER_VERSION, MonoResampler, from_int16, to_int16
     from spira_assets.audio.store import LandedPcm, Recording, assemble_waveform_shard
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
+    from spira_assets.environment import pseudonym_key
     from spira_assets.features.config import FeatureConfig, WindowConfig
     from spira_assets.features.dataset import StoredFeatureWindows
     from spira_assets.features.extract import FeatureExtractor, FeatureStats
@@ -140,7 +141,7 @@ def main() -> None:
     from spira_assets.ingest.batch_source import BatchSource
     from spira_assets.ingest.metadata import validate_metadata
     from spira_assets.ingest.raw_audio import ingest_raw_audio
-    from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
+    from spira_assets.privacy import Pseudonymizer
     from spira_assets.storage.lake import Lake
     from spira_assets.storage.layout import DataLayout
     from spira_assets.storage.raw_store import RawStore
@@ -186,7 +187,7 @@ def main() -> None:
         )
         print(f"corpora generated in {time.perf_counter() - started:.0f}s")
         layout = DataLayout.from_location(root)
-        pseudonymizer = Pseudonymizer(load_pseudonym_key())
+        pseudonymizer = Pseudonymizer(pseudonym_key())
         rules = AudioQualityRules()
 
         def landing_to_features(

@@ -51,10 +51,11 @@ def main() -> None:
     from spira_assets.audio.quality import AudioQualityRules
     from spira_assets.audio.store import LandedPcm
     from spira_assets.demo.corpus import DemoSpec, generate_corpus
+    from spira_assets.environment import pseudonym_key
     from spira_assets.ingest.batch_source import BatchSource
     from spira_assets.ingest.metadata import validate_metadata
     from spira_assets.ingest.raw_audio import ingest_raw_audio
-    from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
+    from spira_assets.privacy import Pseudonymizer
     from spira_assets.storage.layout import DataLayout
     from spira_assets.storage.raw_store import RawStore
     from spira_assets.workers import shutdown_pools
@@ -68,7 +69,7 @@ def main() -> None:
         generated = time.perf_counter() - t0
         layout = DataLayout.from_location(root)
         os.environ["SPIRA_DATA_DIR"] = str(root)
-        pseudonymizer = Pseudonymizer(load_pseudonym_key())
+        pseudonymizer = Pseudonymizer(pseudonym_key())
         first = BatchSource.open(layout, "demo-001")
         files = sorted(Path(str(first.directory / "audio")).iterdir())
 

@@ -45,7 +45,8 @@ from spira_assets.automation.sensors import (
     outcomes_sensor,
     retraining_sensor,
 )
-from spira_assets.privacy import refuse_unusable_environment_key
+from spira_assets.environment import pseudonym_key_setting
+from spira_assets.privacy import refuse_unusable_key
 from spira_assets.resources import (
     ComputeResource,
     DriftSettings,
@@ -61,7 +62,7 @@ from spira_assets.resources import (
 
 # a deployment's key (an example's placeholder, a short one) stops the code location here,
 # before a sensor or a run can pseudonymize anything with it
-refuse_unusable_environment_key()
+refuse_unusable_key(pseudonym_key_setting())
 
 _STORAGE = StorageResource()
 

@@ -29,11 +29,12 @@ Everything else (data root, MLflow, the pseudonym key) comes from the environmen
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
 import dagster as dg
+
+from spira_assets.environment import setting
 
 DEPLOYMENT_ENV = "SPIRA_DEPLOYMENT"
 
@@ -122,7 +123,7 @@ DEPLOYMENTS = {
 
 
 def current_deployment() -> Deployment:
-    name = os.environ.get(DEPLOYMENT_ENV, "").strip() or "local"
+    name = setting(DEPLOYMENT_ENV) or "local"
     if name not in DEPLOYMENTS:
         raise ValueError(f"{DEPLOYMENT_ENV}={name!r}: expected one of {sorted(DEPLOYMENTS)}")
     return DEPLOYMENTS[name]()
@@ -132,7 +133,7 @@ def sensor_interval(default_s: int) -> int:
     """Seconds between evaluations of the landing, noise and retraining sensors: their default,
     or ``SPIRA_SENSOR_INTERVAL_S`` for all three (a site that wants faster pickup; the
     end-to-end test, which would otherwise spend minutes waiting for ticks)."""
-    text = os.environ.get("SPIRA_SENSOR_INTERVAL_S", "").strip()
+    text = setting("SPIRA_SENSOR_INTERVAL_S")
     if not text:
         return default_s
     value = int(text)

@@ -1,5 +1,5 @@
 """The one place environment variables are read (application and Dagster layer; the core
-takes every setting as an argument).
+takes every setting as an argument, the pseudonym key included: ``pseudonym_key``).
 
 A Dagster resource field left empty falls back to its variable here, when the resource is
 used, not when the definitions are loaded: ``dg.EnvVar`` fails on an unset variable, while
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from spira_assets.privacy import KEY_ENV, load_pseudonym_key
 from spira_assets.storage.layout import DataLayout
 
 DATA_DIR_ENV = "SPIRA_DATA_DIR"
@@ -47,6 +48,18 @@ def data_layout(
 def config_home() -> Path:
     """Where per-user files live (``$XDG_CONFIG_HOME``, else ``~/.config``)."""
     return Path(setting("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+def pseudonym_key_setting() -> str:
+    """``SPIRA_PSEUDONYM_KEY`` as set (empty when unset): what a deployment gives."""
+    return setting(KEY_ENV)
+
+
+def pseudonym_key(explicit: str | None = None, data_root: Path | None = None) -> str:
+    """The key this process pseudonymizes with: ``explicit`` (a resource field), else
+    ``SPIRA_PSEUDONYM_KEY``, else the demo key of a data root the demo generated, else the local
+    key under the config home (``privacy.load_pseudonym_key`` checks and refuses)."""
+    return load_pseudonym_key(explicit or pseudonym_key_setting(), data_root, config_home())
 
 
 def tracking_uri(local_root: Path) -> str:

@@ -33,7 +33,7 @@ from spira_assets.ml.split import SplitConfig
 from spira_assets.ml.tracking import EXPERIMENT, REGISTERED_MODEL, ensure_experiment
 from spira_assets.ml.train_config import TrainConfig
 from spira_assets.mlflow_session import open_run
-from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
+from spira_assets.privacy import Pseudonymizer
 from spira_assets.resource_fields import (
     CalibrationChoice,
     FeatureKindChoice,
@@ -107,7 +107,8 @@ class PseudonymResource(dg.ConfigurableResource):
         layout = environment.data_layout()
         demo_root = None if layout.is_remote else layout.local_root  # where a demo key may be
         return Pseudonymizer(
-            load_pseudonym_key(self.key or None, demo_root), self.participant_id_format or None
+            environment.pseudonym_key(self.key or None, demo_root),
+            self.participant_id_format or None,
         )
 
 

@@ -35,6 +35,7 @@ UPPER = (
     "definitions",
     "deployment",
     "environment",
+    "mlflow_session",
     "partitions",
     "resources",
     "resource_fields",
@@ -124,3 +125,55 @@ def test_a_planted_upward_import_is_caught(tmp_path: Path) -> None:
     assert any(
         p.startswith("spira_assets/storage/layout.py:") and "assets.tables" in p for p in found
     )
+
+
+# core modules that touch the process environment, and why (none of them reads a setting)
+ENVIRONMENT_USERS = {
+    # the served model's entry point in MLflow's scoring process: it reads its environment
+    # once (load_context) and passes the mapping down; it switches the log off while MLflow
+    # scores the input example
+    "spira_assets/ml/serving.py",
+    # copies the whole environment into its worker processes (and hashes it to reuse a pool)
+    "spira_assets/workers.py",
+}
+
+
+def environment_reads(package: Path) -> list[str]:
+    """``file:line`` of every use of ``os.environ``/``os.getenv`` (or their names imported from
+    ``os``) by the core: settings come from ``environment.py`` or as arguments."""
+    found = []
+    for path in core_files(package):
+        relative = path.relative_to(package.parent).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            hit = (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv", "environb")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and any(a.name in ("environ", "getenv", "environb") for a in node.names)
+            )
+            if hit:
+                found.append(f"{relative}:{node.lineno}")
+    return sorted(set(found))
+
+
+def test_the_core_reads_no_environment_variable() -> None:
+    users = {entry.split(":")[0] for entry in environment_reads(PACKAGE)}
+    assert users <= ENVIRONMENT_USERS, sorted(users - ENVIRONMENT_USERS)
+    assert users == ENVIRONMENT_USERS  # an entry that no longer applies goes
+
+
+def test_a_planted_environment_read_in_the_core_is_caught(tmp_path: Path) -> None:
+    copy = tmp_path / "spira_assets"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "privacy" / "planted.py").write_text(
+        "import os\n\ndef key():\n    return os.environ.get('SPIRA_PSEUDONYM_KEY', '')\n"
+    )
+    (copy / "evaluation" / "planted.py").write_text("from os import getenv\n")
+    found = environment_reads(copy)
+    assert "spira_assets/privacy/planted.py:4" in found
+    assert "spira_assets/evaluation/planted.py:1" in found

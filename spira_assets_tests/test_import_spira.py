@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from spira_assets.cli import main
 from spira_assets.demo.voice import Speaker, breathing_for, synthesize
+from spira_assets.environment import config_home
 from spira_assets.features.config import FeatureConfig
 from spira_assets.ingest.provenance import PER_FILE, PROVENANCE_FILE, BatchProvenance
 from spira_assets.ml.metrics import auroc
@@ -165,7 +166,7 @@ def test_nothing_outside_the_source_is_read_or_copied(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere" / "secret_frase.wav"
     write_wav(outside, f0=333.0)
     (src / "link_frase.wav").symlink_to(outside)
-    key = local_key_file()
+    key = local_key_file(config_home())
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_text(TEST_KEY + "\n")
     (src / "controls.csv").write_text(

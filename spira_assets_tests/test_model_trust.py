@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from upath import UPath
 
 from spira_assets.cli import main
+from spira_assets.environment import pseudonym_key, pseudonym_key_setting
 from spira_assets.evaluation.metrics import aggregate, brier, expected_calibration_error
 from spira_assets.ml.calibration import (
     Calibration,
@@ -35,8 +36,7 @@ from spira_assets.privacy import (
     Pseudonymizer,
     PseudonymKeyError,
     demo_key,
-    load_pseudonym_key,
-    refuse_unusable_environment_key,
+    refuse_unusable_key,
     write_demo_key,
 )
 from spira_assets.storage.lake import Lake
@@ -169,21 +169,21 @@ def test_the_demo_key_is_the_same_everywhere_and_never_a_deployment_secret(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "machine-a"))
     root = tmp_path / "data"
     write_demo_key(root, 7)
-    assert load_pseudonym_key(None, root) == demo_key(7)
+    assert pseudonym_key(None, root) == demo_key(7)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "machine-b"))
-    assert load_pseudonym_key(None, root) == demo_key(7)  # another machine, the same key
+    assert pseudonym_key(None, root) == demo_key(7)  # another machine, the same key
     assert Pseudonymizer(demo_key(7)).is_demo and "demo" in Pseudonymizer(demo_key(7)).key_kind
     write_demo_key(root, 99)  # a later demo-data batch keeps the root's key
-    assert load_pseudonym_key(None, root) == demo_key(7)
+    assert pseudonym_key(None, root) == demo_key(7)
     monkeypatch.setenv("SPIRA_PSEUDONYM_KEY", demo_key(7))  # planted: a demo key deployed
     with pytest.raises(PseudonymKeyError, match="demo key"):
-        refuse_unusable_environment_key()
+        refuse_unusable_key(pseudonym_key_setting())
     with pytest.raises(PseudonymKeyError, match="demo key"):
-        load_pseudonym_key()
+        pseudonym_key()
     monkeypatch.delenv("SPIRA_PSEUDONYM_KEY")
     (root / DEMO_KEY_FILE).write_text("f" * 16 + "0123456789abcdef" * 3)  # a real key in a file
     with pytest.raises(PseudonymKeyError, match="never in a file"):
-        load_pseudonym_key(None, root)
+        pseudonym_key(None, root)
 
 
 def _champion(root: Path) -> str:

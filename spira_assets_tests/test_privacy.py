@@ -12,13 +12,13 @@ import polars as pl
 import pytest
 import yaml
 
+from spira_assets.environment import config_home, pseudonym_key
 from spira_assets.privacy import (
     EXAMPLE_KEYS,
     KEY_ENV,
     Pseudonymizer,
     PseudonymKeyError,
     Redactor,
-    load_pseudonym_key,
     local_key_file,
 )
 from spira_assets_tests.conftest import TEST_KEY, environment, fixture_environment
@@ -39,24 +39,24 @@ def test_pseudonym_is_stable_keyed_and_opaque() -> None:
 def test_key_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     key = secrets.token_hex(32)
     monkeypatch.setenv(KEY_ENV, key)
-    assert load_pseudonym_key() == key
+    assert pseudonym_key() == key
 
 
 def test_local_key_is_generated_once_private_and_outside_repo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(KEY_ENV)
-    first = load_pseudonym_key()
-    path = local_key_file()
+    first = pseudonym_key()
+    path = local_key_file(config_home())
     assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_pseudonym_key() == first
+    assert pseudonym_key() == first
     assert Path(__file__).resolve().parents[1] not in path.resolve().parents
 
 
 def test_short_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "short")
     with pytest.raises(PseudonymKeyError, match="at least 32 characters") as refused:
-        load_pseudonym_key()
+        pseudonym_key()
     assert HOW_TO_MAKE_ONE in str(refused.value)
 
 
@@ -74,7 +74,7 @@ def test_short_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_low_entropy_key_is_refused(monkeypatch: pytest.MonkeyPatch, weak: str) -> None:
     monkeypatch.setenv(KEY_ENV, weak)
     with pytest.raises(PseudonymKeyError, match="too weak") as refused:
-        load_pseudonym_key()
+        pseudonym_key()
     assert HOW_TO_MAKE_ONE in str(refused.value)
 
 
@@ -86,7 +86,7 @@ def test_a_key_made_as_the_message_says_is_accepted(monkeypatch: pytest.MonkeyPa
         check=True,
     ).stdout.strip()
     monkeypatch.setenv(KEY_ENV, made)
-    assert load_pseudonym_key() == made
+    assert pseudonym_key() == made
 
 
 def _example_keys() -> dict[str, str]:
@@ -128,7 +128,7 @@ def test_every_example_key_in_the_repository_is_refused(monkeypatch: pytest.Monk
         assert key in EXAMPLE_KEYS, f"{where} is not in privacy.EXAMPLE_KEYS"
         monkeypatch.setenv(KEY_ENV, key)
         with pytest.raises(PseudonymKeyError, match="placeholder") as refused:
-            load_pseudonym_key()
+            pseudonym_key()
         assert HOW_TO_MAKE_ONE in str(refused.value), where
 
 
@@ -171,9 +171,9 @@ def test_session_fixtures_pseudonymize_with_the_test_key_not_the_developers(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(planted))
     monkeypatch.delenv(KEY_ENV)
     with environment():
-        assert load_pseudonym_key() != TEST_KEY  # the fault the fixtures must not have
+        assert pseudonym_key() != TEST_KEY  # the fault the fixtures must not have
     with fixture_environment(tmp_path_factory):
-        assert load_pseudonym_key() == TEST_KEY
+        assert pseudonym_key() == TEST_KEY
     expected = Pseudonymizer(TEST_KEY).key_id
     for root in (materialized_root, evaluation_root):
         stored = pl.read_parquet(root / "lake" / "validated_metadata" / "demo-*.parquet")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from spira_assets.environment import setting
+
 INSTANCE_YAML = (Path(__file__).parent / "instance.yaml").read_text(encoding="utf-8")
 MANAGED = ("# spira_assets local instance", "# Local instance for the demo and development")
 
@@ -21,7 +23,7 @@ def project_root() -> Path:
 
 
 def ensure_dagster_home() -> Path:
-    home = Path(os.environ.get("DAGSTER_HOME") or project_root() / ".dagster_home").resolve()
+    home = Path(setting("DAGSTER_HOME") or project_root() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     current = config.read_text(encoding="utf-8") if config.exists() else None

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from spira_assets.demo.verify import Verification, load_manifest, verify_batch
-from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
+from spira_assets.environment import pseudonym_key
+from spira_assets.privacy import Pseudonymizer
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.warehouse import Warehouse
@@ -32,7 +33,7 @@ class BatchSummary:
 def summarize(
     layout: DataLayout, batch_ids: list[str], config_hash: str
 ) -> tuple[list[BatchSummary], pl.DataFrame]:
-    pseudonymizer = Pseudonymizer(load_pseudonym_key(None, layout.local_root))
+    pseudonymizer = Pseudonymizer(pseudonym_key(None, layout.local_root))
     warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
     ids = sorted(batch_ids)
     files = warehouse.query(

@@ -10,11 +10,12 @@ view (``TRAINING_VIEW``), not the GenAI one it shows by default.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
+
+from spira_assets.environment import setting
 
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
 REPORTS_URL = "http://127.0.0.1:8001"
@@ -26,11 +27,11 @@ DAGSTER_UI_URL = "http://127.0.0.1:3000"  # make ui; SPIRA_DAGSTER_URL elsewhere
 def mlflow_ui(tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return tracking_uri.rstrip("/")
-    return os.environ.get("SPIRA_MLFLOW_UI_URL", MLFLOW_UI_URL).rstrip("/")
+    return (setting("SPIRA_MLFLOW_UI_URL") or MLFLOW_UI_URL).rstrip("/")
 
 
 def reports_base() -> str:
-    return os.environ.get("SPIRA_REPORTS_URL", REPORTS_URL).rstrip("/")
+    return (setting("SPIRA_REPORTS_URL") or REPORTS_URL).rstrip("/")
 
 
 def mlflow_links(
@@ -60,5 +61,5 @@ def report_url(version: str, name: str) -> dg.MetadataValue:
 
 def dagster_run_url(run_id: str) -> str:
     """A Dagster run's page (``SPIRA_DAGSTER_URL``, the address ``--dagster-url`` takes)."""
-    base = os.environ.get("SPIRA_DAGSTER_URL", DAGSTER_UI_URL).rstrip("/")
+    base = (setting("SPIRA_DAGSTER_URL") or DAGSTER_UI_URL).rstrip("/")
     return f"{base}/runs/{run_id}"

@@ -274,8 +274,9 @@ def quarantine_paths(batch_id: str, data_dir: str | None) -> None:
 
     import polars as pl
 
+    from spira_assets.environment import pseudonym_key
     from spira_assets.ingest.raw_audio import list_batch_files
-    from spira_assets.privacy import Pseudonymizer, load_pseudonym_key, printable
+    from spira_assets.privacy import Pseudonymizer, printable
     from spira_assets.storage.lake import Lake
     from spira_assets.storage.tables import QUARANTINE
 
@@ -292,7 +293,7 @@ def quarantine_paths(batch_id: str, data_dir: str | None) -> None:
     if not tags:
         click.echo(f"batch {batch_id}: no withheld names in its quarantine records")
         return
-    pseudonymizer = Pseudonymizer(load_pseudonym_key(None, layout.local_root))
+    pseudonymizer = Pseudonymizer(pseudonym_key(None, layout.local_root))
     for file in list_batch_files(folder).files:
         tag = pseudonymizer.path_key(file.relative_path)[:10]
         if tag in tags:

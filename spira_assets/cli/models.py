@@ -95,9 +95,12 @@ def _log_scores(
     scores: list[FileScore],
     participant_id: str | None,
 ) -> None:
+    from spira_assets.environment import config_home, pseudonym_key_setting
     from spira_assets.monitoring.recorder import PredictionRecorder, model_version_of
+    from spira_assets.privacy import KeySource
 
-    recorder = PredictionRecorder(data_root, scorer, model_version_of(directory), "cli")
+    key = KeySource(pseudonym_key_setting(), config_home())
+    recorder = PredictionRecorder(data_root, scorer, model_version_of(directory), "cli", key)
     for path, score in zip(files, scores, strict=True):
         try:
             data: bytes | None = path.read_bytes()

@@ -373,6 +373,6 @@ def _promote(
 
 
 def _dagster_home() -> str:
-    import os
+    from spira_assets.environment import setting
 
-    return os.environ.get("DAGSTER_HOME", ".dagster_home")
+    return setting("DAGSTER_HOME") or ".dagster_home"

@@ -26,6 +26,8 @@ import io
 import math
 import os
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
 from spira_assets.ml.inference import FileScore, ParticipantScore, Scorer, participant_score
-from spira_assets.monitoring.recorder import prediction_log_off, recorder_for
+from spira_assets.monitoring.recorder import LOG_SWITCH_ENV, recorder_for
 
 MODEL_ARTIFACT = "spira_model"
 SIGNATURE = ModelSignature(
@@ -150,6 +152,21 @@ class SpiraAudioModel(PythonModel):
         if _present(path):
             return self.scorer.file(Path(str(path)))
         return FileScore("", None, None, 0, "no input: give audio_base64 or path")
+
+
+@contextmanager
+def prediction_log_off() -> Iterator[None]:
+    """No record while the block runs in this process (MLflow scoring the input example when
+    a model is logged is no prediction)."""
+    saved = os.environ.get(LOG_SWITCH_ENV)
+    os.environ[LOG_SWITCH_ENV] = "off"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(LOG_SWITCH_ENV, None)
+        else:
+            os.environ[LOG_SWITCH_ENV] = saved
 
 
 def log_pyfunc(

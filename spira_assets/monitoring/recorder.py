@@ -18,9 +18,7 @@ import binascii
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +36,7 @@ from spira_assets.monitoring.prediction_log import (
     PredictionRecord,
     new_prediction_id,
 )
-from spira_assets.privacy import Pseudonymizer, load_pseudonym_key
+from spira_assets.privacy import KEY_ENV, KeySource, Pseudonymizer
 from spira_assets.storage.layout import as_upath, is_local
 
 if TYPE_CHECKING:
@@ -71,8 +69,11 @@ def log_root_from(environ: Mapping[str, str]) -> str | None:
 class PredictionRecorder:
     """Appends one record per scored file for one loaded model (``scorer``)."""
 
-    def __init__(self, data_root: str, scorer: Scorer, model_version: str, source: str) -> None:
+    def __init__(
+        self, data_root: str, scorer: Scorer, model_version: str, source: str, key: KeySource
+    ) -> None:
         self.root = as_upath(data_root)
+        self.key = key
         self.log = PredictionLog(self.root / LOG_FOLDER)
         self.scorer, self.model_version, self.source = scorer, model_version, source
         self._pseudonymizer: Pseudonymizer | None = None
@@ -81,7 +82,7 @@ class PredictionRecorder:
     def pseudonym(self, participant_id: str) -> str:
         if self._pseudonymizer is None:
             local = Path(str(self.root)) if is_local(self.root) else None
-            self._pseudonymizer = Pseudonymizer(load_pseudonym_key(data_root=local))
+            self._pseudonymizer = Pseudonymizer(self.key.load(local))
         return self._pseudonymizer.participant(participant_id)
 
     def summary(self, data: bytes) -> InputSummary | None:
@@ -168,21 +169,6 @@ def _row_bytes(row: dict[str, Any]) -> bytes | None:
     return None
 
 
-@contextmanager
-def prediction_log_off() -> Iterator[None]:
-    """No record while the block runs in this process (MLflow scoring the input example when
-    a model is logged is no prediction)."""
-    saved = os.environ.get(LOG_SWITCH_ENV)
-    os.environ[LOG_SWITCH_ENV] = "off"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(LOG_SWITCH_ENV, None)
-        else:
-            os.environ[LOG_SWITCH_ENV] = saved
-
-
 def recorder_for(
     scorer: Scorer, directory: Path, source: str, environ: Mapping[str, str]
 ) -> PredictionRecorder | None:
@@ -195,4 +181,8 @@ def recorder_for(
             DATA_DIR_ENV,
         )
         return None
-    return PredictionRecorder(root, scorer, model_version_of(directory), source)
+    key = KeySource(
+        environ.get(KEY_ENV, ""),
+        Path(environ.get("XDG_CONFIG_HOME", "").strip() or Path.home() / ".config"),
+    )
+    return PredictionRecorder(root, scorer, model_version_of(directory), source, key)

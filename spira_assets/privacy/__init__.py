@@ -29,6 +29,7 @@ from spira_assets.privacy.keys import (
     MAKE_KEY_HINT,
     MIN_KEY_BITS,
     MIN_KEY_LENGTH,
+    KeySource,
     PseudonymKeyError,
     check_pseudonym_key,
     demo_key,
@@ -36,7 +37,7 @@ from spira_assets.privacy.keys import (
     key_bits,
     load_pseudonym_key,
     local_key_file,
-    refuse_unusable_environment_key,
+    refuse_unusable_key,
     write_demo_key,
 )
 from spira_assets.privacy.pseudonyms import PSEUDONYM_SCHEME, Pseudonymizer
@@ -54,6 +55,7 @@ __all__ = [
     "MIN_KEY_LENGTH",
     "PSEUDONYM_SCHEME",
     "REDACTED",
+    "KeySource",
     "PseudonymKeyError",
     "Pseudonymizer",
     "Redactor",
@@ -69,7 +71,7 @@ __all__ = [
     "local_key_file",
     "normalize_identifier",
     "printable",
-    "refuse_unusable_environment_key",
+    "refuse_unusable_key",
     "separator_free",
     "write_demo_key",
 ]

@@ -8,6 +8,7 @@ import hashlib
 import math
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 KEY_ENV = "SPIRA_PSEUDONYM_KEY"
@@ -33,13 +34,28 @@ DEMO_KEY_REFUSED = (
 )
 
 
+@dataclass(frozen=True)
+class KeySource:
+    """Where a process that is given no resource takes its key from (the served model, the
+    CLI's prediction log): the key its environment sets (may be empty) and the config home of
+    a generated local key. The caller reads both (``environment.py``, or the environment the
+    serving process passes)."""
+
+    given: str
+    config_home: Path
+
+    def load(self, data_root: Path | None) -> str:
+        return load_pseudonym_key(self.given, data_root, self.config_home)
+
+
 class PseudonymKeyError(RuntimeError):
     """The pseudonym key is missing or too weak."""
 
 
-def local_key_file() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "spira_assets" / "pseudonym.key"
+def local_key_file(config_home: Path) -> Path:
+    """Where a generated local key lives under the user's config home (``environment.py``
+    gives ``$XDG_CONFIG_HOME`` or ``~/.config``): outside every repository and data root."""
+    return Path(config_home) / "spira_assets" / "pseudonym.key"
 
 
 # The demo corpus's own key: public, derived from the corpus seed, so that every machine that
@@ -81,15 +97,16 @@ def _demo_key_of(data_root: Path | None) -> str:
     return key
 
 
-def load_pseudonym_key(explicit: str | None = None, data_root: Path | None = None) -> str:
-    """The key: explicit value, else ``SPIRA_PSEUDONYM_KEY`` (never a demo key), else the demo
-    key of a data root the demo generated (``DEMO_KEY_FILE``), else a generated local key."""
-    given = (explicit or os.environ.get(KEY_ENV) or "").strip()
+def load_pseudonym_key(given: str | None, data_root: Path | None, config_home: Path) -> str:
+    """The key: ``given`` (a resource field or ``SPIRA_PSEUDONYM_KEY``, read by the caller:
+    ``environment.pseudonym_key``; never a demo key), else the demo key of a data root the demo
+    generated (``DEMO_KEY_FILE``), else the local key under ``config_home`` (generated once)."""
+    given = (given or "").strip()
     if given and is_demo_key(given):
         raise PseudonymKeyError(DEMO_KEY_REFUSED)
     key = given or _demo_key_of(data_root)
     if not key:
-        path = local_key_file()
+        path = local_key_file(config_home)
         if path.exists():
             key = path.read_text(encoding="utf-8").strip()
         else:
@@ -127,10 +144,10 @@ def check_pseudonym_key(key: str) -> None:
         )
 
 
-def refuse_unusable_environment_key() -> None:
-    """At start-up of a code location: a key set in the environment must pass
-    ``check_pseudonym_key`` before any run starts (a deployment always sets it)."""
-    key = os.environ.get(KEY_ENV, "").strip()
+def refuse_unusable_key(key: str) -> None:
+    """At start-up of a code location: the key the environment sets (a deployment always sets
+    it) must pass ``check_pseudonym_key`` before any run starts; none set passes."""
+    key = key.strip()
     if key:
         if is_demo_key(key):
             raise PseudonymKeyError(DEMO_KEY_REFUSED)
