@@ -23,6 +23,7 @@ from spira_assets.ingest.raw_audio import RawAudioResult, ingest_raw_audio
 from spira_assets.privacy import Pseudonymizer
 from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.raw_store import RawStore
+from spira_assets_tests.fresh_demo import FreshDemo, run_fresh_demo
 from spira_assets_tests.hygiene import current_defs_state_storage, leaked_defs_state_storage
 from spira_assets_tests.settings import LENIENT_GATE, SMALL_TRAINING
 
@@ -268,3 +269,19 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, evaluation_root: Pat
         )
         assert outcome.ok, outcome
     return root
+
+
+@pytest.fixture(scope="session")
+def fresh_demo(tmp_path_factory: pytest.TempPathFactory) -> FreshDemo:
+    """``spira demo`` once per session on a machine of its own: its own config home and
+    Dagster home, no pseudonym key in the environment (the demo corpus's own key is used).
+    Read-only for tests: copy its data root before changing anything."""
+    machine = tmp_path_factory.mktemp("demo-machine-a")
+    with environment(
+        SPIRA_PSEUDONYM_KEY=None,
+        SPIRA_DATA_DIR=None,
+        MLFLOW_TRACKING_URI=None,
+        XDG_CONFIG_HOME=str(machine / "config"),
+        DAGSTER_HOME=str(machine / "dagster_home"),
+    ):
+        return run_fresh_demo(machine)

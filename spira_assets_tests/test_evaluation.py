@@ -17,8 +17,8 @@ from spira_assets.evaluation.metrics import (
     metric_table,
     paired_difference,
     subgroup_table,
-    youden_threshold,
 )
+from spira_assets.ml.calibration import youden_threshold
 from spira_assets.ml.metrics import auroc
 
 RNG = np.random.default_rng(3)

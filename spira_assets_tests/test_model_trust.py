@@ -41,6 +41,7 @@ from spira_assets.privacy import (
 )
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.tables import MODEL_VERSIONS, VALIDATED_METADATA
+from spira_assets_tests.fresh_demo import DEMO_GROUP, FreshDemo, run_fresh_demo
 
 
 def overconfident(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -238,38 +239,26 @@ def test_predict_and_the_served_model_give_one_calibrated_decision_per_person(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(DEMO_GROUP)
 def test_two_fresh_demos_on_two_machines_give_the_same_split_and_metrics(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_demo: FreshDemo
 ) -> None:
-    """Two machines (each its own ~/.config, where a machine-made key would go) and no key in
-    the environment: the demo corpus's key makes the same pseudonyms, so the same split,
-    model and metrics (on the same number of torch threads)."""
-    from spira_assets.storage.tables import DATASET_SPLIT, EVALUATION_METRICS
-
+    """Two machines (each its own ~/.config, where a machine-made key would go, and Dagster
+    home) and no key in the environment: the demo corpus's key makes the same pseudonyms, so
+    the same split, model and metrics (on the same number of torch threads). Machine a is the
+    session's ``fresh_demo``; machine b runs here."""
     monkeypatch.delenv("SPIRA_PSEUDONYM_KEY", raising=False)
-    results = []
-    for machine in ("a", "b"):
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / machine / "config"))
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / machine / "dagster_home"))
-        data = tmp_path / machine / "data"
-        result = CliRunner().invoke(
-            main,
-            ["demo", "--data-dir", str(data), "--batches", "1", "--participants", "16",
-             "--seeds", "42", "--epochs", "2"],
-            catch_exceptions=False,
-        )  # fmt: skip
-        assert "demo pseudonym key" in result.output, result.output
-        lake = Lake(UPath(data / "lake"))
-        meta = lake.read_table(VALIDATED_METADATA)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "b" / "config"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "b" / "dagster_home"))
+    machines = (fresh_demo, run_fresh_demo(tmp_path / "b"))
+    for demo in machines:
+        assert demo.exit_code == 0 and "demo pseudonym key" in demo.output, demo.output
+        meta = Lake(UPath(demo.data / "lake")).read_table(VALIDATED_METADATA)
         assert set(meta.get_column("pseudonym_key_id")) == {Pseudonymizer(demo_key(7)).key_id}
-        split = lake.read_table(DATASET_SPLIT).select("audio_sha256", "participant", "split")
-        metrics = lake.read_table(EVALUATION_METRICS).select(
-            "model_version", "condition", "level", "metric", "value", "ci_low", "ci_high"
-        )
-        assert not metrics.is_empty(), result.output
-        results.append((split.sort("audio_sha256"), metrics.sort(pl.all())))
-    assert results[0][0].equals(results[1][0])
-    assert results[0][1].equals(results[1][1])
+        assert not demo.metrics.is_empty(), demo.output
+    assert machines[0].data != machines[1].data
+    assert machines[0].split.equals(machines[1].split)
+    assert machines[0].metrics.equals(machines[1].metrics)
 
 
 def test_evaluation_scores_a_file_as_spira_predict_does(champion_root: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS
+from spira_assets.evaluation.config import MIN_DEFINED_DRAWS
 from spira_assets.evaluation.metrics import aggregate, metric_table, threshold_metrics
 from spira_assets.ml.artifacts import kept_seeds
 from spira_assets.ml.protocol import PUBLISHED_NOISY_TEST

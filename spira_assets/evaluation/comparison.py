@@ -12,39 +12,20 @@ patients and controls it rests on and the share of bootstrap draws that were def
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
 import torch
 
-from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS, GateConfig, comparison_shortfall
+from spira_assets.evaluation.config import MIN_DEFINED_DRAWS
+from spira_assets.evaluation.gate import Comparison, GateConfig, comparison_shortfall
 from spira_assets.evaluation.metrics import aggregate, paired_difference
 from spira_assets.ml.scoring import ModelNotEvaluable, ModelUnderTest
 from spira_assets.ml.split import unseen_by
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.tables import EVALUATION_COMPARISONS
-
-NAN = float("nan")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    reference_version: str
-    role: str  # "champion" or "past champion"
-    participants: int = 0
-    recordings: int = 0
-    from_splits: str = ""
-    candidate_auroc: float = NAN
-    reference_auroc: float = NAN
-    difference: float = NAN
-    ci_low: float = NAN
-    ci_high: float = NAN
-    error: str | None = None
-    patients: int = 0  # participants unseen by both, by class
-    controls: int = 0
-    draws_defined: float = NAN  # share of the paired bootstrap's draws that were defined
 
 
 def _origins(subset: pl.DataFrame, candidate: ModelUnderTest, reference: ModelUnderTest) -> str:

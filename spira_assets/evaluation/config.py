@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Share of bootstrap draws that must be defined for an interval (evaluation and the gate).
+MIN_DEFINED_DRAWS = 0.95
+
 
 @dataclass(frozen=True)
 class EvaluationConfig:

@@ -20,16 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import polars as pl
 
-if TYPE_CHECKING:
-    from spira_assets.evaluation.comparison import Comparison
-
-
-# Share of bootstrap draws that must be defined for an interval (evaluation and the gate).
-MIN_DEFINED_DRAWS = 0.95
+from spira_assets.evaluation.config import MIN_DEFINED_DRAWS
 
 
 @dataclass(frozen=True)
@@ -124,6 +118,26 @@ def _floors(judged: _Criteria, auroc: float, sensitivity: float, config: GateCon
         sensitivity >= config.min_sensitivity,
         f"sensitivity {sensitivity:.3f} below the floor {config.min_sensitivity}",
     )
+
+
+# the candidate against one model that held the title, on people neither saw (made by
+# ``comparison.py``; judged here)
+@dataclass(frozen=True)
+class Comparison:
+    reference_version: str
+    role: str  # "champion" or "past champion"
+    participants: int = 0
+    recordings: int = 0
+    from_splits: str = ""
+    candidate_auroc: float = math.nan
+    reference_auroc: float = math.nan
+    difference: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    error: str | None = None
+    patients: int = 0  # participants unseen by both, by class
+    controls: int = 0
+    draws_defined: float = math.nan  # share of the paired bootstrap's draws that were defined
 
 
 def comparison_shortfall(c: Comparison, config: GateConfig) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_curve
+from sklearn.metrics import average_precision_score, brier_score_loss
 
 from spira_assets.evaluation.bootstrap import (
     draw_rows,
@@ -26,8 +26,7 @@ from spira_assets.evaluation.bootstrap import (
     weighted_auroc,
     weighted_metrics,
 )
-from spira_assets.evaluation.config import EVALUATION
-from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS
+from spira_assets.evaluation.config import EVALUATION, MIN_DEFINED_DRAWS
 from spira_assets.ml.calibration import Calibration
 from spira_assets.ml.metrics import auroc
 
@@ -110,18 +109,6 @@ def all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dic
         "brier": brier(labels, scores),
         "ece": expected_calibration_error(labels, scores),
     }
-
-
-def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold maximizing sensitivity + specificity - 1 over scikit-learn's ROC
-    curve (ties: the highest threshold); 0.5 without both classes."""
-    labels = np.asarray(labels).astype(bool)
-    if labels.all() or not labels.any():
-        return 0.5
-    fpr, tpr, thresholds = roc_curve(labels, np.asarray(scores, dtype=np.float64))
-    finite = np.isfinite(thresholds)
-    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
-    return float(thresholds[best])
 
 
 def aggregate(

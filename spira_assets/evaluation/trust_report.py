@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from spira_assets.evaluation.gate import MIN_DEFINED_DRAWS
+from spira_assets.evaluation.config import MIN_DEFINED_DRAWS
 from spira_assets.evaluation.metrics import bootstrap, brier, expected_calibration_error
 from spira_assets.ml.calibration import CALIBRATION_FILE, load_calibration
 

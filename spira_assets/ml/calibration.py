@@ -158,6 +158,20 @@ def sensitivity_threshold(labels: np.ndarray, scores: np.ndarray, target: float)
     return float(patients[needed - 1])
 
 
+def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold maximizing sensitivity + specificity - 1 over scikit-learn's ROC
+    curve (ties: the highest threshold); 0.5 without both classes."""
+    from sklearn.metrics import roc_curve  # not at import: resources import this module
+
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(labels, np.asarray(scores, dtype=np.float64))
+    finite = np.isfinite(thresholds)
+    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
+    return float(thresholds[best])
+
+
 def with_margin(threshold: float, conditions: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
     """``threshold`` moved halfway down to the highest control score below it (in any
     condition): no control changes side, so validation specificity is the same, and patients
@@ -187,8 +201,6 @@ def choose_operating_point(
         threshold = fixed_threshold
         chosen_on = "fixed by the training protocol (SPIRA rounds the mean probability: 0.5)"
     elif rule == "youden":
-        from spira_assets.evaluation.metrics import youden_threshold
-
         threshold = youden_threshold(labels, scores)
         chosen_on = f"validation recordings ({names}), Youden's J, when the model was trained"
     else:

@@ -185,6 +185,27 @@ def by_recording(
     return recordings.labels[groups], means
 
 
+def input_statistics(
+    recordings: RecordingSet, featurizer: Featurizer, device: torch.device, chunk: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-coefficient mean and standard deviation of the clean windows of ``recordings``
+    (the training split), accumulated in float64 over every frame of every window."""
+    rows = usable(recordings, featurizer)
+    total = squares = None
+    count = 0
+    for first in range(0, len(rows), chunk):
+        windows, _ = recording_windows(recordings, rows[first : first + chunk], featurizer, device)
+        frames = windows.reshape(-1, windows.shape[-1]).double().cpu()
+        total = frames.sum(0) if total is None else total + frames.sum(0)
+        squares = (frames**2).sum(0) if squares is None else squares + (frames**2).sum(0)
+        count += frames.shape[0]
+    if total is None or squares is None or count == 0:
+        raise ValueError("no training window to compute the input statistics from")
+    mean = total / count
+    std = (squares / count - mean**2).clamp(min=0).sqrt()
+    return mean.float(), std.float()
+
+
 def precision(config: TrainConfig, device: torch.device) -> AbstractContextManager[object]:
     """The forward pass's precision: bf16 autocast where the profile allows mixed precision and
     the device runs bf16 natively (CUDA; a CPU with AVX-512 BF16 or AMX, detected at run time),
@@ -225,8 +246,6 @@ def train(
     ).to(device)
     speed.prepare(model, seed)
     if model.scale is not None:
-        from spira_assets.ml.validation_fit import input_statistics
-
         model.scale.set(*(t.to(device) for t in input_statistics(train_set, featurizer, device)))
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

@@ -1,7 +1,7 @@
-"""What a trained network is fitted with on its validation split, after training: the input
-statistics before it (``input_statistics``), the calibration map and the operating point
-after it (``fit_scoring``). Used by training (``training_run.py``) and by reproduction, so a
-reproduced model is scored exactly as the original was."""
+"""What a trained network is fitted with on its validation split after training: the
+calibration map and the operating point (``fit_scoring``; the input statistics before
+training are ``train.input_statistics``). Used by training (``training_run.py``) and by
+reproduction, so a reproduced model is scored exactly as the original was."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from spira_assets.ml.scoring import per_recording_noise
 from spira_assets.ml.train import (
     Noise,
     by_recording,
-    recording_windows,
     usable,
     window_scores,
 )
@@ -32,27 +31,6 @@ from spira_assets.ml.train_config import TrainConfig
 # the fixed noise draw of validation recordings (per recording, by content): another salt
 # than the test's, so the operating point never sees the test's noisy audio
 VALIDATION_NOISE_SALT = 7
-
-
-def input_statistics(
-    recordings: RecordingSet, featurizer: Featurizer, device: torch.device, chunk: int = 16
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-coefficient mean and standard deviation of the clean windows of ``recordings``
-    (the training split), accumulated in float64 over every frame of every window."""
-    rows = usable(recordings, featurizer)
-    total = squares = None
-    count = 0
-    for first in range(0, len(rows), chunk):
-        windows, _ = recording_windows(recordings, rows[first : first + chunk], featurizer, device)
-        frames = windows.reshape(-1, windows.shape[-1]).double().cpu()
-        total = frames.sum(0) if total is None else total + frames.sum(0)
-        squares = (frames**2).sum(0) if squares is None else squares + (frames**2).sum(0)
-        count += frames.shape[0]
-    if total is None or squares is None or count == 0:
-        raise ValueError("no training window to compute the input statistics from")
-    mean = total / count
-    std = (squares / count - mean**2).clamp(min=0).sqrt()
-    return mean.float(), std.float()
 
 
 def recording_scores(
