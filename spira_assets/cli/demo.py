@@ -109,17 +109,15 @@ def demo(
 
 
 def _print_where_runs_are(dagster_url: str | None) -> None:
-    """Where the UI shows these runs: runs executed in this process are listed under Runs but
-    carry no code-location origin, so Overview's timeline (which draws a code location's
-    jobs) leaves them out; runs launched through the webserver are on it."""
+    """Where the UI shows these runs: the runs carry the code location's origin whether they
+    ran in this process or through the webserver (``app/runner.py``), so Overview's timeline,
+    the UI's first screen, draws them."""
     if dagster_url:
         click.echo(f"UI: {dagster_url}  (these runs are on Overview's timeline and under Runs)")
         return
-    click.echo("UI: make ui  ->  http://127.0.0.1:3000")
     click.echo(
-        "  these runs ran in this process: the UI lists them under Runs, not on Overview's "
-        "timeline, which shows runs launched through the webserver (with `make ui` running: "
-        "spira demo --dagster-url http://127.0.0.1:3000)"
+        "UI: make ui  ->  http://127.0.0.1:3000  (these runs are on its first screen, "
+        "Overview's timeline, and under Runs)"
     )
 
 
