@@ -64,6 +64,7 @@ from spira_assets_tests.ui_walkthrough import (
     shot,
     show_plot,
     text_of,
+    text_uncut,
     visible_at_width,
     wait_for_row,
 )
@@ -195,7 +196,7 @@ def _a_day_in_the_ui(port: int, warehouse: Warehouse) -> None:
         assert not page.get_by_text("Judges", exact=True).count()  # GenAI's side bar
 
         open_asset(page, port, "evaluation_report", expect="headline")
-        headline = row_text(page, "headline")
+        headline = text_uncut(page, "headline", "the evaluation's headline")
         assert "per recording: AUROC" in headline and "per participant: AUROC" in headline
         assert headline.count("95% CI") >= 6, headline
         wait_for_row(page, "metrics"), wait_for_row(page, "subgroups")
@@ -205,8 +206,8 @@ def _a_day_in_the_ui(port: int, warehouse: Warehouse) -> None:
         show_plot(page, plot_evaluation("noisy"))
 
         open_asset(page, port, "champion", expect="gate_criteria")
-        assert "per recording: AUROC" in row_text(page, "headline")
-        verdict = row_text(page, "gate_verdict")
+        assert "per recording: AUROC" in text_uncut(page, "headline", "the champion's headline")
+        verdict = text_uncut(page, "gate_verdict", "the gate's verdict")
         assert "first champion: non-inferiority did not apply" in verdict, verdict
         for key in ("evaluation_report", "model_card", "mlflow_run", "mlflow_model_version"):
             link(page, key)

@@ -1,4 +1,5 @@
-"""After ``spira demo``, ``make ui``'s first screen (Overview's timeline) shows the demo's runs.
+"""After ``spira demo``, ``make ui``'s first screen (Overview's timeline) shows the demo's runs,
+and the model's pages show their headlines whole.
 
 Dagster gives a run executed in the calling process no code-location origin, and the timeline
 draws only runs that have one: until 2026-12-05 a user who ran the demo and opened the UI saw
@@ -25,7 +26,13 @@ from spira_assets.app.runner import (
 )
 from spira_assets_tests.fresh_demo import DEMO_GROUP, FreshDemo
 from spira_assets_tests.servers import free_port, graphql, server
-from spira_assets_tests.ui_walkthrough import browser_page, dismiss_first_visit, shot
+from spira_assets_tests.ui_walkthrough import (
+    browser_page,
+    dismiss_first_visit,
+    open_asset,
+    shot,
+    text_uncut,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = """{ runsOrError { ... on Runs { results { runId jobName status tags { key value }
@@ -55,7 +62,7 @@ def test_the_origin_is_given_for_the_call_only() -> None:
 
 @pytest.mark.xdist_group(DEMO_GROUP)
 @pytest.mark.timeout(240)
-def test_the_first_screen_after_the_demo_shows_its_runs(
+def test_the_first_screen_shows_the_demos_runs_and_the_model_pages_their_headlines_whole(
     tmp_path: Path, fresh_demo: FreshDemo
 ) -> None:
     assert fresh_demo.exit_code == 0, fresh_demo.output
@@ -93,3 +100,13 @@ def test_the_first_screen_after_the_demo_shows_its_runs(
             for job in sorted(jobs):  # a job's row is drawn only when it has runs in view
                 page.get_by_text(job, exact=True).first.wait_for()
             shot(page, "overview_timeline.png")
+            # the model's pages lead with their headline, whole at 1600 px on the Overview
+            # tab (a wide table below once pushed it under the definition panel)
+            for asset, keys in (("evaluation_report", ["headline"]),
+                                ("champion", ["headline", "gate_verdict"])):  # fmt: skip
+                open_asset(page, port, asset, expect="headline")
+                for key in keys:
+                    said = text_uncut(page, key, f"{asset}'s {key}")
+                    assert said.count("95% CI") >= 6 or key == "gate_verdict", said
+                    # the demo's two-epoch model is refused (test_cli)
+                    assert asset != "champion" or said.startswith("REFUSED"), said

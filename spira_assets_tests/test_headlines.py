@@ -4,16 +4,19 @@ first, and rejections counted by file, not by the rows that only echo a rejected
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
 from upath import UPath
 
 from spira_assets.assets.headlines import (
+    LINE_CHARS,
     gate_verdict,
     key_columns_first,
     metrics_headline,
     rejection_summary,
+    short_lines,
 )
 from spira_assets.evaluation.comparison import Comparison
 from spira_assets.evaluation.gate import GateConfig, GateDecision
@@ -110,3 +113,27 @@ def test_the_reports_index_marks_the_champion_and_links_each_report() -> None:
     assert "<strong>champion</strong>" in champion_row and "champion" not in other_row
     assert "href='aaa/model_card.html'" in champion_row and "refused" in other_row
     assert "No champion yet" in reports_index(decisions, None)
+
+
+def test_long_verdicts_are_shown_in_short_lines_that_say_the_same() -> None:
+    """The UI cut a one-line headline mid-figure at 1600 px (issue 31): every line is short, in
+    the same words, and Markdown's special characters in a reason stay as written."""
+    gate = GateConfig()
+    head = Comparison(
+        reference_version="0123456789abcdef",
+        role="champion",
+        participants=30,
+        difference=-0.012,
+        ci_low=-0.04,
+        ci_high=0.02,
+    )
+    reasons = ["subgroup sex_f AUROC 0.61 < 0.70", "test sensitivity 0.52 < 0.80 *clean*"]
+    verdict = gate_verdict("m1", _decision(False, reasons), [head], "m0", gate)
+    shown = short_lines(verdict).value
+    lines = shown.split("  \n")
+    assert len(lines) > verdict.count("; ") + 1  # a clause longer than a line is wrapped too
+    assert all(len(line.replace("\\", "")) <= LINE_CHARS for line in lines), lines
+    unescaped = re.sub(r"\\(.)", r"\1", " ".join(lines))
+    assert unescaped == verdict.replace("; ", " "), unescaped
+    assert "sex\\_f" in shown and "\\*clean\\*" in shown  # no emphasis swallowed
+    assert short_lines("-0.5 to 1. below").value == "\\-0.5 to 1. below"  # not a list item

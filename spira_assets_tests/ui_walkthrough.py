@@ -142,6 +142,38 @@ def visible_at_width(page: Page, locator: Locator, what: str) -> None:
     assert box["x"] + box["width"] <= WIDTH, f"{what} is cut at {WIDTH} px: {box}"
 
 
+# The right edge of an element's text, and the nearest right edge that clips it (an ancestor
+# that hides or scrolls its overflow, or the window): a line past it is cut for the user.
+_TEXT_AND_CLIP = """element => {
+    const range = document.createRange();
+    const texts = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    let right = 0;
+    while (texts.nextNode()) {
+        range.selectNodeContents(texts.currentNode);
+        for (const line of range.getClientRects()) right = Math.max(right, line.right);
+    }
+    let clip = window.innerWidth;
+    for (let node = element.parentElement; node; node = node.parentElement) {
+        if (getComputedStyle(node).overflowX !== "visible") {
+            clip = Math.min(clip, node.getBoundingClientRect().right);
+        }
+    }
+    return [right, clip];
+}"""
+
+
+def text_uncut(page: Page, key: str, what: str) -> str:
+    """The value of metadata row ``key``, asserted shown whole at 1600 px: its text ends before
+    the edge that clips it (on an asset's Overview tab, the column beside the definition
+    panel; a wide table in another row widens the value column past it)."""
+    value = wait_for_row(page, key).first.locator("td").last
+    right, clip = value.evaluate(_TEXT_AND_CLIP)
+    assert right <= clip + 1, (
+        f"{what} is cut at {WIDTH} px: text to {right:.0f} px, shown to {clip:.0f}"
+    )
+    return value.inner_text()
+
+
 def column_header(page: Page, row_key: str, column: str) -> Locator:
     """The header of column ``column`` of the table shown in metadata row ``row_key`` (the
     element whose whole text is the column's name)."""

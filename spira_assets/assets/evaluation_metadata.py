@@ -12,8 +12,8 @@ import polars as pl
 from spira_assets.assets.headlines import (
     HEADLINE,
     KEY_METRICS,
+    headline,
     key_columns_first,
-    metrics_headline,
     model_links,
 )
 from spira_assets.assets.links import report_url
@@ -51,7 +51,7 @@ def report_metadata(
         ).iter_rows(named=True)
     }
     metadata: dict[str, Any] = {
-        HEADLINE: f"{version}: {metrics_headline(metrics)}",
+        HEADLINE: headline(version, metrics),
         "model_version": version,
         **model_links(
             mlflow_tracking.resolved_uri(),

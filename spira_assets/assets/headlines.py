@@ -4,14 +4,22 @@
 95 % intervals, per recording and per participant; ``champion`` then says what the gate did and
 why, including that non-inferiority did not apply to a first champion. Tables shown in the UI
 put the columns people read first (the UI cuts wide tables at the right edge).
+
+The headline and the verdict are Markdown, one figure or clause per short line: the UI runs a
+text value's line breaks together, and on an asset's Overview tab (whose metadata column is
+about 500 px wide beside the definition panel) a wide table below widens the value column past
+the panel, so a long line was cut mid-figure at 1600 px.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import dagster as dg
 import polars as pl
 
 from spira_assets.assets.links import mlflow_links
@@ -35,12 +43,12 @@ def _figure(value: float | None, low: float | None, high: float | None) -> str:
     return f"{value:.3f} (95% CI {low:.3f}-{high:.3f})"
 
 
-def metrics_headline(metrics: pl.DataFrame, condition: str = "clean") -> str:
-    """'clean test, per recording: AUROC 0.998 (95% CI 0.990-1.000), sensitivity ...; per
-    participant: ...' from the candidate's rows of ``evaluation_metrics``; a level the table
-    does not have is left out."""
+def metric_lines(metrics: pl.DataFrame, condition: str = "clean") -> list[str]:
+    """['per recording: AUROC 0.998 (95% CI 0.990-1.000)', 'per recording: sensitivity ...',
+    ..., 'per participant: ...'] from the candidate's rows of ``evaluation_metrics``; a level
+    the table does not have is left out."""
     rows = metrics.filter((pl.col("role") == "candidate") & (pl.col("condition") == condition))
-    parts = []
+    lines = []
     for level in LEVELS:
         found = {
             m: (v, lo, hi)
@@ -48,10 +56,50 @@ def metrics_headline(metrics: pl.DataFrame, condition: str = "clean") -> str:
             .select("metric", "value", "ci_low", "ci_high")
             .iter_rows()
         }
-        shown = [f"{NAMES[m]} {_figure(*found[m])}" for m in KEY_METRICS if m in found]
-        if shown:
-            parts.append(f"per {level}: " + ", ".join(shown))
+        lines += [
+            f"per {level}: {NAMES[m]} {_figure(*found[m])}" for m in KEY_METRICS if m in found
+        ]
+    return lines
+
+
+def metrics_headline(metrics: pl.DataFrame, condition: str = "clean") -> str:
+    """'clean test, per recording: AUROC 0.998 (95% CI 0.990-1.000), sensitivity ...; per
+    participant: ...': ``metric_lines`` in one line (logs, MLflow)."""
+    by_level: dict[str, list[str]] = {}
+    for line in metric_lines(metrics, condition):
+        level, figure = line.split(": ", 1)
+        by_level.setdefault(level, []).append(figure)
+    parts = [f"{level}: " + ", ".join(figures) for level, figures in by_level.items()]
     return f"{condition} test, " + "; ".join(parts) if parts else f"no {condition} metrics"
+
+
+LINE_CHARS = 60  # what the Overview tab's value column shows of a line at 1600 px, with room
+
+
+def short_lines(*paragraphs: str, width: int = LINE_CHARS) -> dg.MarkdownMetadataValue:
+    """Markdown showing each paragraph's clauses (split at '; ') on lines of at most ``width``
+    characters, the text itself unchanged (Markdown's special characters escaped)."""
+    lines = [
+        wrapped
+        for paragraph in paragraphs
+        for clause in paragraph.split("; ")
+        for wrapped in textwrap.wrap(clause, width, break_long_words=False) or [""]
+    ]
+    return dg.MetadataValue.md("  \n".join(_literal(line) for line in lines))
+
+
+def _literal(line: str) -> str:
+    """``line`` as Markdown that shows it as written: no emphasis, link or list item."""
+    escaped = re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", line)
+    escaped = re.sub(r"^(\d+)\.", r"\1\\.", escaped)  # not an ordered list's item
+    return re.sub(r"^([-+])", r"\\\1", escaped)  # nor a bullet
+
+
+def headline(
+    title: str, metrics: pl.DataFrame, condition: str = "clean"
+) -> dg.MarkdownMetadataValue:
+    """'PROMOTED 1a2b3c4d5e6f7a8b, clean test' then one line per key figure (``metric_lines``)."""
+    return short_lines(f"{title}, {condition} test", *metric_lines(metrics, condition))
 
 
 def gate_verdict(

@@ -17,9 +17,10 @@ from spira_assets.assets.headlines import (
     GATE_VERDICT,
     HEADLINE,
     gate_verdict,
+    headline,
     key_columns_first,
-    metrics_headline,
     model_links,
+    short_lines,
 )
 from spira_assets.assets.links import report_url
 from spira_assets.assets.presentation import table_metadata
@@ -256,8 +257,8 @@ def _gate_metadata(
     version, decision = outcome.version, outcome.decision
     md, html = card
     return {
-        HEADLINE: f"{verdict.split(':')[0]} {version}: {metrics_headline(metrics)}",
-        GATE_VERDICT: verdict,
+        HEADLINE: headline(f"{verdict.split(':')[0]} {version}", metrics),
+        GATE_VERDICT: short_lines(verdict),
         "candidate_version": version,
         "decision_id": decision_id,
         "decision": "passed" if decision.passed else "failed",
