@@ -15,7 +15,9 @@ landing sensor starts and print, from ``_READY``:
   - the total to the batch's last asset check and to the end of the run.
 ``--interval`` sets ``SPIRA_SENSOR_INTERVAL_S`` (the landing sensor's minimum interval);
 ``--deployment`` sets ``SPIRA_DEPLOYMENT`` (``local``: one process per step from a forkserver;
-``single-process``: every step in the run worker). Neither given: the platform's defaults.
+``single-process``: every step in the run worker); ``--dequeue-interval`` the run queue's poll
+(instance.yaml: 1 s since 2026-12-05; Dagster's default is 5). None given: the platform's
+defaults.
 The last line is ``cycle_s=<ready to last check> sensor_wait_s=<...> run_s=<...>``.
 """
 
@@ -59,6 +61,12 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=6)
     parser.add_argument("--interval", type=int, default=None, help="SPIRA_SENSOR_INTERVAL_S")
     parser.add_argument("--deployment", default=None, help="SPIRA_DEPLOYMENT")
+    parser.add_argument(
+        "--dequeue-interval",
+        type=int,
+        default=None,
+        help="the run queue's dequeue_interval_seconds (default: instance.yaml's)",
+    )
     parser.add_argument("--settle", type=float, default=20.0, help="seconds after the UI answers")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--events", action="store_true", help="also print the run's event log")
@@ -88,6 +96,17 @@ def main() -> None:
         port = free_port()
         python = sys.executable
         subprocess.run([python, "-m", "spira_assets.app.instance"], env=env, check=True, cwd=ROOT)
+        if args.dequeue_interval is not None:  # the file, no longer managed, is left as written
+            written = (home / "dagster.yaml").read_text().splitlines()[1:]
+            (home / "dagster.yaml").write_text(
+                "\n".join(
+                    f"  dequeue_interval_seconds: {args.dequeue_interval}"
+                    if line.strip().startswith("dequeue_interval_seconds:")
+                    else line
+                    for line in written
+                )
+                + "\n"
+            )
         started = time.perf_counter()
         ports = ["--port", str(port), "--mlflow-port", str(free_port())]
         log = (Path(tmp) / "ui.log").open("wb")

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 
 def free_port() -> int:
@@ -47,27 +48,54 @@ def server(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` in a new session (process group) until ``ready_url`` answers; on exit
     SIGTERM the group, then SIGKILL it if it has not stopped within 20 s."""
-    out = log.open("wb") if log else subprocess.DEVNULL
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        try:
-            wait_until_answers(ready_url, process, timeout_s)
-        except RuntimeError:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{command[0]} did not start:\n{tail}") from None
+    with servers([(command, ready_url, log)], env, cwd, timeout_s) as (process,):
         yield process
+
+
+Server = tuple[list[str], str, Path | None]  # command, the URL that answers once ready, its log
+
+
+@contextmanager
+def servers(
+    specs: list[Server], env: dict[str, str], cwd: Path, timeout_s: float = 120
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``server`` for several at once: all are started, then each is waited for, so their
+    start-up times overlap (the MLflow UI alone takes 10-20 s on 2 cores)."""
+    started: list[tuple[subprocess.Popen[bytes], IO[bytes] | None]] = []
+    try:
+        for command, _, log in specs:
+            out = log.open("wb") if log else None
+            process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=env,
+                stdout=out or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            started.append((process, out))
+        for (process, _), (command, ready_url, log) in zip(started, specs, strict=True):
+            try:
+                wait_until_answers(ready_url, process, timeout_s)
+            except RuntimeError:
+                tail = log.read_text()[-3000:] if log and log.exists() else ""
+                raise RuntimeError(f"{command[0]} did not start:\n{tail}") from None
+        yield [process for process, _ in started]
     finally:
-        try:
-            with suppress(ProcessLookupError):  # already gone
-                os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
-        if log:
-            out.close()  # type: ignore[union-attr]
+        for process, out in reversed(started):  # the last started (it may use the others) first
+            _stop(process)
+            if out is not None:
+                out.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    try:
+        with suppress(ProcessLookupError):  # already gone
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=20)
 
 
 def graphql(port: int, query: str, variables: dict[str, object] | None = None) -> dict[str, object]:

@@ -40,6 +40,7 @@ def test_instance_yaml_configures_queue_pool_and_retries(
         settings = instance.get_concurrency_config()
         assert settings.run_queue_config is not None
         assert settings.run_queue_config.max_concurrent_runs == 4
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # type: ignore[attr-defined]
         assert settings.pool_config.default_pool_limit == 1
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")  # a user's own file
     ensure_dagster_home()
@@ -128,7 +129,7 @@ def test_drifted_batch_fails_its_check_and_a_normal_one_passes(
     monkeypatch.setenv("SPIRA_DATA_DIR", str(root))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec = DemoSpec(
-        tmp_path / "new", batches=1, participants=24, seed=31, defect_rate=0.0, noise_files=1
+        tmp_path / "new", batches=1, participants=12, seed=31, defect_rate=0.0, noise_files=1
     )
     generate_corpus(spec, workers=1)
     shutil.copytree(tmp_path / "new" / "demo-001", root / "landing" / "normal-001")
@@ -136,12 +137,12 @@ def test_drifted_batch_fails_its_check_and_a_normal_one_passes(
         DemoSpec(
             tmp_path / "drift",
             1,
-            24,
+            12,
             32,
             defect_rate=0.0,
             noise_files=1,
             age_shift=35,
-            devices=("whatsapp",),
+            devices=("ios-app",),  # one device (WAV: quick to write and read)
         ),
         workers=1,
     )

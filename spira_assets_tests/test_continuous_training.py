@@ -51,7 +51,7 @@ from spira_assets.partitions import COLLECTION_BATCH
 from spira_assets.storage.lake import Lake
 from spira_assets.storage.layout import DataLayout
 from spira_assets.storage.warehouse import Warehouse
-from spira_assets_tests.servers import free_port, graphql, server
+from spira_assets_tests.servers import free_port, graphql, servers
 from spira_assets_tests.ui_walkthrough import (
     ARTIFACTS,
     browser_page,
@@ -256,7 +256,7 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
     drifted = tmp_path / "drifted"
     generate_corpus(
         DemoSpec(drifted, batches=1, participants=12, seed=71, defect_rate=0.0, noise_files=0,
-                 age_shift=35, devices=("whatsapp",)),
+                 age_shift=35, devices=("ios-app",)),
         workers=2,
     )  # fmt: skip
     shutil.move(drifted / "demo-001", uploads / "demo-003")
@@ -266,7 +266,11 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
     _land(uploads, landing, "demo-001")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the run queue polls every second, as make ui's instance.yaml (Dagster's 5 s was 6-8 s of
+    # this test per queued run)
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_queue:\n  dequeue_interval_seconds: 1\n"
+    )
     with dg.DagsterInstance.from_config(str(home)) as instance:  # known: the sensor skips it
         instance.add_dynamic_partitions(COLLECTION_BATCH, ["demo-001"])
     port, ports = free_port(), argparse.Namespace(mlflow_port=free_port(), reports_port=free_port())
@@ -289,10 +293,14 @@ def test_ui_sensors_retraining_and_drift_under_dagster_dev(tmp_path: Path) -> No
                "-p", str(port)]  # fmt: skip
     log = tmp_path / "dagster.log"
     warehouse = Warehouse(layout.warehouse, Lake(layout.lake))
-    with (
-        server(reports_server, env["SPIRA_REPORTS_URL"], env, ROOT),
-        server(mlflow_ui, env["SPIRA_MLFLOW_UI_URL"] + "/health", env, ROOT, tmp_path / "mlf.log"),
-        server(command, f"http://127.0.0.1:{port}/server_info", env, ROOT, log),
+    with servers(
+        [
+            (reports_server, env["SPIRA_REPORTS_URL"], None),
+            (mlflow_ui, env["SPIRA_MLFLOW_UI_URL"] + "/health", tmp_path / "mlf.log"),
+            (command, f"http://127.0.0.1:{port}/server_info", log),
+        ],
+        env,
+        ROOT,
     ):
         _wait_for_location(port, log)
         nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
