@@ -73,7 +73,7 @@ def test_evaluation_gate_card_history_and_predict(root: Path) -> None:
     second = materialize_shared(
         instance,
         TRAINING_ASSETS,
-        resources={"training": {**TRAINING, "seeds": [7]}, "evaluation": strict},
+        resources={"training": {**TRAINING, "seeds": [7], "max_epochs": 1}, "evaluation": strict},
     )
     assert second.failed_checks == ("champion:promotion_gate",)
     history = warehouse.query("SELECT * FROM promotions ORDER BY decided_at")

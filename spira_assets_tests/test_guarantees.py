@@ -152,7 +152,8 @@ def test_each_model_is_judged_on_its_own_split_and_against_people_neither_saw(
     champion = warehouse.query("SELECT candidate_version FROM promotions").item()
     champion_split = pl.read_parquet(trained / "models" / champion / "split.parquet")
     # the shares change: people the champion trained on are now in the current test split
-    shares = {**SMALL_TRAINING, "split": {"validation": 0.1, "test": 0.6}, "seeds": [7]}
+    shares = {**SMALL_TRAINING, "split": {"validation": 0.1, "test": 0.6}, "seeds": [7],
+              "max_epochs": 1}  # fmt: skip
     outcome = materialize_shared(
         instance, TRAINING_ASSETS, resources={"training": shares, "evaluation": LENIENT_GATE}
     )
@@ -211,7 +212,7 @@ def test_a_champion_that_cannot_be_evaluated_fails_the_gate(trained: Path) -> No
 
     # its model folder is gone
     shutil.move(trained / "models" / champion, trained / "moved-away")
-    other = {**SMALL_TRAINING, "seeds": [7]}
+    other = {**SMALL_TRAINING, "seeds": [7], "max_epochs": 1}  # its quality is not the subject
     outcome = materialize_shared(
         instance, TRAINING_ASSETS, resources={"training": other, "evaluation": LENIENT_GATE}
     )
