@@ -98,6 +98,21 @@ def fixture_environment(
 
 
 @pytest.fixture(autouse=True)
+def no_forkserver_from_an_earlier_test() -> None:
+    """Each test starts without this process's multiprocessing forkserver. A process has one,
+    started by the first multiprocess run with that moment's environment, which every later
+    step process inherits: a run's own variables (a PostgreSQL instance's credentials) never
+    reached its steps when an earlier test on the same pytest-xdist worker had started it (a
+    training step failed on missing DAGSTER_PG_* once the worker groups held). In production
+    each run has a fresh process, so this is the tests' concern only."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # type: ignore[attr-defined]
+    if server._forkserver_pid is not None:
+        server._stop()
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_instance_context() -> Iterator[None]:
     """A test that leaves a DagsterInstance entered fails (see ``hygiene.py``)."""
     before = current_defs_state_storage()
