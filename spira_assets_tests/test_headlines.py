@@ -14,7 +14,7 @@ from spira_assets.assets.headlines import (
     LINE_CHARS,
     gate_verdict,
     key_columns_first,
-    metrics_headline,
+    metric_lines,
     rejection_summary,
     short_lines,
 )
@@ -30,9 +30,11 @@ def test_the_metrics_headline_gives_every_key_figure_with_its_interval_at_both_l
     lake = Lake(UPath(champion_root / "lake"))
     version = lake.read_table(MODEL_VERSIONS)["model_version"][0]
     metrics = lake.read_part(EVALUATION_METRICS, version)
-    line = metrics_headline(metrics)
-    assert line.startswith("clean test, per recording: AUROC "), line
-    recording, participant = line.split("; per participant: ")
+    lines = metric_lines(metrics)
+    assert lines[0].startswith("per recording: AUROC "), lines
+    recording = "\n".join(line for line in lines if line.startswith("per recording: "))
+    participant = "\n".join(line for line in lines if line.startswith("per participant: "))
+    assert len(lines) == 6, lines
     for part in (recording, participant):
         for name in ("AUROC", "sensitivity", "specificity"):
             assert name in part, (name, part)

@@ -94,7 +94,7 @@ def _execute(
 
 
 # The code location of workspace.yaml (and deploy/compose/workspace.yaml), which the webserver
-# and the daemon load; test_runner holds both files to these names.
+# and the daemon load; test_demo_in_the_ui holds both files to these names.
 LOCATION_NAME = "spira_assets"
 DEFINITIONS_MODULE = "spira_assets.definitions"
 
@@ -118,7 +118,7 @@ def filed_under_code_location(instance: dg.DagsterInstance, job_name: str) -> It
     and the CLI's runs were missing from it (listed under Runs only). Both create their run
     through ``instance.create_run_for_job``, which takes the origin as an argument; for the
     duration of the call the instance's method is that method with the origin given. Pinned by
-    test_runner (the run's origin) and the browser walkthrough (the timeline)."""
+    test_demo_in_the_ui (each run's origin, then the timeline in Chromium)."""
     create = instance.create_run_for_job
     instance.create_run_for_job = functools.partial(  # type: ignore[method-assign]
         create, remote_job_origin=job_origin(job_name)

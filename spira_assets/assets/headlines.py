@@ -62,17 +62,6 @@ def metric_lines(metrics: pl.DataFrame, condition: str = "clean") -> list[str]:
     return lines
 
 
-def metrics_headline(metrics: pl.DataFrame, condition: str = "clean") -> str:
-    """'clean test, per recording: AUROC 0.998 (95% CI 0.990-1.000), sensitivity ...; per
-    participant: ...': ``metric_lines`` in one line (logs, MLflow)."""
-    by_level: dict[str, list[str]] = {}
-    for line in metric_lines(metrics, condition):
-        level, figure = line.split(": ", 1)
-        by_level.setdefault(level, []).append(figure)
-    parts = [f"{level}: " + ", ".join(figures) for level, figures in by_level.items()]
-    return f"{condition} test, " + "; ".join(parts) if parts else f"no {condition} metrics"
-
-
 LINE_CHARS = 60  # what the Overview tab's value column shows of a line at 1600 px, with room
 
 
