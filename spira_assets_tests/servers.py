@@ -65,14 +65,19 @@ def servers(
     try:
         for command, _, log in specs:
             out = log.open("wb") if log else None
-            process = subprocess.Popen(
-                command,
-                cwd=cwd,
-                env=env,
-                stdout=out or subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=cwd,
+                    env=env,
+                    stdout=out or subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError:  # not started: its log is closed here, the others below
+                if out is not None:
+                    out.close()
+                raise
             started.append((process, out))
         for (process, _), (command, ready_url, log) in zip(started, specs, strict=True):
             try:
